@@ -1,0 +1,43 @@
+"""The Encoder contract: features [B, T, F] plus lengths -> frames [B, T', D] plus lengths."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Encoder(nn.Module):
+    """Base class of every audio encoder.
+
+    Subclasses set three attributes in ``__init__``:
+
+    - ``dim``: width D of the output frames;
+    - ``frame_rate``: output frames per second;
+    - ``num_layers``: number of blocks whose outputs ``forward(layer=i)`` can return.
+
+    Frames past a clip's output length are padding: their values carry no meaning, and the
+    valid frames must not depend on them (nor on how much padding the batch has).
+    """
+
+    dim: int
+    frame_rate: float
+    num_layers: int
+
+    def forward(self, feats: Tensor, lengths: Tensor, layer: int = -1) -> tuple[Tensor, Tensor]:
+        """Encode a zero-padded batch.
+
+        Args:
+            feats: [B, T, F] features, zero-padded past each clip's length.
+            lengths: [B] number of valid input frames per clip.
+            layer: -1 for the final output (after the final norm); i in [0, num_layers)
+                for the output of block i.
+
+        Returns:
+            frames [B, T', D] and out_lengths [B], the number of valid output frames.
+        """
+        raise NotImplementedError
+
+
+def padding_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """Boolean [B, max_len] mask, True at the valid positions ``t < lengths[b]``."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

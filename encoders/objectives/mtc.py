@@ -1,0 +1,49 @@
+"""MTC: multi-tag classification with a frame-wise linear layer and BCE (the UTS paper's objective)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from encoders.base import padding_mask
+
+VERSION = "1"
+
+
+class MTC(nn.Module):
+    """Dropout, then a linear layer on every frame; logits averaged over the valid frames.
+
+    The clip logits are trained with binary cross-entropy against multi-hot targets
+    ``batch["targets"]`` [B, K], averaged over clips and tags.
+    """
+
+    needs = "tags"
+    VERSION = VERSION
+
+    def __init__(self, encoder_dim: int, num_tags: int, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder_dim, num_tags)
+
+    def clip_logits(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        """[B, K] mean of the frame logits over each clip's valid frames (0 for empty clips)."""
+        logits = self.head(self.dropout(frames)).float()  # [B, T, K]
+        valid = padding_mask(lengths, frames.shape[1])[..., None]
+        return (logits * valid).sum(dim=1) / lengths.clamp(min=1)[:, None]
+
+    def forward(self, batch: dict[str, Any], frames: Tensor, lengths: Tensor) -> dict[str, Any]:
+        """Loss and cheap metrics: mean logit of positive and negative tags, and precision@1."""
+        logits = self.clip_logits(frames, lengths)
+        targets = batch["targets"].to(logits.dtype)
+        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        with torch.no_grad():
+            pos = targets > 0.5
+            top1 = logits.argmax(dim=1, keepdim=True)
+            stats = torch.stack(  # the mean of an empty selection is nan
+                [logits[pos].mean(), logits[~pos].mean(), targets.gather(1, top1).mean()]
+            ).tolist()
+        metrics = dict(zip(("pos_logit", "neg_logit", "precision_at_1"), stats))
+        return {"loss": loss, **metrics}

@@ -1,0 +1,172 @@
+"""The ``harness`` command: run, plan, status and report a study.
+
+    harness run STUDY [--out DIR] [--executor local|debug]   run the study, or resume it
+    harness plan STUDY                                        the job graph, and what is done
+    harness status STUDY                                      each job: pending, running, done, failed
+    harness report STUDY                                      runs/<study>/report/
+
+Bad input (a malformed study file, an unknown key, a missing file) prints one line per
+problem and exits with code 2. A run whose jobs failed exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description="Run audio pre-training studies from a study file.")
+    sub = p.add_subparsers(dest="command")
+
+    def study_command(name: str, func, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("study", help="the study file (YAML)")
+        sp.add_argument("--out", type=Path, default=None, help="study output folder (default: runs/<study name>)")
+        sp.set_defaults(func=func)
+        return sp
+
+    run = study_command("run", cmd_run, "run a study, or resume it (complete jobs are skipped)")
+    run.add_argument("--executor", choices=["local", "debug"], default=None,
+                     help="where jobs run (default: the study's compute.executor)")
+    run.add_argument("--max-parallel", type=int, default=None, help="jobs at once (default: the study's, or CPU cores)")
+    run.add_argument("--no-progress", action="store_true", help="no progress display")
+    study_command("plan", cmd_plan, "show the job graph per stage: counts, keys and what is already done")
+    study_command("status", cmd_status, "show each job as pending, running, done or failed (with cause and log)")
+    study_command("report", cmd_report, "write the report (Markdown tables) to <out>/report/")
+    return p
+
+
+def _load(args):
+    from harness.dispatch import Layout, harness_home
+    from harness.graph import expand
+    from harness.study import load_study
+
+    study = load_study(args.study)
+    graph = expand(study.config)
+    out = args.out if args.out is not None else Path("runs") / study.name
+    return study, graph, Layout(out=Path(out), cache=harness_home())
+
+
+def cmd_run(args) -> int:
+    from harness.collect import write_results
+    from harness.dispatch import run_graph
+    from harness.store import atomic_write_json, atomic_write_text
+
+    started = time.time()
+    study, graph, layout = _load(args)
+    compute = study.config["compute"]
+    executor = args.executor or compute["executor"]
+    layout.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(layout.out / "study.yaml", study.path.read_text(encoding="utf-8"))
+    atomic_write_json(layout.out / "study.resolved.json", study.config)
+    print(f"study {study.name}: {len(graph)} jobs, output in {layout.out}", file=sys.stderr)
+    summary = run_graph(graph, layout, executor_kind=executor,
+                        max_parallel=args.max_parallel or compute["max_parallel"],
+                        timeout_min=compute["timeout_min"], progress=not args.no_progress)
+    results = write_results(graph, layout, study.name)
+    elapsed = time.time() - started
+    print(f"{len(summary.done)} jobs run, {len(summary.skipped)} already done, {len(summary.failed)} failed, "
+          f"{len(summary.blocked)} blocked, in {elapsed:.1f} s", file=sys.stderr)
+    print(f"results: {results}", file=sys.stderr)
+    if summary.failed:
+        for node_id, cause in summary.failed.items():
+            state = json.loads((layout.state_dir / f"{node_id.replace('/', '-')}.json").read_text())
+            print(f"FAILED {node_id} ({state.get('label')}): {cause}\n       log: {state.get('stderr')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_plan(args) -> int:
+    study, graph, layout = _load(args)
+    print(f"study {study.name} ({study.path}): {len(graph)} jobs; output {layout.out}")
+    for stage, nodes in graph.by_stage().items():
+        done = sum(layout.is_done(n) for n in nodes)
+        print(f"\n{stage}: {len(nodes)} jobs, {done} done, {len(nodes) - done} to run")
+        for node in nodes:
+            mark = "done" if layout.is_done(node) else "todo"
+            print(f"  {mark}  {node.key}  {node.label}")
+    return 0
+
+
+def job_states(graph, layout) -> list[dict]:
+    """The state of every node: done (in the store), else what its last dispatch recorded."""
+    rows = []
+    for node in graph:
+        row = {"id": node.id, "stage": node.stage, "key": node.key, "label": node.label, "state": "pending"}
+        if layout.is_done(node):
+            row["state"] = "done"
+        else:
+            path = layout.state_path(node)
+            if path.is_file():
+                saved = json.loads(path.read_text())
+                row.update({k: saved[k] for k in ("cause", "stderr", "job_id") if k in saved})
+                if saved["state"] == "failed":
+                    row["state"] = "failed"
+                elif saved["state"] == "running" and _alive(saved.get("job_id")):
+                    row["state"] = "running"
+        rows.append(row)
+    return rows
+
+
+def _alive(job_id: str | None) -> bool:
+    """Whether a local job's process (its id is the controller's pid) still runs."""
+    try:
+        os.kill(int(job_id), 0)
+        return True
+    except (TypeError, ValueError, ProcessLookupError, PermissionError):
+        return False
+
+
+def cmd_status(args) -> int:
+    study, graph, layout = _load(args)
+    rows = job_states(graph, layout)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    print(f"study {study.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for row in rows:
+        print(f"  {row['state']:<8} {row['stage']:<9} {row['key']}  {row['label']}")
+        if row["state"] == "failed":
+            print(f"           cause: {row.get('cause', '?')}\n           log:   {row.get('stderr', '?')}")
+    return 1 if counts.get("failed") else 0
+
+
+def cmd_report(args) -> int:
+    from harness.collect import RESULTS
+    from results.report import write_report
+
+    study, graph, layout = _load(args)
+    results = layout.out / RESULTS
+    if not results.is_file():
+        raise HarnessError(f"{results}: no results yet; run `harness run {args.study}` first")
+    out = write_report(results, layout.out / "report", title=study.config["report"]["title"] or study.name)
+    print(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Gather the records of completed probe nodes into ``runs/<study>/results.parquet``.
+
+One row per (run, task, head, pooling, metric), with the grid coordinates, the value on
+the test split, the test-set size, the chosen hyperparameters, the resolved config, the
+git commit and the package versions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.dispatch import Layout
+from harness.graph import Graph
+from harness.provenance import git_commit, package_versions
+from harness.store import canonical_json
+
+RESULTS = "results.parquet"
+
+
+def result_rows(graph: Graph, layout: Layout, study_name: str) -> list[dict[str, Any]]:
+    rows = []
+    versions = json.dumps(package_versions(), sort_keys=True)
+    commit = git_commit()
+    for node in graph:
+        if node.stage != "probe":
+            continue
+        record = layout.store_for("probe").record("probe", node.key)
+        if record is None:
+            continue
+        sweep = json.loads((layout.store.path("probe", node.key) / "sweep.json").read_text())
+        run = node.inputs["embed"].inputs["pretrain"]
+        c = node.coords
+        base = {
+            "study": study_name, "run_id": run.key, "run": _run_label(c),
+            "source": c.get("source"), "tag_system": c.get("tag_system"),
+            "tag_system_size": c.get("tag_system_size"), "objective": c.get("objective"),
+            "encoder": c.get("encoder"), "seed": c.get("seed"), "task": c.get("task"), "domain": c.get("domain"),
+            "probe_seed": c.get("probe_seed"), "split": "test", "n_test": record["outputs"]["n_test"],
+            "metric": sweep["metric"], "probe_key": node.key,
+            "config": canonical_json({"pretrain": run.config, "probe": node.config}),
+            "git_commit": commit, "versions": versions,
+        }
+        for (head, pooling), best in _best_per_head(sweep["heads"]).items():
+            rows.append({**base, "head": f"{head}-{pooling}", "value": float(best["test"]),
+                         "valid_value": float(best["valid"]),
+                         "hparams": canonical_json({k: best[k] for k in ("lr", "weight_decay") if k in best})})
+    return rows
+
+
+def _best_per_head(heads: list[dict]) -> dict[tuple[str, str], dict]:
+    """For each head type and pooling, the hyperparameters chosen on validation."""
+    best: dict[tuple[str, str], dict] = {}
+    for h in heads:  # heads come in sweep order; ties keep the first (smaller lr / wd)
+        group = (h.get("head", "linear"), h.get("pooling", "mean"))
+        if group not in best or h["valid"] > best[group]["valid"]:
+            best[group] = h
+    return best
+
+
+def _run_label(c: dict) -> str:
+    label = c.get("objective", "?")
+    if c.get("tag_system") not in (None, "-"):
+        label += f" {c['tag_system']}"
+    if c.get("source") not in (None, "-"):
+        label = f"{c['source']}/{label}"
+    return f"{label} s{c.get('seed', 0)}"
+
+
+def write_results(graph: Graph, layout: Layout, study_name: str) -> Path:
+    """Write the results table atomically; returns its path."""
+    import pandas as pd
+
+    from harness.store import atomic_write_bytes
+
+    rows = result_rows(graph, layout, study_name)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values(["run", "task", "head", "probe_seed"], kind="stable").reset_index(drop=True)
+    path = layout.out / RESULTS
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

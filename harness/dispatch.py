@@ -1,0 +1,191 @@
+"""Where jobs run: submitit executors (local, debug; slurm later) and the scheduler.
+
+The scheduler submits every node whose inputs are complete, at most ``max_parallel`` at
+a time, and waits. Nodes already complete in the store are never submitted. A failed
+node is recorded with its cause and log path; nodes that depend on it are skipped and
+the rest of the graph goes on. The same :class:`~harness.job.StageJob` runs under every
+executor, so a local run takes the code path a cluster run takes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.graph import SHARED_STAGES, Graph, Node
+from harness.job import StageJob
+from harness.store import Store, atomic_write_json
+
+
+@dataclass
+class Layout:
+    """Where a study's files live."""
+
+    out: Path  # runs/<study>/
+    cache: Path  # $HARNESS_HOME
+
+    @property
+    def store(self) -> Store:
+        return Store(self.out / "store")
+
+    @property
+    def shared_store(self) -> Store:
+        return Store(self.cache / "store")
+
+    def store_for(self, stage: str) -> Store:
+        return self.shared_store if stage in SHARED_STAGES else self.store
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out / "state"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.out / "logs"
+
+    def state_path(self, node: Node) -> Path:
+        return self.state_dir / f"{node.stage}-{node.key}.json"
+
+    def is_done(self, node: Node) -> bool:
+        return self.store_for(node.stage).is_done(node.stage, node.key)
+
+
+def harness_home() -> Path:
+    return Path(os.environ.get("HARNESS_HOME", Path.home() / ".cache" / "harness")).expanduser()
+
+
+def make_job(node: Node, layout: Layout, progress: bool = False) -> StageJob:
+    return StageJob(
+        stage=node.stage, key=node.key, config=node.config, runtime=node.runtime, version=node.version,
+        coords=node.coords,
+        inputs={name: (dep.stage, dep.key, str(layout.store_for(dep.stage).root)) for name, dep in node.inputs.items()},
+        store_root=str(layout.store_for(node.stage).root), cache_dir=str(layout.cache), progress=progress,
+    )
+
+
+def make_executor(kind: str, layout: Layout, timeout_min: float):
+    import submitit
+
+    folder = layout.log_dir / "%j"
+    if kind == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=timeout_min)
+    elif kind == "debug":
+        executor = submitit.DebugExecutor(folder=folder)
+    else:
+        raise ValueError(f"unknown executor {kind!r}")
+    return executor
+
+
+@dataclass
+class RunSummary:
+    done: list[Node] = field(default_factory=list)  # completed in this run
+    skipped: list[Node] = field(default_factory=list)  # already complete before it
+    failed: dict[str, str] = field(default_factory=dict)  # node id -> cause
+    blocked: list[Node] = field(default_factory=list)  # not run: an input failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+
+def run_graph(graph: Graph, layout: Layout, executor_kind: str = "local", max_parallel: int | None = None,
+              timeout_min: float = 240, progress: bool = True) -> RunSummary:
+    """Run every incomplete node of the graph; return what happened."""
+    from harness.progress import GraphProgress
+
+    summary = RunSummary()
+    pending: list[Node] = []
+    for node in graph:
+        (summary.skipped if layout.is_done(node) else pending).append(node)
+    if not pending:
+        return summary
+    max_parallel = max_parallel or os.cpu_count() or 1
+    if executor_kind == "debug":
+        max_parallel = 1
+    executor = make_executor(executor_kind, layout, timeout_min)
+    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    done_ids = {n.id for n in summary.skipped}
+    running: dict[str, tuple[Node, Any]] = {}
+
+    with GraphProgress(graph, done_ids, enabled=progress) as bar:
+        while pending or running:
+            for node in list(pending):  # skip nodes whose inputs failed
+                if any(dep.id in summary.failed or dep in summary.blocked for dep in node.inputs.values()):
+                    pending.remove(node)
+                    summary.blocked.append(node)
+                    bar.advance(node, "blocked")
+            for node in list(pending):
+                if len(running) >= max_parallel:
+                    break
+                if all(dep.id in done_ids for dep in node.inputs.values()):
+                    pending.remove(node)
+                    job = executor.submit(make_job(node, layout, progress=executor_kind == "debug" and progress))
+                    _write_state(layout, node, "running", job=job)
+                    running[node.id] = (node, job)
+            for node_id, (node, job) in list(running.items()):
+                finished, cause = _poll(job, executor_kind)
+                if not finished:
+                    continue
+                del running[node_id]
+                if cause is None and layout.is_done(node):
+                    done_ids.add(node.id)
+                    summary.done.append(node)
+                    _write_state(layout, node, "done", job=job)
+                    bar.advance(node, "done")
+                else:
+                    cause = cause or "the job ended without publishing its output"
+                    summary.failed[node.id] = cause
+                    _write_state(layout, node, "failed", job=job, cause=cause)
+                    bar.advance(node, "failed", cause)
+            if running:
+                time.sleep(0.2)
+    return summary
+
+
+def _poll(job: Any, executor_kind: str) -> tuple[bool, str | None]:
+    """(finished, cause of failure or None)."""
+    if executor_kind == "debug":
+        # DebugExecutor runs the job in this process now. On a terminal, result() opens pdb
+        # on an exception (that is what debug mode is for); otherwise just record it.
+        if sys.stdin.isatty():
+            try:
+                job.result()
+                return True, None
+            except Exception as exc:  # noqa: BLE001 - reported, not swallowed
+                return True, _describe(exc)
+        exc = job.exception()
+        return True, (_describe(exc) if exc is not None else None)
+    if not job.done():
+        return False, None
+    exc = job.exception()
+    return True, (_describe(exc) if exc is not None else None)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line: the innermost error of a job's traceback."""
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):  # submitit wraps the remote traceback in its message
+        if not line.startswith((" ", "\t")) and ("Error" in line or "Exception" in line or ":" in line):
+            return line.strip()[:500]
+    return (lines[-1] if lines else type(exc).__name__)[:500] or "".join(traceback.format_exception_only(exc)).strip()
+
+
+def _write_state(layout: Layout, node: Node, state: str, job: Any = None, cause: str | None = None) -> None:
+    record: dict[str, Any] = {"id": node.id, "stage": node.stage, "key": node.key, "label": node.label,
+                              "state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if job is not None:
+        record["job_id"] = str(job.job_id)
+        paths = getattr(job, "paths", None)
+        if paths is not None:
+            record["stdout"] = str(paths.stdout).replace("%t", "0")
+            record["stderr"] = str(paths.stderr).replace("%t", "0")
+    if cause:
+        record["cause"] = cause
+    atomic_write_json(layout.state_path(node), record)

@@ -1,0 +1,158 @@
+"""Expand a study into its job graph.
+
+sources × tag-system sizes × objectives × seeds, then × tasks:
+
+    dataset ─▶ captions ─▶ tags ─▶ tagsystem(K) ─▶ pretrain(objective, encoder, seed)
+                                                      ─▶ embed(task, layer) ─▶ probe(task, sweep)
+
+Objectives that do not train on tags (captions, labels, none) are not multiplied by the
+tag-system size. Each node's key hashes its resolved config, the keys of its inputs and
+the version of the component that runs it, so equal work has equal keys: nodes are
+deduplicated across the grid, and a changed setting re-runs only what lies downstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from harness import components, tasks as task_registry
+from harness.store import digest, file_digest
+
+STAGES = ["dataset", "captions", "tags", "tagsystem", "pretrain", "embed", "probe"]
+SHARED_STAGES = {"dataset"}  # live in the shared cache ($HARNESS_HOME), not in the study folder
+
+
+@dataclass(frozen=True)
+class Node:
+    """One job: a pure function of its config and its inputs."""
+
+    stage: str
+    key: str
+    config: dict[str, Any]
+    inputs: dict[str, "Node"]
+    version: str
+    coords: dict[str, Any] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)  # settings that never change the output
+
+    @property
+    def id(self) -> str:
+        return f"{self.stage}/{self.key}"
+
+    @property
+    def label(self) -> str:
+        c = self.coords
+        parts = [str(c[k]) for k in ("source", "objective", "tag_system", "seed", "task") if c.get(k) not in (None, "")]
+        return " ".join(parts) or self.stage
+
+
+def make_node(stage: str, config: dict, inputs: dict[str, Node], version: str,
+              coords: dict | None = None, runtime: dict | None = None) -> Node:
+    key = digest({"stage": stage, "config": config, "version": version,
+                  "inputs": {name: node.id for name, node in sorted(inputs.items())}})
+    return Node(stage, key, config, inputs, version, coords or {}, runtime or {})
+
+
+@dataclass
+class Graph:
+    """Nodes in a topological order (every node after its inputs), deduplicated by id."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    def add(self, node: Node) -> Node:
+        for dep in node.inputs.values():
+            self.add(dep)
+        return self.nodes.setdefault(node.id, node)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes.values())
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def by_stage(self) -> dict[str, list[Node]]:
+        out: dict[str, list[Node]] = {s: [] for s in STAGES}
+        for node in self:
+            out[node.stage].append(node)
+        return {s: n for s, n in out.items() if n}
+
+
+def tag_system_name(size: int | None = None, file: str | None = None) -> str:
+    from pathlib import Path
+
+    return f"K={size}" if size is not None else Path(file).stem
+
+
+def expand(config: dict[str, Any]) -> Graph:
+    """The job graph of a validated study config."""
+    graph = Graph()
+    pre, probes, tagging = config["pretrain"], config["probes"], config["tagging"]
+    runtime = {"threads": config["compute"]["threads_per_job"]}
+    encoder_cfg = {"name": pre["encoder"]["name"], "size": pre["encoder"]["size"], **pre["encoder"]["options"]}
+    encoder_version = components.encoder_version(encoder_cfg["name"])
+    train_cfg = {k: pre[k] for k in ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip",
+                                      "grad_accum", "specaugment")}
+    features = components.FEATURES
+
+    runs: list[Node] = []
+    for src in config["data"]["sources"]:
+        dataset = dataset_node(src["kind"], {"seed": src["seed"], "scale": src["scale"]})
+        coords = {"source": src["name"]}
+        captions = make_node("captions", dict(tagging["captioner"]), {"dataset": dataset},
+                             components.stage_version("captions"), coords)
+        tags = make_node("tags", dict(tagging["parser"]), {"captions": captions},
+                         components.parser_version(tagging["parser"]["backend"]), coords)
+        tag_systems = [make_node("tagsystem", {"size": k}, {"tags": tags}, components.tagsystem_version(),
+                                 {**coords, "tag_system": tag_system_name(size=k), "tag_system_size": k})
+                       for k in tagging["sizes"]]
+        tag_systems += [make_node("tagsystem", {"file": f, "sha256": file_digest(f)}, {}, components.tagsystem_version(),
+                                  {**coords, "tag_system": tag_system_name(file=f)})
+                        for f in tagging["files"]]
+        for objective in pre["objectives"]:
+            needs = components.objective_needs(objective["name"])
+            obj_cfg = {"name": objective["name"], **objective["options"]}
+            for ts in (tag_systems if needs == "tags" else [None]):
+                for seed in pre["seeds"]:
+                    inputs = {"dataset": dataset}
+                    if ts is not None:
+                        inputs.update(tags=tags, tagsystem=ts)
+                    if needs == "captions":
+                        inputs["captions"] = captions
+                    run_coords = {**(ts.coords if ts else coords), "objective": objective["name"], "seed": seed,
+                                  "encoder": f"{encoder_cfg['name']}-{encoder_cfg['size']}"}
+                    runs.append(make_node(
+                        "pretrain",
+                        {"encoder": encoder_cfg, "objective": obj_cfg, "train": train_cfg, "seed": seed,
+                         "features": features},
+                        inputs, f"{encoder_version}+{components.objective_version(objective['name'])}", run_coords,
+                        {**runtime, "checkpoint_every": pre["checkpoint_every"]}))
+    for baseline in pre["baselines"]:  # a randomly initialised encoder: no data, no training
+        for seed in pre["seeds"]:
+            runs.append(make_node("pretrain", {"encoder": encoder_cfg, "objective": {"name": baseline}, "seed": seed,
+                                               "features": features},
+                                  {}, encoder_version,
+                                  {"source": "-", "objective": baseline, "seed": seed, "tag_system": "-",
+                                   "encoder": f"{encoder_cfg['name']}-{encoder_cfg['size']}"}, runtime))
+
+    probe_cfg = {k: probes[k] for k in ("heads", "poolings", "lrs", "weight_decays", "epochs", "batch_size")}
+    for run in runs:
+        graph.add(run)
+        for task_name in probes["tasks"]:
+            task = task_registry.load_task(task_name)
+            task_data = dataset_node(task["adapter"], task["args"])
+            embed = make_node("embed", {"task": task, "layer": probes["layer"], "features": features},
+                              {"pretrain": run, "data": task_data}, components.stage_version("embed"),
+                              {**run.coords, "task": task_name, "domain": task["domain"]}, runtime)
+            for probe_seed in probes["seeds"]:
+                graph.add(make_node("probe", {**probe_cfg, "seed": probe_seed, "task": task},
+                                    {"embed": embed}, components.stage_version("probe"),
+                                    {**embed.coords, "probe_seed": probe_seed}, runtime))
+    return graph
+
+
+def dataset_node(kind: str, args: dict[str, Any]) -> Node:
+    """A generated or adapted dataset (shared across studies)."""
+    if kind != "minisuite":
+        raise ValueError(f"unknown dataset kind {kind!r}")
+    config = {"kind": kind, "seed": int(args.get("seed", 0)), "scale": float(args.get("scale", 1.0))}
+    return make_node("dataset", config, {}, components.minisuite_version(), {"dataset": kind})

@@ -1,0 +1,127 @@
+"""The callable that submitit runs for every node, locally or on a cluster.
+
+A :class:`StageJob` holds only plain data (it is pickled by submitit). In the job
+process it takes the node's lock, returns at once if the node is already complete, runs
+the stage function in the node's work folder, and publishes the folder with its
+completion record. ``checkpoint()`` requeues the same job; stages that can resume
+(pre-training) pick up their own checkpoint from the work folder, which survives.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.store import Store
+
+# Stage name -> "module:function". Modules are imported inside the job only.
+STAGE_FUNCTIONS = {
+    "dataset": "harness.stages.dataset:run",
+    "captions": "harness.stages.captions:run",
+    "tags": "harness.stages.tags:run",
+    "tagsystem": "harness.stages.tagsystem:run",
+    "pretrain": "harness.stages.pretrain:run",
+    "embed": "harness.stages.embed:run",
+    "probe": "harness.stages.probe:run",
+}
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """A completed input node, as a stage sees it."""
+
+    stage: str
+    key: str
+    path: Path
+
+    @property
+    def record(self) -> dict[str, Any]:
+        import json
+
+        return json.loads((self.path / "_done.json").read_text())
+
+
+@dataclass
+class StageContext:
+    """Everything a stage function may use."""
+
+    stage: str
+    key: str
+    config: dict[str, Any]
+    runtime: dict[str, Any]
+    inputs: dict[str, InputRef]
+    workdir: Path
+    cache_dir: Path  # $HARNESS_HOME: shared, content-addressed caches (features, embeddings)
+    progress: bool = False
+    coords: dict[str, Any] = field(default_factory=dict)
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {self.stage}/{self.key[:8]}: {message}", flush=True)
+
+
+@dataclass
+class StageJob:
+    """A picklable job for one node of the graph."""
+
+    stage: str
+    key: str
+    config: dict[str, Any]
+    runtime: dict[str, Any]
+    version: str
+    coords: dict[str, Any]
+    inputs: dict[str, tuple[str, str, str]]  # name -> (stage, key, store root)
+    store_root: str
+    cache_dir: str
+    progress: bool = False
+
+    def __call__(self) -> dict[str, Any]:
+        store = Store(self.store_root)
+        with store.lock(self.stage, self.key):
+            record = store.record(self.stage, self.key)
+            if record is not None:
+                return record
+            work = store.work_path(self.stage, self.key)
+            work.mkdir(parents=True, exist_ok=True)
+            self._set_threads()
+            ctx = StageContext(
+                stage=self.stage, key=self.key, config=self.config, runtime=self.runtime,
+                inputs={name: InputRef(s, k, Store(root).path(s, k)) for name, (s, k, root) in self.inputs.items()},
+                workdir=work, cache_dir=Path(self.cache_dir), progress=self.progress, coords=self.coords,
+            )
+            started = time.time()
+            outputs = stage_function(self.stage)(ctx) or {}
+            record = {
+                "stage": self.stage, "key": self.key, "version": self.version, "config": self.config,
+                "coords": self.coords, "inputs": {n: f"{s}/{k}" for n, (s, k, _) in self.inputs.items()},
+                "outputs": outputs, "seconds": round(time.time() - started, 3),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
+                "python": platform.python_version(),
+            }
+            store.commit(self.stage, self.key, record)
+            return record
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit calls this on preemption or timeout: requeue the same job, which resumes."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+    def _set_threads(self) -> None:
+        threads = int(self.runtime.get("threads", 1))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        if "torch" in sys.modules or self.stage in ("pretrain", "embed", "probe"):
+            import torch
+
+            torch.set_num_threads(threads)
+
+
+def stage_function(stage: str) -> Callable[[StageContext], dict[str, Any] | None]:
+    module, name = STAGE_FUNCTIONS[stage].split(":")
+    return getattr(importlib.import_module(module), name)

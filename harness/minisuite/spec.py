@@ -1,0 +1,86 @@
+"""What the mini suite contains: probe tasks, their classes, and clip counts (no heavy imports)."""
+
+from __future__ import annotations
+
+from harness.minisuite.vocab import ENV_EVENTS, LANGUAGES
+
+SPEAKERS: dict[str, tuple[str, int, int, int]] = {
+    "m1_p40_r165": ("en+m1", 40, 165, 50),
+    "m3_p60_r190": ("en+m3", 60, 190, 70),
+    "m7_p25_r140": ("en+m7", 25, 140, 35),
+    "m2_p48_r205": ("en-us+m2", 48, 205, 60),
+    "f1_p68_r170": ("en+f1", 68, 170, 60),
+    "f2_p82_r150": ("en+f2", 82, 150, 80),
+    "f4_p72_r200": ("en-us+f4", 72, 200, 45),
+    "f5_p58_r135": ("en+f5", 58, 135, 65),
+}
+"""Speakers of ``speech_speaker``: label -> (espeak voice, pitch, rate in wpm, pitch range)."""
+
+FAMILY_NAMES = ("piano", "organ", "guitar", "bass", "strings", "brass", "reed", "pipe")
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+TASKS: dict[str, dict] = {
+    "speech_speaker": {
+        "domain": "speech",
+        "kind": "multiclass",
+        "classes": list(SPEAKERS),
+        "description": "Which of 8 espeak-ng speakers (voice variant + pitch + rate, English) reads a sentence.",
+    },
+    "speech_language": {
+        "domain": "speech",
+        "kind": "multiclass",
+        "classes": list(LANGUAGES),
+        "description": "Spoken language of a sentence; voice variant, pitch and rate vary at random.",
+    },
+    "music_instrument": {
+        "domain": "music",
+        "kind": "multiclass",
+        "classes": list(FAMILY_NAMES),
+        "description": "General MIDI instrument family (5 programs each) playing a random phrase.",
+    },
+    "music_pitch": {
+        "domain": "music",
+        "kind": "multiclass",
+        "classes": list(PITCH_CLASSES),
+        "description": "Pitch class of one sustained note; octave and instrument at random.",
+    },
+    "env_event": {
+        "domain": "environment",
+        "kind": "multiclass",
+        "classes": list(ENV_EVENTS),
+        "description": "Which of 8 procedurally synthesised environmental sounds is heard.",
+    },
+}
+"""Probe tasks: name -> domain, kind, classes and a one-line description."""
+
+CLIPS_PER_CLASS = {
+    "speech_speaker": 30,
+    "speech_language": 40,
+    "music_instrument": 30,
+    "music_pitch": 30,
+    "env_event": 40,
+}
+"""Clips per class at ``scale=1`` (rounded to a multiple of 5 so 60/20/20 splits are exact)."""
+
+POOL_CLIPS = 800
+"""Pre-training scenes at ``scale=1``."""
+
+SPLITS = (("train", 0.6), ("valid", 0.2), ("test", 0.2))
+
+SENTENCE_BUCKETS = {
+    "pool": frozenset(range(5)),
+    "train": frozenset({5, 6, 7}),
+    "valid": frozenset({8}),
+    "test": frozenset({9}),
+}
+"""Hash buckets of sentences per use: pool, probe train, valid and test never share a sentence."""
+
+
+def clips_per_class(task: str, scale: float) -> int:
+    """Clips per class of ``task`` at ``scale``: a multiple of 5, at least 5."""
+    return max(5, 5 * round(CLIPS_PER_CLASS[task] * scale / 5))
+
+
+def pool_clips(scale: float) -> int:
+    """Pre-training scenes at ``scale`` (at least 10)."""
+    return max(10, round(POOL_CLIPS * scale))

@@ -1,0 +1,109 @@
+"""Content-addressed store: ``<root>/<stage>/<key>/`` with an atomic completion record.
+
+A node's key hashes its resolved config, the keys of its inputs and the version of the
+component that runs it. A job builds its output in ``<key>.work/`` and, when finished,
+writes the completion record there and renames the folder to ``<key>/`` in one atomic
+step: a folder named by its key is always complete. A per-key lock file makes two
+processes that run the same node (say, an orphan of a killed run and its rerun) take
+turns instead of writing over each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+RECORD = "_done.json"
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(obj: Any, length: int = 16) -> str:
+    """A short sha256 of an object's canonical JSON."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The full sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+class Store:
+    """Folders of completed nodes under one root."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def work_path(self, stage: str, key: str) -> Path:
+        return self.root / stage / f"{key}.work"
+
+    def is_done(self, stage: str, key: str) -> bool:
+        return (self.path(stage, key) / RECORD).is_file()
+
+    def record(self, stage: str, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path(stage, key) / RECORD).read_text())
+        except FileNotFoundError:
+            return None
+
+    @contextlib.contextmanager
+    def lock(self, stage: str, key: str) -> Iterator[None]:
+        """Exclusive lock on a node; blocks while another process holds it."""
+        lock_path = self.root / stage / f"{key}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def commit(self, stage: str, key: str, record: dict[str, Any]) -> Path:
+        """Write the completion record into the work folder, then publish it atomically."""
+        work, final = self.work_path(stage, key), self.path(stage, key)
+        atomic_write_json(work / RECORD, record)
+        if final.exists():  # only possible for a folder left by a foreign tool: replace it
+            shutil.rmtree(final)
+        os.rename(work, final)
+        return final

@@ -1,0 +1,72 @@
+"""The probe-task registry: one small YAML file per task under ``probes/tasks/``.
+
+A task file gives name, version, domain, kind, metric, splits and the source adapter
+with its arguments; ``include:`` makes a variant a few lines long. The registry reads
+YAML only (no torch), so validating a study stays fast. Extra task folders can be
+added with the ``HARNESS_TASK_PATH`` environment variable (``os.pathsep``-separated).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.errors import StudyError
+from harness.schema import Any_, Context, Map, Num, Obj, Str
+from harness.yamlio import display, load_with_includes
+
+DOMAINS = ["speech", "music", "environment"]
+KINDS = ["multiclass", "multilabel", "retrieval", "zero-shot"]
+
+TASK = Obj({
+    "name": Str(None, pattern=r"[A-Za-z0-9_./-]+"),
+    "version": Num(1, integer=True, min=0),
+    "domain": Str(choices=DOMAINS),
+    "kind": Str(choices=KINDS),
+    "metric": Str(choices=["accuracy", "map", "recall@1", "recall@5", "recall@10"]),
+    "description": Str(""),
+    "splits": Obj({"train": Str("train"), "valid": Str("valid"), "test": Str("test")}, default={}),
+    "adapter": Str(choices=["minisuite"]),
+    "args": Map(Any_(), default={}),
+})
+
+
+def task_dirs() -> list[Path]:
+    """Folders searched for task files: the built-in ``probes/tasks`` then HARNESS_TASK_PATH."""
+    spec = importlib.util.find_spec("probes")
+    dirs = [Path(loc) / "tasks" for loc in (spec.submodule_search_locations or [])] if spec else []
+    dirs += [Path(p) for p in os.environ.get("HARNESS_TASK_PATH", "").split(os.pathsep) if p]
+    return [d for d in dirs if d.is_dir()]
+
+
+@functools.lru_cache(maxsize=None)
+def _index(dirs: tuple[Path, ...]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for root in dirs:
+        for path in sorted(root.rglob("*.yaml")):
+            if path.name.startswith("_"):
+                continue  # shared bases, pulled in with include:
+            found.setdefault(path.relative_to(root).with_suffix("").as_posix(), path)
+    return found
+
+
+def available() -> dict[str, Path]:
+    """Task name -> file, for every registered task."""
+    return _index(tuple(task_dirs()))
+
+
+def load_task(name: str) -> dict[str, Any]:
+    """The validated declaration of one task (raises StudyError on a bad task file)."""
+    path = available().get(name)
+    if path is None:
+        raise StudyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(available()))}")
+    raw, _ = load_with_includes(path)
+    ctx = Context(base_dir=path.parent)
+    task = TASK.validate(raw, "", ctx)
+    if ctx.problems:
+        raise StudyError([f"{display(path)}: {p.path}: {p.message}" for p in ctx.problems])
+    task["name"] = task["name"] or name
+    return task

@@ -1,0 +1,421 @@
+"""Probe heads trained as one sweep over cached frame-level embeddings.
+
+A sweep crosses learning rates x weight decays x head types x poolings. Every head is
+trained at once, on one pass over the features per epoch: each minibatch goes through
+every head, the heads' losses are summed (their parameters are disjoint, so each
+head's gradient is exactly the one it would get alone) and one batched Adam step
+updates all of them with per-head learning rates and weight decays. A sweep of H
+heads therefore costs about one head's data movement plus H small matmuls.
+
+Layout of the computation:
+
+* heads sharing a (head type, pooling) pair form a *group*; a group holds its
+  parameters as single tensors with a leading head axis (a linear group is
+  ``W [H, D, C]`` and ``b [H, C]``) and runs all its heads with one einsum/bmm;
+* fixed poolings (``"mean"``, ``"max"``) are computed once, then standardised with
+  train statistics; learned poolings (``"attention"``) read the frames, standardised
+  with train frame statistics, and pool them inside the group, per head;
+* all heads of a group start from the same initial weights, so a head's training
+  does not depend on which other heads share the sweep.
+
+To add a head type or a pooling, add a batched module (leading head axis) to
+``HEADS``, ``FIXED_POOLINGS`` or ``LEARNED_POOLINGS``.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import track
+from torch import Tensor, nn
+
+from probes.embed import mean_pool
+from probes.metrics import METRICS, metric_for
+
+__all__ = ["SweepResult", "probe_sweep", "HEADS", "FIXED_POOLINGS", "LEARNED_POOLINGS"]
+
+Split = tuple[Sequence[np.ndarray], np.ndarray]
+"""(frame-level ``[T_i, D]`` arrays, labels): class ids ``[N]`` or 0/1 ``[N, C]``."""
+
+
+# --------------------------------------------------------------------------- poolings
+
+
+def max_pool(embeddings: Sequence[np.ndarray]) -> np.ndarray:
+    """Maximum of each item's frames per dimension: ``[N, D]`` float32."""
+    return np.stack([e.max(axis=0) for e in embeddings]).astype(np.float32)
+
+
+FIXED_POOLINGS: dict[str, Callable[[Sequence[np.ndarray]], np.ndarray]] = {
+    "mean": mean_pool,
+    "max": max_pool,
+}
+"""Poolings without parameters: computed once per sweep, before any head is trained."""
+
+
+class AttentionPool(nn.Module):
+    """Multi-head attention pooling with a learned query, batched over H probe heads.
+
+    The frame vector is split into ``n_heads`` chunks; attention head ``a`` of probe
+    head ``h`` weights the frames by ``softmax_t(x_t[a] . q[h, a] / sqrt(D / n_heads))``
+    and sums the chunk ``x_t[a]``. The query starts at zero, i.e. at mean pooling.
+    """
+
+    def __init__(self, n: int, dim: int, n_heads: int) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"attention pooling needs dim ({dim}) divisible by its heads ({n_heads})")
+        self.n_heads = n_heads
+        self.query = nn.Parameter(torch.zeros(n, n_heads, dim // n_heads))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``x [B, T, D]``, ``mask [B, T]`` (True on valid frames) -> ``[H, B, D]``."""
+        b, t, d = x.shape
+        chunks = x.view(b, t, self.n_heads, d // self.n_heads)
+        logits = torch.einsum("btad,had->hbta", chunks, self.query) / math.sqrt(d // self.n_heads)
+        logits = logits.masked_fill(~mask[None, :, :, None], float("-inf"))
+        weights = logits.softmax(dim=2)
+        return torch.einsum("hbta,btad->hbad", weights, chunks).reshape(-1, b, d)
+
+
+LEARNED_POOLINGS: dict[str, type[AttentionPool]] = {"attention": AttentionPool}
+"""Poolings with parameters, trained with each head from the frames."""
+
+
+# ------------------------------------------------------------------------------ heads
+
+
+class BatchedLinear(nn.Module):
+    """H independent linear maps ``[D_in] -> [D_out]`` held as ``weight [H, D_in, D_out]``.
+
+    Every head starts from the same draw of ``nn.Linear``'s default initialisation.
+    """
+
+    def __init__(self, n: int, dim_in: int, dim_out: int, generator: torch.Generator) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(dim_in)
+        weight = (torch.rand(dim_in, dim_out, generator=generator) * 2 - 1) * bound
+        bias = (torch.rand(dim_out, generator=generator) * 2 - 1) * bound
+        self.weight = nn.Parameter(weight.expand(n, -1, -1).clone())
+        self.bias = nn.Parameter(bias.expand(n, -1).clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, D_in]`` shared by all heads, or ``[H, B, D_in]`` -> ``[H, B, D_out]``."""
+        if x.dim() == 2:
+            return torch.einsum("bd,hdc->hbc", x, self.weight) + self.bias[:, None]
+        return torch.baddbmm(self.bias[:, None], x, self.weight)
+
+
+class LinearHead(BatchedLinear):
+    """Linear probe: ``[D] -> [C]`` logits."""
+
+    def __init__(self, n: int, dim_in: int, n_classes: int, generator: torch.Generator, hidden: int) -> None:
+        super().__init__(n, dim_in, n_classes, generator)
+
+
+class MLPHead(nn.Module):
+    """One hidden layer with GELU: ``[D] -> [hidden] -> [C]`` logits."""
+
+    def __init__(self, n: int, dim_in: int, n_classes: int, generator: torch.Generator, hidden: int) -> None:
+        super().__init__()
+        self.hidden = BatchedLinear(n, dim_in, hidden, generator)
+        self.out = BatchedLinear(n, hidden, n_classes, generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(F.gelu(self.hidden(x)))
+
+
+HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "mlp": MLPHead}
+"""Head types: ``cls(n_heads, dim_in, n_classes, generator, hidden)``, batched over heads."""
+
+
+class HeadGroup(nn.Module):
+    """All heads of one (head type, pooling) pair: an optional learned pooling, then a head."""
+
+    def __init__(self, head: str, pooling: str, n: int, dim: int, n_classes: int, *, seed: int, mlp_hidden: int, attention_heads: int) -> None:
+        super().__init__()
+        # A seed per (head, pooling) pair: a group's initial weights do not depend on the other groups.
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(f"{head}/{pooling}".encode()))
+        self.pool = LEARNED_POOLINGS[pooling](n, dim, attention_heads) if pooling in LEARNED_POOLINGS else None
+        self.head = HEADS[head](n, dim, n_classes, generator, mlp_hidden)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """Pooled ``x [B, D]``, or frames ``x [B, T, D]`` with ``mask`` -> logits ``[H, B, C]``."""
+        if self.pool is not None:
+            x = self.pool(x, mask)
+        return self.head(x)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _train_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation (1 where a dimension is constant)."""
+    mean = x.mean(axis=0, dtype=np.float64)
+    std = x.std(axis=0, dtype=np.float64)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+class PooledInputs:
+    """Fixed-pooled, standardised features of one split, on the device."""
+
+    def __init__(self, pooled: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device) -> None:
+        self.x = torch.as_tensor(((pooled - mean) / std).astype(np.float32), device=device)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def batch(self, index: Tensor) -> tuple[Tensor, None]:
+        return self.x[index], None
+
+
+class FrameInputs:
+    """Standardised frames of one split, concatenated on the device, padded per batch."""
+
+    def __init__(self, frames: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray, device: torch.device) -> None:
+        flat = ((np.concatenate(frames) - mean) / std).astype(np.float16)
+        self.flat = torch.as_tensor(flat, device=device)
+        lengths = np.array([f.shape[0] for f in frames], dtype=np.int64)
+        if (lengths == 0).any():
+            raise ValueError("every item needs at least one frame")
+        self.lengths = torch.as_tensor(lengths, device=device)
+        self.starts = torch.as_tensor(np.concatenate([[0], np.cumsum(lengths)[:-1]]), device=device)
+
+    def __len__(self) -> int:
+        return self.lengths.shape[0]
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Items ``index`` as zero-padded frames ``[B, T, D]`` and validity mask ``[B, T]``."""
+        lengths = self.lengths[index]
+        steps = torch.arange(int(lengths.max()), device=lengths.device)
+        mask = steps[None, :] < lengths[:, None]
+        rows = (self.starts[index, None] + steps[None, :]).clamp(max=self.flat.shape[0] - 1)
+        return self.flat[rows].float() * mask[..., None], mask
+
+
+def _prepare_inputs(
+    poolings: Sequence[str], splits: Sequence[Sequence[np.ndarray]], device: torch.device
+) -> dict[str, list[PooledInputs | FrameInputs]]:
+    """Per pooling, the standardised inputs of each split (statistics from ``splits[0]``)."""
+    inputs: dict[str, list[PooledInputs | FrameInputs]] = {}
+    for pooling in poolings:
+        if pooling in FIXED_POOLINGS:
+            pooled = [FIXED_POOLINGS[pooling](frames) for frames in splits]
+            mean, std = _train_stats(pooled[0])
+            inputs[pooling] = [PooledInputs(p, mean, std, device) for p in pooled]
+        else:
+            mean, std = _train_stats(np.concatenate(splits[0]).astype(np.float32))
+            inputs[pooling] = [FrameInputs(frames, mean, std, device) for frames in splits]
+    return inputs
+
+
+# ------------------------------------------------------------------------- training
+
+
+class BatchedAdam:
+    """Adam over parameters with a leading head axis, with one lr and weight decay per head.
+
+    Elementwise the update of ``torch.optim.Adam`` run on each head alone. Weight decay
+    is Adam's L2 penalty (``grad += wd * p``), applied only to tensors named ``*weight``
+    (not to biases or attention queries): a head then minimises
+    ``mean loss + wd / 2 * |W|^2``, so a converged linear head is the
+    ``LogisticRegression(C = 1 / (wd * N_train))`` solution.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[tuple[str, nn.Parameter, Tensor, Tensor]],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        """``params``: ``(name, parameter [H, ...], lr [H], weight_decay [H])`` tuples."""
+        self.params = params
+        self.betas = betas
+        self.eps = eps
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for _, p, _, _ in params]
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, lr_scale: float = 1.0) -> None:
+        """One update; ``lr_scale`` multiplies every head's learning rate (the schedule)."""
+        self.steps += 1
+        beta1, beta2 = self.betas
+        correction1 = 1 - beta1**self.steps
+        correction2 = 1 - beta2**self.steps
+        for (name, p, lr, wd), (m, v) in zip(self.params, self.state):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            lr = (lr * lr_scale).view(shape)
+            grad = p.grad + wd.view(shape) * p if name.endswith("weight") else p.grad
+            m.lerp_(grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            p.sub_(lr * (m / correction1) / ((v / correction2).sqrt() + self.eps))
+
+    def zero_grad(self) -> None:
+        for _, p, _, _ in self.params:
+            p.grad = None
+
+
+def _loss(logits: Tensor, target: Tensor, multilabel: bool) -> Tensor:
+    """Sum over heads of each head's mean loss; ``logits [H, B, C]``."""
+    n_heads, batch, n_classes = logits.shape
+    if multilabel:
+        per_item = F.binary_cross_entropy_with_logits(logits, target.expand_as(logits), reduction="sum")
+        return per_item / (batch * n_classes)
+    return F.cross_entropy(logits.reshape(-1, n_classes), target.repeat(n_heads), reduction="sum") / batch
+
+
+@torch.no_grad()
+def _predict(group: HeadGroup, inputs: PooledInputs | FrameInputs, multilabel: bool, batch_size: int, device: torch.device) -> np.ndarray:
+    """Scores ``[H, N, C]`` of every head of a group: sigmoid (multilabel) or softmax."""
+    chunks = []
+    for start in range(0, len(inputs), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(inputs)), device=device)
+        logits = group(*inputs.batch(index))
+        chunks.append((logits.sigmoid() if multilabel else logits.softmax(-1)).cpu())
+    return torch.cat(chunks, dim=1).numpy()
+
+
+# ---------------------------------------------------------------------------- sweep
+
+
+@dataclass
+class SweepResult:
+    """Outcome of a probe sweep.
+
+    ``best`` holds the chosen head's ``lr``, ``weight_decay``, ``head`` and ``pooling``;
+    ``valid`` and ``test`` its scores under ``metric``. ``heads`` lists every head as
+    ``{lr, weight_decay, head, pooling, valid, test}``. ``test_scores`` are the chosen
+    head's ``[N_test, C]`` test scores (softmax probabilities for multiclass, sigmoid for
+    multilabel); ``METRICS[metric](y_test, test_scores)`` gives back ``test``, and a
+    bootstrap can resample its rows.
+    """
+
+    metric: str
+    best: dict
+    valid: float
+    test: float
+    heads: list[dict] = field(repr=False)
+    test_scores: np.ndarray = field(repr=False)
+
+
+def probe_sweep(
+    train: Split,
+    valid: Split,
+    test: Split,
+    kind: str,
+    lrs: Sequence[float] = (1e-4, 1e-3, 1e-2),
+    weight_decays: Sequence[float] = (0.0, 1e-3, 1e-2, 1e-1),
+    heads: Sequence[str] = ("linear",),
+    poolings: Sequence[str] = ("mean",),
+    epochs: int = 50,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = False,
+    mlp_hidden: int = 256,
+    attention_heads: int = 4,
+) -> SweepResult:
+    """Train every (lr, weight decay, head, pooling) probe at once; pick one on ``valid``.
+
+    Args:
+        train, valid, test: ``(frames, labels)``; frames are ``[T_i, D]`` arrays, labels
+            class ids ``[N]`` (``kind="multiclass"``) or 0/1 ``[N, C]`` (``"multilabel"``).
+        kind: ``"multiclass"`` (cross-entropy, accuracy) or ``"multilabel"`` (BCE, mAP).
+        lrs, weight_decays: the Adam grid (weight decay is an L2 penalty, see ``BatchedAdam``), crossed with ``heads`` (keys of ``HEADS``)
+            and ``poolings`` (keys of ``FIXED_POOLINGS`` or ``LEARNED_POOLINGS``).
+        epochs: passes over the training set, with a cosine learning-rate decay.
+        batch_size: training minibatch size (evaluation uses 4x).
+        seed: fixes initial weights and minibatch order.
+        device: torch device; CUDA when available by default.
+        progress: show a progress bar over epochs.
+        mlp_hidden: width of the ``"mlp"`` head's hidden layer.
+        attention_heads: attention heads of the ``"attention"`` pooling.
+
+    The chosen head has the best validation score; ties go to the smaller lr, then the
+    smaller weight decay, then the earlier head type and pooling.
+    """
+    metric = metric_for(kind)
+    multilabel = kind == "multilabel"
+    for name, known in (("head", HEADS), ("pooling", {**FIXED_POOLINGS, **LEARNED_POOLINGS})):
+        unknown = set(heads if name == "head" else poolings) - set(known)
+        if unknown:
+            raise ValueError(f"unknown {name}(s) {sorted(unknown)}; known: {sorted(known)}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    splits = [train, valid, test]
+    labels = [np.asarray(y) for _, y in splits]
+    if any(y.ndim != (2 if multilabel else 1) for y in labels):
+        raise ValueError(f"{kind} labels must be {'0/1 [N, C]' if multilabel else 'class ids [N]'}")
+    n_classes = labels[0].shape[1] if multilabel else int(max(y.max() for y in labels)) + 1
+    dim = train[0][0].shape[1]
+    inputs = _prepare_inputs(poolings, [frames for frames, _ in splits], dev)
+    train_target = torch.as_tensor(labels[0], dtype=torch.float32 if multilabel else torch.long, device=dev)
+
+    grid = [(lr, wd) for lr in lrs for wd in weight_decays]
+    lr_vec = torch.tensor([lr for lr, _ in grid], dtype=torch.float32, device=dev)
+    wd_vec = torch.tensor([wd for _, wd in grid], dtype=torch.float32, device=dev)
+    groups: dict[tuple[str, str], HeadGroup] = {}
+    params = []
+    for pooling in poolings:
+        for head in heads:
+            group = HeadGroup(head, pooling, len(grid), dim, n_classes, seed=seed, mlp_hidden=mlp_hidden, attention_heads=attention_heads).to(dev)
+            groups[head, pooling] = group
+            params += [(name, p, lr_vec, wd_vec) for name, p in group.named_parameters()]
+    optimizer = BatchedAdam(params)
+
+    n_train = len(labels[0])
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    total_steps = epochs * steps_per_epoch
+    order = torch.Generator().manual_seed(seed)
+    for _ in track(range(epochs), description="probe sweep", disable=not progress):
+        permutation = torch.randperm(n_train, generator=order).to(dev)
+        for start in range(0, n_train, batch_size):
+            index = permutation[start : start + batch_size]
+            batches = {pooling: inputs[pooling][0].batch(index) for pooling in poolings}
+            target = train_target[index]
+            loss = sum(_loss(group(*batches[pooling]), target, multilabel) for (_, pooling), group in groups.items())
+            loss.backward()
+            optimizer.step(lr_scale=0.5 * (1 + math.cos(math.pi * optimizer.steps / total_steps)))
+            optimizer.zero_grad()
+
+    score = METRICS[metric]
+    results = []
+    for (head, pooling), group in groups.items():
+        group.eval()
+        valid_scores = _predict(group, inputs[pooling][1], multilabel, 4 * batch_size, dev)
+        test_scores = _predict(group, inputs[pooling][2], multilabel, 4 * batch_size, dev)
+        for h, (lr, wd) in enumerate(grid):
+            results.append(
+                {
+                    "lr": lr,
+                    "weight_decay": wd,
+                    "head": head,
+                    "pooling": pooling,
+                    "valid": score(labels[1], valid_scores[h]),
+                    "test": score(labels[2], test_scores[h]),
+                    "_test_scores": test_scores[h],
+                }
+            )
+    best = min(
+        results,
+        key=lambda r: (
+            -np.nan_to_num(r["valid"], nan=-np.inf),
+            r["lr"],
+            r["weight_decay"],
+            list(heads).index(r["head"]),
+            list(poolings).index(r["pooling"]),
+        ),
+    )
+    return SweepResult(
+        metric=metric,
+        best={k: best[k] for k in ("lr", "weight_decay", "head", "pooling")},
+        valid=best["valid"],
+        test=best["test"],
+        heads=[{k: v for k, v in r.items() if k != "_test_scores"} for r in results],
+        test_scores=best["_test_scores"],
+    )

@@ -1,0 +1,95 @@
+"""Probe metrics, implemented in numpy (no scikit-learn at run time).
+
+Two families of callables live here:
+
+* the plain metrics, ``accuracy(y_true, y_pred)`` and
+  ``macro_average_precision(y_true, scores)``;
+* ``METRICS``, which maps a metric name to a function of ``(y_true, scores)``, where
+  ``scores`` is the ``[N, C]`` output of a probe head. Every consumer (the head sweep,
+  a bootstrap over test items) scores predictions the same way through it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["accuracy", "macro_average_precision", "METRICS", "metric_for"]
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction of items whose predicted class id equals the true one."""
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"shape mismatch: y_true {y_true.shape} vs y_pred {y_pred.shape}")
+    if y_true.size == 0:
+        raise ValueError("accuracy of an empty set is undefined")
+    return float(np.mean(y_true == y_pred))
+
+
+def macro_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Unweighted mean over classes of the average precision (mAP).
+
+    Matches ``sklearn.metrics.average_precision_score(y_true, scores, average="macro")``:
+    for each class, AP = sum over distinct score thresholds (descending) of
+    ``(R_k - R_{k-1}) * P_k``; items with tied scores enter at one threshold together.
+    A class with no positive item gets AP = 0 and still counts in the mean, as in
+    scikit-learn (which also warns about it).
+
+    Args:
+        y_true: ``[N, C]`` 0/1 indicator matrix (a 1-D vector is one class).
+        scores: ``[N, C]`` real scores, higher means more likely positive.
+    """
+    y = np.asarray(y_true)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.ndim == 1:
+        y, s = y[:, None], s[:, None]
+    if y.shape != s.shape or y.ndim != 2:
+        raise ValueError(f"expected matching [N, C] arrays, got {y.shape} and {s.shape}")
+    n = y.shape[0]
+    if n == 0:
+        raise ValueError("average precision of an empty set is undefined")
+    order = np.argsort(-s, axis=0, kind="stable")
+    s_sorted = np.take_along_axis(s, order, axis=0)
+    y_sorted = np.take_along_axis(y, order, axis=0).astype(np.float64)
+    true_pos = np.cumsum(y_sorted, axis=0)
+    precision = true_pos / np.arange(1, n + 1, dtype=np.float64)[:, None]
+    # Every item takes the precision at the last item of its tie group (its threshold).
+    ranks = np.broadcast_to(np.arange(n)[:, None], s.shape)
+    group_end = np.ones(s.shape, dtype=bool)
+    group_end[:-1] = s_sorted[:-1] != s_sorted[1:]
+    end_index = np.where(group_end, ranks, n)
+    end_index = np.minimum.accumulate(end_index[::-1], axis=0)[::-1]
+    precision_at_threshold = np.take_along_axis(precision, end_index, axis=0)
+    n_pos = true_pos[-1]
+    per_class = np.divide(
+        (y_sorted * precision_at_threshold).sum(axis=0),
+        n_pos,
+        out=np.zeros_like(n_pos),
+        where=n_pos > 0,
+    )
+    return float(per_class.mean())
+
+
+def _accuracy_from_scores(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Accuracy of the arg-max class of ``[N, C]`` scores against class ids ``[N]``."""
+    return accuracy(y_true, np.asarray(scores).argmax(axis=1))
+
+
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": _accuracy_from_scores,
+    "map": macro_average_precision,
+}
+"""Metric name -> ``f(y_true, scores [N, C]) -> float`` (higher is better)."""
+
+_METRIC_OF_KIND = {"multiclass": "accuracy", "multilabel": "map"}
+
+
+def metric_for(kind: str) -> str:
+    """Name of the headline metric (a key of ``METRICS``) for a task kind."""
+    try:
+        return _METRIC_OF_KIND[kind]
+    except KeyError:
+        raise ValueError(f"no probe metric for task kind {kind!r}; expected one of {sorted(_METRIC_OF_KIND)}") from None

@@ -1,0 +1,161 @@
+"""End to end on the mini suite: run, rerun (nothing to do), SIGKILL + resume, report.
+
+The quickstart itself runs once (slow); the kill/resume checks use a smaller study that
+includes the same base, so that interrupting and comparing stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "studies" / "quickstart.yaml"
+
+SMALL = """
+include: {base}
+name: e2e-small
+tagging: {{sizes: [16]}}
+pretrain:
+  encoder: {{name: transformer, size: tiny}}
+  objectives: [mtc]
+  baselines: [random]
+  steps: 60
+  batch_size: 16
+  checkpoint_every: 20
+probes:
+  tasks: [mini/env_event, mini/music_instrument]
+  epochs: 30
+"""
+
+
+def harness(*args: str, cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("harness-home")
+    return {**os.environ, "HARNESS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    path = folder / "small.yaml"
+    path.write_text(SMALL.format(base=ROOT / "studies" / "base" / "mini.yaml"))
+    return path
+
+
+def results(out: Path):
+    import pandas as pd
+
+    frame = pd.read_parquet(out / "results.parquet")
+    return frame.sort_values(["run", "task", "head"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def small_run(small_study, env, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    proc = harness("run", str(small_study), "--out", str(out), cwd=small_study.parent, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_small_study_completes_and_covers_every_task(small_run):
+    frame = results(small_run)
+    assert set(frame["objective"]) == {"mtc", "random"}
+    assert set(frame["task"]) == {"mini/env_event", "mini/music_instrument"}
+    assert len(frame) == 2 * 2  # runs x tasks (one head)
+    row = frame.iloc[0]
+    assert row["git_commit"] and '"torch"' in row["versions"] and '"pretrain"' in row["config"]
+    assert (frame["n_test"] > 0).all() and frame["value"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_rerun_executes_no_job(small_study, small_run, env):
+    before = (small_run / "results.parquet").read_bytes()
+    t0 = time.time()
+    proc = harness("run", str(small_study), "--out", str(small_run), cwd=small_study.parent, env=env)
+    elapsed = time.time() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert "0 jobs run" in proc.stderr
+    assert elapsed < 15
+    assert results(small_run)["value"].tolist() == pd_values(before)
+
+
+def pd_values(parquet_bytes: bytes) -> list[float]:
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_parquet(io.BytesIO(parquet_bytes))
+    return frame.sort_values(["run", "task", "head"])["value"].tolist()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_when", ["pretrain-checkpoint", "probe-running"])
+def test_sigkill_then_resume_gives_identical_results(small_study, small_run, env, tmp_path, kill_when):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(small_study), "--out", str(out),
+                             "--no-progress"], cwd=small_study.parent, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if kill_when == "pretrain-checkpoint" and list((out / "store" / "pretrain").glob("*.work/train_state.pt")):
+            break
+        if kill_when == "probe-running" and list((out / "store" / "probe").glob("*.work")):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and every job it started
+    proc.wait()
+    assert not (out / "results.parquet").exists()  # written only when the graph is through
+
+    resumed = harness("run", str(small_study), "--out", str(out), cwd=small_study.parent, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = results(out), results(small_run)
+    assert a["run"].tolist() == b["run"].tolist() and a["task"].tolist() == b["task"].tolist()
+    assert a["value"].tolist() == b["value"].tolist()
+
+
+@pytest.mark.slow
+def test_status_and_report(small_study, small_run, env):
+    status = harness("status", str(small_study), "--out", str(small_run), cwd=small_study.parent, env=env)
+    assert status.returncode == 0
+    # dataset, captions, tags, tagsystem, 2 pretrain, 2 x 2 embed, 2 x 2 probe
+    assert status.stdout.splitlines()[0].endswith(": 14 done")
+    report = harness("report", str(small_study), "--out", str(small_run), cwd=small_study.parent, env=env)
+    assert report.returncode == 0, report.stderr
+    text = (small_run / "report" / "index.md").read_text()
+    frame = results(small_run)
+    for run in frame["run"].unique():
+        assert f"| {run} |" in text
+    for _, row in frame.iterrows():
+        assert f"{row['value']:.3f}" in text
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_beats_random(env, tmp_path):
+    out = tmp_path / "quickstart"
+    t0 = time.time()
+    proc = harness("run", str(QUICKSTART), "--out", str(out), cwd=ROOT, env=env, timeout=1200)
+    elapsed = time.time() - t0
+    assert proc.returncode == 0, proc.stderr
+    print(f"quickstart took {elapsed:.1f} s")
+    frame = results(out)
+    tasks = {"mini/speech_speaker", "mini/speech_language", "mini/music_instrument", "mini/music_pitch",
+             "mini/env_event"}
+    runs = frame.groupby("run")["task"].apply(set)
+    assert len(runs) == 3 and all(t == tasks for t in runs)  # every task for every run
+    table = frame.pivot_table(index="task", columns="objective", values="value", aggfunc="max")
+    wins = (table["mtc"] > table["random"]).sum()
+    assert wins >= 3, f"MTC beats the random encoder on only {wins}/5 tasks:\n{table}"

@@ -1,0 +1,162 @@
+"""Study files: loading, include, strict validation with one-line messages, exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.errors import StudyError
+from harness.study import load_study
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "studies" / "quickstart.yaml"
+
+MINIMAL = """
+name: tiny
+data:
+  sources: [{name: mini, kind: minisuite}]
+tagging: {sizes: [8]}
+pretrain:
+  encoder: transformer
+  objectives: [mtc]
+probes:
+  tasks: [mini/env_event]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(StudyError) as info:
+        load_study(path)
+    return info.value.problems
+
+
+def test_quickstart_loads_with_defaults_resolved():
+    study = load_study(QUICKSTART)
+    cfg = study.config
+    assert study.name == "quickstart"
+    assert cfg["tagging"]["sizes"] == [16, 32]
+    assert cfg["tagging"]["parser"] == {"backend": "rules", "max_tags": 10}  # from the included base
+    assert cfg["pretrain"]["encoder"] == {"name": "transformer", "size": "tiny", "options": {}}
+    assert cfg["pretrain"]["objectives"] == [{"name": "mtc", "options": {}}]  # shorthand expanded
+    assert cfg["compute"]["executor"] == "local"
+    assert len(cfg["probes"]["tasks"]) == 5
+
+
+def test_minimal_study_gets_defaults(tmp_path):
+    cfg = load_study(write(tmp_path, MINIMAL)).config
+    assert cfg["pretrain"]["seeds"] == [0]
+    assert cfg["pretrain"]["steps"] == 300
+    assert cfg["probes"]["heads"] == ["linear"]
+    assert cfg["compute"]["threads_per_job"] == 1
+
+
+def test_unknown_key_names_file_path_and_suggestion(tmp_path):
+    path = write(tmp_path, MINIMAL.replace("objectives: [mtc]", "objectives: [mtc]\n  stepz: 10"))
+    [line] = problems(path)
+    assert line.startswith(f"{os.path.relpath(path)}: pretrain.stepz: unknown key (did you mean 'steps'?)")
+
+
+def test_wrong_type_says_expected_and_found(tmp_path):
+    path = write(tmp_path, MINIMAL.replace("objectives: [mtc]", "objectives: [mtc]\n  steps: lots"))
+    [line] = problems(path)
+    assert "pretrain.steps: expected an integer >= 1, found a string 'lots'" in line
+
+
+def test_bad_value_and_bad_choice(tmp_path):
+    text = MINIMAL.replace("tagging: {sizes: [8]}", "tagging: {sizes: [0]}").replace("kind: minisuite", "kind: minisuit")
+    lines = problems(write(tmp_path, text))
+    assert any("tagging.sizes[0]: expected an integer >= 1, found an integer 0" in l for l in lines)
+    assert any("data.sources[0].kind: expected one of 'minisuite', found 'minisuit' (did you mean 'minisuite'?)" in l
+               for l in lines)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    text = MINIMAL.replace("objectives: [mtc]", "objectives: [mtc]\n  steps: -1\n  lr: fast\n  colour: red")
+    lines = problems(write(tmp_path, text))
+    assert len(lines) == 3
+    assert {l.split(": ")[1] for l in lines} == {"pretrain.steps", "pretrain.lr", "pretrain.colour"}
+
+
+def test_missing_required_key(tmp_path):
+    [line] = problems(write(tmp_path, MINIMAL.replace("name: tiny\n", "")))
+    assert "name: missing required key" in line
+
+
+def test_unknown_component_names(tmp_path):
+    text = MINIMAL.replace("objectives: [mtc]", "objectives: [mtx]").replace("mini/env_event", "mini/nope")
+    lines = problems(write(tmp_path, text))
+    assert any("pretrain.objectives[0].name: unknown objective" in l and "'mtx'" in l for l in lines)
+    assert any("probes.tasks[0]: unknown task" in l and "mini/env_event" in l for l in lines)
+
+
+def test_missing_include(tmp_path):
+    path = write(tmp_path, "include: nowhere.yaml\n" + MINIMAL)
+    [line] = problems(path)
+    assert line.startswith(f"{os.path.relpath(path)}: include: file not found: nowhere.yaml")
+
+
+def test_include_cycle(tmp_path):
+    write(tmp_path, "include: b.yaml\n", "a.yaml")
+    write(tmp_path, "include: a.yaml\n", "b.yaml")
+    [line] = problems(tmp_path / "a.yaml")
+    assert "include cycle" in line
+
+
+def test_invalid_yaml_gives_line_and_column(tmp_path):
+    path = write(tmp_path, "name: x\npretrain: [unclosed\n")
+    [line] = problems(path)
+    assert line.startswith(f"{os.path.relpath(path)}:3:") and "invalid YAML" in line
+
+
+def test_include_overrides_and_errors_name_the_file_they_come_from(tmp_path):
+    write(tmp_path, MINIMAL.replace("name: tiny\n", "") + "compute: {threads_per_job: 0}\n", "base/common.yaml")
+    child = write(tmp_path, "include: base/common.yaml\nname: child\ntagging: {sizes: [4, 8]}\n")
+    [line] = problems(child)
+    assert line.startswith(f"{os.path.relpath(tmp_path / 'base' / 'common.yaml')}: compute.threads_per_job")
+    child.write_text("include: base/common.yaml\nname: child\ntagging: {sizes: [4, 8]}\ncompute: {threads_per_job: 2}\n")
+    cfg = load_study(child).config
+    assert cfg["tagging"]["sizes"] == [4, 8] and cfg["compute"]["threads_per_job"] == 2
+    assert cfg["pretrain"]["objectives"][0]["name"] == "mtc"  # inherited
+
+
+def test_tag_objective_without_sizes_is_rejected(tmp_path):
+    [line] = problems(write(tmp_path, MINIMAL.replace("tagging: {sizes: [8]}", "")))
+    assert "tagging.sizes" in line and "mtc" in line
+
+
+def test_missing_tag_system_file(tmp_path):
+    text = MINIMAL.replace("tagging: {sizes: [8]}", "tagging: {files: [label_1.5k.json]}")
+    [line] = problems(write(tmp_path, text))
+    assert "tagging.files[0]: file not found: label_1.5k.json" in line
+
+
+@pytest.mark.parametrize("command", ["plan", "run", "status", "report"])
+def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path, command):
+    path = write(tmp_path, MINIMAL.replace("objectives: [mtc]", "objectives: [mtc]\n  stepz: 10"))
+    proc = subprocess.run([sys.executable, "-m", "harness", command, str(path), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"error: study.yaml: pretrain.stepz: unknown key (did you mean 'steps'?); expected one of: "
+                     + ", ".join(["encoder", "objectives", "baselines", "seeds", "steps", "batch_size", "lr",
+                                  "weight_decay", "warmup_steps", "grad_clip", "grad_accum", "checkpoint_every",
+                                  "specaugment"])]
+
+
+def test_cli_missing_study_file(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harness", "plan", "nope.yaml"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: nope.yaml: study file not found"

@@ -1,0 +1,169 @@
+"""Trainer: learning, exact resume, non-finite detection, the CSV log and the lr schedule."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from encoders import build_encoder
+from encoders.objectives import build_objective
+from encoders.objectives.mtc import MTC
+from encoders.trainer import EpochShuffleSampler, TrainConfig, train
+
+NUM_TAGS = 4
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """train() sets the process-wide thread count; give it back after each test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _problem(n: int, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Clips whose spectra encode their tags: tag k raises mel bins [20k, 20k + 12) by 4."""
+    g = torch.Generator().manual_seed(seed)
+    targets = (torch.rand(n, NUM_TAGS, generator=g) < 0.4).float()
+    feats = []
+    for i in range(n):
+        length = int(torch.randint(60, 101, (1,), generator=g))
+        x = torch.randn(length, 80, generator=g) - 8.0
+        for k in range(NUM_TAGS):
+            if targets[i, k]:
+                x[:, 20 * k : 20 * k + 12] += 4.0
+        feats.append(x)
+    return feats, targets
+
+
+def _models(seed: int = 0, dropout: float = 0.1, objective_cls: type = MTC, **objective_kwargs):
+    torch.manual_seed(seed)
+    encoder = build_encoder("transformer", dropout=dropout)
+    return encoder, objective_cls(encoder.dim, NUM_TAGS, dropout=dropout, **objective_kwargs)
+
+
+def _log(out_dir: Path) -> list[dict[str, str]]:
+    with (out_dir / "train_log.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class CrashingMTC(MTC):
+    """MTC that raises on its ``crash_at``-th call (0-based), as if the job were killed."""
+
+    def __init__(self, *args, crash_at: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls, self.crash_at = 0, crash_at
+
+    def forward(self, batch, frames, lengths):
+        if self.calls == self.crash_at:
+            raise RuntimeError("simulated kill")
+        self.calls += 1
+        return super().forward(batch, frames, lengths)
+
+
+def test_loss_decreases_on_learnable_problem(tmp_path: Path) -> None:
+    feats, targets = _problem(32)
+    encoder, objective = _models(dropout=0.0)
+    config = TrainConfig(steps=30, batch_size=8, lr=1e-3, warmup_steps=3, specaugment=None, num_threads=1)
+    summary = train(encoder, objective, feats, targets, config, tmp_path, progress=False)
+    losses = [float(r["loss"]) for r in _log(tmp_path)]
+    assert len(losses) == 30 and summary["steps"] == 30 and summary["device"] == "cpu"
+    assert summary["final_loss"] == losses[-1]
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.5 * first, (first, last)
+    assert summary["clips_per_s"] > 0 and summary["seconds"] > 0
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_resume_is_exact(tmp_path: Path, grad_accum: int) -> None:
+    feats, targets = _problem(10)
+    config = TrainConfig(
+        steps=7, batch_size=6, lr=2e-3, warmup_steps=2, checkpoint_every=3,
+        grad_accum=grad_accum, specaugment={}, num_threads=1, seed=5,
+    )  # dropout and SpecAugment on, so the RNG states matter; batches straddle epochs
+
+    encoder, objective = _models()
+    train(encoder, objective, feats, targets, config, tmp_path / "a", progress=False)
+
+    crashed_dir = tmp_path / "b"
+    encoder_b, crashing = _models(objective_cls=CrashingMTC, crash_at=5 * grad_accum)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(encoder_b, crashing, feats, targets, config, crashed_dir, progress=False)
+    assert [int(r["step"]) for r in _log(crashed_dir)] == [0, 1, 2, 3, 4]  # steps 3-4 are redone
+
+    encoder_c, objective_c = _models(seed=123)  # other weights: all must come from the checkpoint
+    summary = train(encoder_c, objective_c, feats, targets, config, crashed_dir, progress=False)
+    assert summary["resumed_from"] == 3
+
+    full, resumed = _log(tmp_path / "a"), _log(crashed_dir)
+    assert [int(r["step"]) for r in resumed] == list(range(7))
+    for a, b in zip(full, resumed):
+        for column in ("loss", "lr", "grad_norm", "pos_logit", "neg_logit", "precision_at_1"):
+            assert float(a[column]) == float(b[column]), (a["step"], column)
+    for module_a, module_c in ((encoder, encoder_c), (objective, objective_c)):
+        for (name, pa), pc in zip(module_a.state_dict().items(), module_c.state_dict().values()):
+            assert torch.equal(pa, pc), name
+
+    # A finished run resumes to "nothing left"; other settings are refused.
+    again = train(encoder_c, objective_c, feats, targets, config, crashed_dir, progress=False)
+    assert again["resumed_from"] == 7 and again["final_loss"] == float(full[-1]["loss"])
+    other = TrainConfig(**{**config.__dict__, "lr": 1e-3})
+    with pytest.raises(ValueError, match="lr"):
+        train(encoder_c, objective_c, feats, targets, other, crashed_dir, progress=False)
+
+
+def test_grad_accum_splits_the_same_batch(tmp_path: Path) -> None:
+    feats, targets = _problem(12)
+    weights = []
+    losses = []
+    for accum in (1, 2):
+        encoder, objective = _models(dropout=0.0)
+        config = TrainConfig(steps=3, batch_size=6, grad_accum=accum, specaugment=None, num_threads=1)
+        train(encoder, objective, feats, targets, config, tmp_path / str(accum), progress=False)
+        losses.append([float(r["loss"]) for r in _log(tmp_path / str(accum))])
+        weights.append(torch.cat([p.flatten() for p in encoder.parameters()]))
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    torch.testing.assert_close(weights[0], weights[1], atol=1e-5, rtol=0)
+
+
+def test_non_finite_loss_names_the_step(tmp_path: Path) -> None:
+    feats, targets = _problem(12)
+    sampler = EpochShuffleSampler(12, 4, seed=0)
+    bad = sampler.batch(1)[2]  # first seen at step 1: epoch 0 is a permutation
+    assert bad not in sampler.batch(0)
+    feats[bad] = feats[bad].clone()
+    feats[bad][5, 3] = float("nan")
+    encoder, objective = _models()
+    config = TrainConfig(steps=5, batch_size=4, specaugment=None, num_threads=1)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss nan at step 1$"):
+        train(encoder, objective, feats, targets, config, tmp_path, progress=False)
+
+
+def test_lr_schedule_is_warmup_then_cosine(tmp_path: Path) -> None:
+    feats, targets = _problem(4)
+    encoder, objective = _models()
+    peak, warmup, steps = 2e-3, 3, 10
+    config = TrainConfig(steps=steps, batch_size=2, lr=peak, warmup_steps=warmup, specaugment=None, num_threads=1)
+    train(encoder, objective, feats, targets, config, tmp_path, progress=False)
+    logged = [float(r["lr"]) for r in _log(tmp_path)]
+    expected = [
+        peak * (s + 1) / warmup if s < warmup
+        else peak * 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup)))
+        for s in range(steps)
+    ]
+    assert logged == pytest.approx(expected, rel=1e-12)
+    assert TrainConfig(steps=1000, batch_size=1).warmup == 50
+
+
+def test_sampler_batches_depend_on_seed_and_step_only() -> None:
+    a, b = EpochShuffleSampler(10, 4, seed=1), EpochShuffleSampler(10, 4, seed=1)
+    stream = [i for s in range(10) for i in a.batch(s)]  # 40 positions = 4 epochs
+    for epoch in range(4):
+        assert sorted(stream[10 * epoch : 10 * epoch + 10]) == list(range(10))
+    assert [b.batch(s) for s in (7, 2, 9)] == [a.batch(s) for s in (7, 2, 9)]  # any order
+    assert stream[:10] != stream[10:20]
+    assert EpochShuffleSampler(10, 4, seed=2).batch(0) != a.batch(0)
