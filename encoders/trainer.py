@@ -204,6 +204,47 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def _save_state(
+    path: Path, step: int, config: TrainConfig, net: _Net, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> None:
+    """Atomically write everything a resumed run needs to continue exactly after ``step`` steps."""
+    atomic_save(
+        {
+            "step": step,
+            "config": dataclasses.asdict(config),
+            "encoder": net.encoder.state_dict(),
+            "objective": net.objective.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _rng_states(),
+        },
+        path,
+    )
+
+
+def _load_state(
+    path: Path, config: TrainConfig, net: _Net, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> int:
+    """Restore a state written by :func:`_save_state`; returns the number of steps done.
+
+    Raises ValueError when the state was written with settings that change the run.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    changed = {
+        k: (state["config"].get(k), v)
+        for k, v in dataclasses.asdict(config).items()
+        if k not in _RESUMABLE_FIELDS and state["config"].get(k) != v
+    }
+    if changed:
+        raise ValueError(f"{path} was written with other settings (saved, given): {changed}")
+    net.encoder.load_state_dict(state["encoder"])
+    net.objective.load_state_dict(state["objective"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _set_rng_states(state["rng"])
+    return state["step"]
+
+
 def _check_config(config: TrainConfig, num_items: int, num_targets: int) -> None:
     if config.steps < 1 or config.batch_size < 1 or config.grad_accum < 1 or config.checkpoint_every < 1:
         raise ValueError(f"steps, batch_size, grad_accum and checkpoint_every must be >= 1: {config}")
@@ -211,6 +252,41 @@ def _check_config(config: TrainConfig, num_items: int, num_targets: int) -> None
         raise ValueError(f"batch_size {config.batch_size} is not divisible by grad_accum {config.grad_accum}")
     if num_items != num_targets:
         raise ValueError(f"{num_items} feature matrices but {num_targets} target rows")
+
+
+def _accumulate_gradients(
+    net: nn.Module,
+    specaug: SpecAugment | None,
+    features: Sequence[Tensor],
+    targets: Tensor,
+    indices: Sequence[int],
+    grad_accum: int,
+    device: torch.device,
+    step: int,
+) -> dict[str, float]:
+    """Forward and backward ``indices`` in ``grad_accum`` equal micro-batches; mean outputs.
+
+    Gradients are scaled so that they sum to those of the whole batch's mean loss.
+    """
+    per_micro = len(indices) // grad_accum
+    sums: dict[str, float] = {}
+    for k in range(grad_accum):
+        chunk = indices[k * per_micro : (k + 1) * per_micro]
+        feats, lengths = collate(features, chunk)
+        feats, lengths = feats.to(device, non_blocking=True), lengths.to(device)
+        if specaug is not None:
+            feats = specaug(feats, lengths)
+        batch = {"targets": targets[chunk].to(device, non_blocking=True)}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = net(feats, lengths, batch)
+        loss = out.pop("loss")
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"non-finite loss {loss_value} at step {step}")
+        (loss / grad_accum).backward()
+        for name, value in {"loss": loss_value, **out}.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+    return {name: total / grad_accum for name, total in sums.items()}
 
 
 def train(
@@ -259,45 +335,15 @@ def train(
     log = TrainLog(out_dir / LOG_FILE)
     state_path = out_dir / STATE_FILE
 
-    start = 0
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        changed = {
-            k: (state["config"].get(k), v)
-            for k, v in dataclasses.asdict(config).items()
-            if k not in _RESUMABLE_FIELDS and state["config"].get(k) != v
-        }
-        if changed:
-            raise ValueError(f"{state_path} was written with other settings (saved, given): {changed}")
-        raw_net.encoder.load_state_dict(state["encoder"])
-        raw_net.objective.load_state_dict(state["objective"])
-        pass
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_states(state["rng"])
-        start = state["step"]
+        start = _load_state(state_path, config, raw_net, optimizer, scheduler)
     else:
+        start = 0
         _seed_everything(config.seed)
     if rank == 0:
         log.truncate(start)
 
-    def save_state(step: int) -> None:
-        if rank == 0:
-            atomic_save(
-                {
-                    "step": step,
-                    "config": dataclasses.asdict(config),
-                    "encoder": raw_net.encoder.state_dict(),
-                    "objective": raw_net.objective.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": _rng_states(),
-                },
-                state_path,
-            )
-
     net.train()
-    if specaug is not None:
-        specaug.train()
     params = [p for g in optimizer.param_groups for p in g["params"]]
     clip = config.grad_clip if config.grad_clip is not None else math.inf
     optimizer.zero_grad(set_to_none=True)
@@ -308,24 +354,8 @@ def train(
         for step in range(start, config.steps):
             t0 = time.perf_counter()
             indices = list(sampler.batch(step))[rank::world]
-            per_micro = len(indices) // config.grad_accum
             lr = optimizer.param_groups[0]["lr"]
-            sums: dict[str, float] = {}
-            for k in range(config.grad_accum):
-                chunk = indices[k * per_micro : (k + 1) * per_micro]
-                feats, lengths = collate(features, chunk)
-                feats, lengths = feats.to(device, non_blocking=True), lengths.to(device)
-                if specaug is not None:
-                    feats = specaug(feats, lengths)
-                batch = {"targets": targets[chunk].to(device, non_blocking=True)}
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    out = net(feats, lengths, batch)
-                loss_value = out["loss"].item()
-                if not math.isfinite(loss_value):
-                    raise FloatingPointError(f"non-finite loss {loss_value} at step {step}")
-                (out["loss"] / config.grad_accum).backward()
-                for name, value in out.items():
-                    sums[name] = sums.get(name, 0.0) + (loss_value if name == "loss" else float(value))
+            means = _accumulate_gradients(net, specaug, features, targets, indices, config.grad_accum, device, step)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
             if not math.isfinite(grad_norm):
                 raise FloatingPointError(f"non-finite gradient norm {grad_norm} at step {step}")
@@ -334,23 +364,15 @@ def train(
             scheduler.step()
             seconds = time.perf_counter() - t0
             clips_done += len(indices)
-            means = {name: total / config.grad_accum for name, total in sums.items()}
+            loss = means.pop("loss")
             if rank == 0:
-                log.append(
-                    {
-                        "step": step,
-                        "loss": means.pop("loss"),
-                        "lr": lr,
-                        "grad_norm": grad_norm,
-                        "clips_per_s": len(indices) / seconds,
-                        **means,
-                    }
-                )
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                save_state(step + 1)
+                throughput = len(indices) / seconds
+                log.append({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "clips_per_s": throughput, **means})
+            if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+                _save_state(state_path, step + 1, config, raw_net, optimizer, scheduler)
             bar.advance(task)
             if step % config.log_every == 0 or step + 1 == config.steps:
-                bar.update(task, description=f"pre-training loss {sums['loss'] / config.grad_accum:.4f} lr {lr:.2e}")
+                bar.update(task, description=f"pre-training loss {loss:.4f} lr {lr:.2e}")
 
     elapsed = time.perf_counter() - began
     rows = log.rows()

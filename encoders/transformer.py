@@ -22,7 +22,7 @@ SIZES: dict[str, dict[str, int]] = {
 
 
 class ConvSubsampling(nn.Module):
-    """Stride-2 3x3 conv2d + ReLU layers over (time, freq), then a linear projection.
+    """Stride-2 3x3 conv2d + ReLU layers over (time, freq), then a linear projection and LayerNorm.
 
     Each layer halves time (rounding up), so ``subsample = 2 ** layers`` and a clip of L
     frames gives ``ceil(L / subsample)`` frames. Frames past each clip's length are zeroed

@@ -12,13 +12,22 @@ from sklearn.metrics import accuracy_score, average_precision_score
 from torch import nn
 
 from probes.embed import extract_embeddings, load_shards, mean_pool, save_shards
-from probes.heads import probe_sweep
+from probes.heads import AttentionPool, probe_sweep
 from probes.metrics import METRICS, accuracy, macro_average_precision, metric_for
 
 # A grid fine enough in weight decay to meet LogisticRegression's grid over C (C = 1 / (wd * N)).
 LRS = (1e-3, 1e-2, 1e-1)
 WEIGHT_DECAYS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 SKLEARN_CS = np.logspace(-4, 2, 13)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These problems are tiny: on a busy 2-core machine, torch's thread pool makes them ~50x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -173,22 +182,43 @@ def test_mlp_head_learns_what_a_linear_head_cannot() -> None:
 
 def test_attention_pooling_finds_the_informative_frame() -> None:
     rng = np.random.default_rng(4)
-    dim, n_classes, length = 16, 4, 40
+    dim, n_classes = 16, 4
     patterns = 2.0 * rng.standard_normal((n_classes, dim))
+
+    def item(label: int) -> np.ndarray:
+        """20-60 noise frames; one of them carries the class pattern and a marker in dim 0."""
+        frames = rng.standard_normal((int(rng.integers(20, 61)), dim))
+        at = rng.integers(0, len(frames))
+        frames[at] += patterns[label]
+        frames[at, 0] = 8.0
+        return frames.astype(np.float16)
 
     def split(n: int):
         labels = rng.integers(0, n_classes, n)
-        frames = rng.standard_normal((n, length, dim))
-        at = rng.integers(0, length, n)
-        frames[np.arange(n), at] += patterns[labels]
-        frames[np.arange(n), at, 0] = 8.0  # a marker that attention can key on
-        return list(frames.astype(np.float16)), labels
+        return [item(k) for k in labels], labels
 
     result = probe_sweep(split(600), split(300), split(300), "multiclass", lrs=(1e-2, 1e-1), weight_decays=(0.0,),
                          poolings=("mean", "attention"), epochs=40, batch_size=64)
     best_valid = {p: max(h["valid"] for h in result.heads if h["pooling"] == p) for p in ("mean", "attention")}
     assert best_valid["mean"] < 0.7 and best_valid["attention"] > 0.95
     assert result.best["pooling"] == "attention"
+
+
+def test_attention_pooling_equals_scaled_dot_product_attention_and_ignores_padding() -> None:
+    torch.manual_seed(0)
+    n_probes, dim, n_heads = 3, 8, 2
+    pool = AttentionPool(n_probes, dim, n_heads)
+    nn.init.normal_(pool.query)
+    lengths = torch.tensor([3, 5, 1])
+    mask = torch.arange(5)[None] < lengths[:, None]
+    x = torch.randn(3, 5, dim).masked_fill(~mask[..., None], 1e3)  # garbage in the padding
+    pooled = pool(x, mask)
+    assert pooled.shape == (n_probes, 3, dim)
+    for h in range(n_probes):
+        for b, length in enumerate(lengths.tolist()):
+            chunks = x[b, :length].view(length, n_heads, dim // n_heads).transpose(0, 1)  # [A, T, dh]
+            reference = nn.functional.scaled_dot_product_attention(pool.query[h][:, None], chunks, chunks)
+            torch.testing.assert_close(pooled[h, b], reference.reshape(dim))
 
 
 def test_ties_go_to_the_smallest_lr_and_weight_decay() -> None:

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from encoders import build_encoder
-from encoders.objectives import build_objective
 from encoders.objectives.mtc import MTC
 from encoders.trainer import EpochShuffleSampler, TrainConfig, train
 

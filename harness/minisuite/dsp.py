@@ -5,8 +5,6 @@ All signals are 1-D float64 arrays at :data:`SR` Hz unless a function says other
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from scipy import signal
 
@@ -14,36 +12,42 @@ SR = 16000
 """Sampling rate of every clip the mini suite writes."""
 
 
-@lru_cache(maxsize=512)
-def _sos(kind: str, freq: float | tuple[float, float], order: int) -> np.ndarray:
-    return signal.butter(order, freq, btype=kind, fs=SR, output="sos")
+def _biquad(kind: str, freq: float, q: float) -> np.ndarray:
+    """One second-order section (RBJ audio-EQ cookbook) as a scipy ``sos`` row."""
+    w0 = 2 * np.pi * min(max(freq, 10.0), SR / 2 * 0.95) / SR
+    alpha, cos = np.sin(w0) / (2 * q), np.cos(w0)
+    if kind == "lowpass":
+        b = [(1 - cos) / 2, 1 - cos, (1 - cos) / 2]
+    elif kind == "highpass":
+        b = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2]
+    else:  # band-pass with 0 dB peak gain
+        b = [alpha, 0.0, -alpha]
+    a = [1 + alpha, -2 * cos, 1 - alpha]
+    return np.array([b + a]) / a[0]
 
 
-def _clip_freq(f: float) -> float:
-    return float(min(max(f, 10.0), SR / 2 * 0.95))
+BUTTERWORTH_Q = 1 / np.sqrt(2)
 
 
-def lowpass(x: np.ndarray, cutoff: float, order: int = 2) -> np.ndarray:
-    """Butterworth low-pass at ``cutoff`` Hz."""
-    return signal.sosfilt(_sos("lowpass", round(_clip_freq(cutoff), 1), order), x)
+def lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
+    """Second-order Butterworth low-pass at ``cutoff`` Hz."""
+    return signal.sosfilt(_biquad("lowpass", cutoff, BUTTERWORTH_Q), x)
 
 
-def highpass(x: np.ndarray, cutoff: float, order: int = 2) -> np.ndarray:
-    """Butterworth high-pass at ``cutoff`` Hz."""
-    return signal.sosfilt(_sos("highpass", round(_clip_freq(cutoff), 1), order), x)
+def highpass(x: np.ndarray, cutoff: float) -> np.ndarray:
+    """Second-order Butterworth high-pass at ``cutoff`` Hz."""
+    return signal.sosfilt(_biquad("highpass", cutoff, BUTTERWORTH_Q), x)
 
 
-def bandpass(x: np.ndarray, lo: float, hi: float, order: int = 2) -> np.ndarray:
-    """Butterworth band-pass between ``lo`` and ``hi`` Hz."""
-    lo, hi = _clip_freq(lo), _clip_freq(hi)
-    hi = max(hi, lo * 1.05)
-    return signal.sosfilt(_sos("bandpass", (round(lo, 1), round(hi, 1)), order), x)
+def bandpass(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Band-pass between ``lo`` and ``hi`` Hz: a high-pass then a low-pass, second order each."""
+    sos = np.concatenate([_biquad("highpass", lo, BUTTERWORTH_Q), _biquad("lowpass", max(hi, lo * 1.05), BUTTERWORTH_Q)])
+    return signal.sosfilt(sos, x)
 
 
 def resonator(x: np.ndarray, freq: float, q: float) -> np.ndarray:
-    """Second-order resonant (peaking) band-pass at ``freq`` Hz with quality factor ``q``."""
-    b, a = signal.iirpeak(_clip_freq(freq), q, fs=SR)
-    return signal.lfilter(b, a, x)
+    """Second-order resonant band-pass at ``freq`` Hz with quality factor ``q`` (0 dB at the peak)."""
+    return signal.sosfilt(_biquad("bandpass", freq, q), x)
 
 
 def smooth_curve(rng: np.random.Generator, n: int, rate_hz: float) -> np.ndarray:

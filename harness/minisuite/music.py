@@ -1,9 +1,10 @@
 """Music from the General MIDI soundfont ``TimGM6mb.sf2`` (shipped in the ``pretty_midi``
 wheel), rendered at 16 kHz by ``tinysoundfont``.
 
-A fresh synthesiser is made for every clip from the soundfont bytes cached in the
-process: tinysoundfont keeps modulator state across notes, so reusing one synthesiser
-would make a clip depend on the clips rendered before it.
+One synthesiser per process renders every clip. Before each clip all voices are cut
+and the release tails drained, so that no voice of an earlier clip is still sounding:
+otherwise voices would be summed in a different order and the samples of a clip would
+depend on the clips rendered before it.
 """
 
 from __future__ import annotations
@@ -78,19 +79,30 @@ class Note:
     velocity: int
 
 
-@lru_cache(maxsize=1)
-def _soundfont_bytes() -> bytes:
+DRAIN_SAMPLES = SR // 4
+"""Samples rendered (and dropped) after cutting all voices, so their quick release ends."""
+
+
+def soundfont_path() -> Path:
+    """The General MIDI soundfont shipped inside the ``pretty_midi`` wheel."""
     import pretty_midi
 
-    return (Path(pretty_midi.__file__).parent / "TimGM6mb.sf2").read_bytes()
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+@lru_cache(maxsize=1)
+def _synth():
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=SR)
+    return synth, synth.sfload(str(soundfont_path()))
 
 
 def render(program: int, notes: list[Note], n: int) -> np.ndarray:
     """Render ``notes`` on GM ``program`` into ``n`` samples (mono float64, 16 kHz)."""
-    import tinysoundfont
-
-    synth = tinysoundfont.Synth(samplerate=SR)
-    sfid = synth.sfload(_soundfont_bytes())
+    synth, sfid = _synth()
+    synth.sounds_off()
+    synth.generate_simple(DRAIN_SAMPLES)
     synth.program_select(0, sfid, 0, program)
     events = sorted(
         [(int(nt.start * SR), 1, nt.key, nt.velocity) for nt in notes]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from harness.minisuite.vocab import ENV_EVENTS, LANGUAGES
 
+GENERATOR_VERSION = "1"
+"""Bump whenever the generated audio, captions or manifests change."""
+
 SPEAKERS: dict[str, tuple[str, int, int, int]] = {
     "m1_p40_r165": ("en+m1", 40, 165, 50),
     "m3_p60_r190": ("en+m3", 60, 190, 70),

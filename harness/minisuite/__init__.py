@@ -1,0 +1,51 @@
+"""The built-in mini suite: a small, deterministic, generated audio suite.
+
+A whole study (pre-train an encoder, then probe it frozen on speech, music and
+environmental-sound tasks) runs on it on a 2-core CPU in minutes. Everything is
+synthesised from pip-installed components, with no network:
+
+- speech: espeak-ng (``espeakng-loader``), 5 languages, many voice variants;
+- music: the General MIDI soundfont ``TimGM6mb.sf2`` (``pretty_midi``) rendered by
+  ``tinysoundfont``;
+- environmental sound: procedural models of rain, engine, siren, footsteps, knock,
+  bird, wind and bell (:mod:`harness.minisuite.environment`).
+
+Layout of a built suite (``build`` returns the index)::
+
+    out_dir/index.json                 generator_version, seed, scale, pretrain, tasks
+    out_dir/pretrain.jsonl.gz          Lhotse CutSet; custom: caption, weak_caption, events, labels, source
+    out_dir/tasks/<task>.jsonl.gz      Lhotse CutSet; custom: label, split (train / valid / test)
+    out_dir/audio/<pool|task>/*.wav    16 kHz mono PCM-16, 2-4 s
+
+Manifest paths in ``index.json`` are relative to ``out_dir``; the audio sources inside
+the manifests are absolute paths into ``out_dir`` (the suite is rendered in a temporary
+sibling folder, then renamed). If the suite is moved, re-point them with
+``CutSet.from_file(p).with_recording_path_prefix(...)`` after stripping the old prefix,
+or simply build again.
+
+This module imports nothing heavy; :func:`build` loads the generator on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.minisuite.spec import GENERATOR_VERSION, TASKS
+
+__all__ = ["GENERATOR_VERSION", "TASKS", "build"]
+
+
+def build(out_dir: str | Path, seed: int = 0, scale: float = 1.0, progress: bool = True, workers: int = 2) -> dict:
+    """Generate the suite into out_dir (atomic: write to a temp sibling dir, then rename; if
+    out_dir already complete, return its index). Returns the index dict also written to
+    out_dir/index.json.
+
+    ``scale`` multiplies every clip count (the pool has ``round(800 * scale)`` scenes; each
+    task class about ``30-40 * scale`` clips, a multiple of 5, at least 5). The same
+    ``seed`` and ``scale`` give byte-identical wav files and manifests, whatever
+    ``workers``. An ``out_dir`` holding a suite of another seed, scale or generator
+    version, or anything else, raises ``FileExistsError``.
+    """
+    from harness.minisuite.builder import build as _build
+
+    return _build(out_dir, seed=seed, scale=scale, progress=progress, workers=workers)
