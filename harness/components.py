@@ -64,4 +64,4 @@ def tagsystem_version() -> str:
 
 
 def minisuite_version() -> str:
-    return module_version("harness.minisuite")
+    return module_version("harness.minisuite.spec")

@@ -42,7 +42,11 @@ class Node:
     @property
     def label(self) -> str:
         c = self.coords
-        parts = [str(c[k]) for k in ("source", "objective", "tag_system", "seed", "task") if c.get(k) not in (None, "")]
+        parts = [str(c[k]) for k in ("source", "objective", "tag_system") if c.get(k) not in (None, "", "-")]
+        if "seed" in c:
+            parts.append(f"seed={c['seed']}")
+        if "task" in c:
+            parts.append(c["task"])
         return " ".join(parts) or self.stage
 
 

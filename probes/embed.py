@@ -71,7 +71,8 @@ def extract_embeddings(
     order = sorted(range(len(features)), key=lambda i: -features[i].shape[0])
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     out: list[np.ndarray | None] = [None] * len(features)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")
+    device_type = torch.device(device).type
+    autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda")
     try:
         for batch in track(batches, description="embedding", disable=not progress):
             items = [features[i] for i in batch]

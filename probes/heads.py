@@ -138,7 +138,18 @@ HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "mlp": MLPHead}
 class HeadGroup(nn.Module):
     """All heads of one (head type, pooling) pair: an optional learned pooling, then a head."""
 
-    def __init__(self, head: str, pooling: str, n: int, dim: int, n_classes: int, *, seed: int, mlp_hidden: int, attention_heads: int) -> None:
+    def __init__(
+        self,
+        head: str,
+        pooling: str,
+        n: int,
+        dim: int,
+        n_classes: int,
+        *,
+        seed: int,
+        mlp_hidden: int,
+        attention_heads: int,
+    ) -> None:
         super().__init__()
         # A seed per (head, pooling) pair: a group's initial weights do not depend on the other groups.
         generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(f"{head}/{pooling}".encode()))
@@ -250,11 +261,12 @@ class BatchedAdam:
         correction2 = 1 - beta2**self.steps
         for (name, p, lr, wd), (m, v) in zip(self.params, self.state):
             shape = (-1,) + (1,) * (p.dim() - 1)
-            lr = (lr * lr_scale).view(shape)
-            grad = p.grad + wd.view(shape) * p if name.endswith("weight") else p.grad
+            grad = torch.addcmul(p.grad, wd.view(shape), p) if name.endswith("weight") else p.grad
             m.lerp_(grad, 1 - beta1)
             v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            p.sub_(lr * (m / correction1) / ((v / correction2).sqrt() + self.eps))
+            denom = v.sqrt().div_(math.sqrt(correction2)).add_(self.eps)
+            step_size = (lr * (lr_scale / correction1)).view(shape)
+            p.addcdiv_(m * step_size, denom, value=-1.0)
 
     def zero_grad(self) -> None:
         for _, p, _, _ in self.params:
@@ -271,7 +283,9 @@ def _loss(logits: Tensor, target: Tensor, multilabel: bool) -> Tensor:
 
 
 @torch.no_grad()
-def _predict(group: HeadGroup, inputs: PooledInputs | FrameInputs, multilabel: bool, batch_size: int, device: torch.device) -> np.ndarray:
+def _predict(
+    group: HeadGroup, inputs: PooledInputs | FrameInputs, multilabel: bool, batch_size: int, device: torch.device
+) -> np.ndarray:
     """Scores ``[H, N, C]`` of every head of a group: sigmoid (multilabel) or softmax."""
     chunks = []
     for start in range(0, len(inputs), batch_size):
@@ -309,11 +323,11 @@ def probe_sweep(
     valid: Split,
     test: Split,
     kind: str,
-    lrs: Sequence[float] = (1e-4, 1e-3, 1e-2),
-    weight_decays: Sequence[float] = (0.0, 1e-3, 1e-2, 1e-1),
+    lrs: Sequence[float] = (1e-3, 1e-2, 1e-1),
+    weight_decays: Sequence[float] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),
     heads: Sequence[str] = ("linear",),
     poolings: Sequence[str] = ("mean",),
-    epochs: int = 50,
+    epochs: int = 100,
     batch_size: int = 256,
     seed: int = 0,
     device: str | None = None,
@@ -327,8 +341,10 @@ def probe_sweep(
         train, valid, test: ``(frames, labels)``; frames are ``[T_i, D]`` arrays, labels
             class ids ``[N]`` (``kind="multiclass"``) or 0/1 ``[N, C]`` (``"multilabel"``).
         kind: ``"multiclass"`` (cross-entropy, accuracy) or ``"multilabel"`` (BCE, mAP).
-        lrs, weight_decays: the Adam grid (weight decay is an L2 penalty, see ``BatchedAdam``), crossed with ``heads`` (keys of ``HEADS``)
-            and ``poolings`` (keys of ``FIXED_POOLINGS`` or ``LEARNED_POOLINGS``).
+        lrs, weight_decays: the Adam grid. Weight decay is an L2 penalty (see
+            ``BatchedAdam``); the default grid spans LogisticRegression's C from about
+            ``1 / N_train`` up to no penalty, in half decades.
+        heads, poolings: keys of ``HEADS``, and of ``FIXED_POOLINGS`` or ``LEARNED_POOLINGS``.
         epochs: passes over the training set, with a cosine learning-rate decay.
         batch_size: training minibatch size (evaluation uses 4x).
         seed: fixes initial weights and minibatch order.
@@ -338,39 +354,34 @@ def probe_sweep(
         attention_heads: attention heads of the ``"attention"`` pooling.
 
     The chosen head has the best validation score; ties go to the smaller lr, then the
-    smaller weight decay, then the earlier head type and pooling.
+    smaller weight decay, then the earlier head type, then the earlier pooling.
     """
     metric = metric_for(kind)
     multilabel = kind == "multilabel"
-    for name, known in (("head", HEADS), ("pooling", {**FIXED_POOLINGS, **LEARNED_POOLINGS})):
-        unknown = set(heads if name == "head" else poolings) - set(known)
-        if unknown:
-            raise ValueError(f"unknown {name}(s) {sorted(unknown)}; known: {sorted(known)}")
+    _check_names("head", heads, HEADS)
+    _check_names("pooling", poolings, {**FIXED_POOLINGS, **LEARNED_POOLINGS})
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    splits = [train, valid, test]
-    labels = [np.asarray(y) for _, y in splits]
-    if any(y.ndim != (2 if multilabel else 1) for y in labels):
-        raise ValueError(f"{kind} labels must be {'0/1 [N, C]' if multilabel else 'class ids [N]'}")
-    n_classes = labels[0].shape[1] if multilabel else int(max(y.max() for y in labels)) + 1
-    dim = train[0][0].shape[1]
-    inputs = _prepare_inputs(poolings, [frames for frames, _ in splits], dev)
-    train_target = torch.as_tensor(labels[0], dtype=torch.float32 if multilabel else torch.long, device=dev)
+    labels = [np.asarray(y) for _, y in (train, valid, test)]
+    n_classes = _n_classes(labels, multilabel)
+    inputs = _prepare_inputs(poolings, [train[0], valid[0], test[0]], dev)
 
     grid = [(lr, wd) for lr in lrs for wd in weight_decays]
-    lr_vec = torch.tensor([lr for lr, _ in grid], dtype=torch.float32, device=dev)
-    wd_vec = torch.tensor([wd for _, wd in grid], dtype=torch.float32, device=dev)
-    groups: dict[tuple[str, str], HeadGroup] = {}
-    params = []
-    for pooling in poolings:
-        for head in heads:
-            group = HeadGroup(head, pooling, len(grid), dim, n_classes, seed=seed, mlp_hidden=mlp_hidden, attention_heads=attention_heads).to(dev)
-            groups[head, pooling] = group
-            params += [(name, p, lr_vec, wd_vec) for name, p in group.named_parameters()]
-    optimizer = BatchedAdam(params)
-
-    n_train = len(labels[0])
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    total_steps = epochs * steps_per_epoch
+    lr_per_head = torch.tensor([lr for lr, _ in grid], dtype=torch.float32, device=dev)
+    wd_per_head = torch.tensor([wd for _, wd in grid], dtype=torch.float32, device=dev)
+    groups = {
+        (head, pooling): HeadGroup(
+            head, pooling, len(grid), train[0][0].shape[1], n_classes,
+            seed=seed, mlp_hidden=mlp_hidden, attention_heads=attention_heads,
+        ).to(dev)
+        for pooling in poolings
+        for head in heads
+    }
+    optimizer = BatchedAdam(
+        [(name, p, lr_per_head, wd_per_head) for group in groups.values() for name, p in group.named_parameters()]
+    )
+    train_target = torch.as_tensor(labels[0], dtype=torch.float32 if multilabel else torch.long, device=dev)
+    n_train = len(train_target)
+    total_steps = epochs * math.ceil(n_train / batch_size)
     order = torch.Generator().manual_seed(seed)
     for _ in track(range(epochs), description="probe sweep", disable=not progress):
         permutation = torch.randperm(n_train, generator=order).to(dev)
@@ -384,11 +395,11 @@ def probe_sweep(
             optimizer.zero_grad()
 
     score = METRICS[metric]
-    results = []
+    results, test_scores = [], []
     for (head, pooling), group in groups.items():
         group.eval()
-        valid_scores = _predict(group, inputs[pooling][1], multilabel, 4 * batch_size, dev)
-        test_scores = _predict(group, inputs[pooling][2], multilabel, 4 * batch_size, dev)
+        valid_group = _predict(group, inputs[pooling][1], multilabel, 4 * batch_size, dev)
+        test_group = _predict(group, inputs[pooling][2], multilabel, 4 * batch_size, dev)
         for h, (lr, wd) in enumerate(grid):
             results.append(
                 {
@@ -396,26 +407,43 @@ def probe_sweep(
                     "weight_decay": wd,
                     "head": head,
                     "pooling": pooling,
-                    "valid": score(labels[1], valid_scores[h]),
-                    "test": score(labels[2], test_scores[h]),
-                    "_test_scores": test_scores[h],
+                    "valid": score(labels[1], valid_group[h]),
+                    "test": score(labels[2], test_group[h]),
                 }
             )
+            test_scores.append(test_group[h])
     best = min(
-        results,
-        key=lambda r: (
-            -np.nan_to_num(r["valid"], nan=-np.inf),
-            r["lr"],
-            r["weight_decay"],
-            list(heads).index(r["head"]),
-            list(poolings).index(r["pooling"]),
+        range(len(results)),
+        key=lambda i: (
+            -np.nan_to_num(results[i]["valid"], nan=-np.inf),
+            results[i]["lr"],
+            results[i]["weight_decay"],
+            list(heads).index(results[i]["head"]),
+            list(poolings).index(results[i]["pooling"]),
         ),
     )
     return SweepResult(
         metric=metric,
-        best={k: best[k] for k in ("lr", "weight_decay", "head", "pooling")},
-        valid=best["valid"],
-        test=best["test"],
-        heads=[{k: v for k, v in r.items() if k != "_test_scores"} for r in results],
-        test_scores=best["_test_scores"],
+        best={k: results[best][k] for k in ("lr", "weight_decay", "head", "pooling")},
+        valid=results[best]["valid"],
+        test=results[best]["test"],
+        heads=results,
+        test_scores=test_scores[best],
     )
+
+
+def _check_names(what: str, names: Sequence[str], known: dict) -> None:
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; known: {sorted(known)}")
+
+
+def _n_classes(labels: Sequence[np.ndarray], multilabel: bool) -> int:
+    """Number of classes: columns of 0/1 label matrices, or 1 + the largest class id."""
+    if multilabel:
+        if any(y.ndim != 2 or y.shape[1] != labels[0].shape[1] for y in labels):
+            raise ValueError("multilabel labels must be 0/1 [N, C] matrices with the same C in every split")
+        return labels[0].shape[1]
+    if any(y.ndim != 1 for y in labels):
+        raise ValueError("multiclass labels must be class ids [N]")
+    return int(max(y.max() for y in labels)) + 1

@@ -12,12 +12,11 @@ from sklearn.metrics import accuracy_score, average_precision_score
 from torch import nn
 
 from probes.embed import extract_embeddings, load_shards, mean_pool, save_shards
-from probes.heads import AttentionPool, probe_sweep
+from probes.heads import AttentionPool, BatchedAdam, max_pool, probe_sweep
 from probes.metrics import METRICS, accuracy, macro_average_precision, metric_for
 
-# A grid fine enough in weight decay to meet LogisticRegression's grid over C (C = 1 / (wd * N)).
-LRS = (1e-3, 1e-2, 1e-1)
-WEIGHT_DECAYS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+# scikit-learn's side of every comparison: LogisticRegression with C tuned on the validation split.
+# The sweep runs with its defaults, which are what these tests hold to the reference.
 SKLEARN_CS = np.logspace(-4, 2, 13)
 
 
@@ -69,7 +68,8 @@ def test_metric_for() -> None:
 def _gaussian_frames(n: int, centers: np.ndarray, rng: np.random.Generator, noise: float = 2.5):
     """Items of 4-15 noisy frames around their class center (overlapping classes)."""
     labels = rng.integers(0, len(centers), n)
-    frames = [(centers[k] + noise * rng.standard_normal((int(rng.integers(4, 16)), centers.shape[1]))).astype(np.float16) for k in labels]
+    dim = centers.shape[1]
+    frames = [(centers[k] + noise * rng.standard_normal((int(rng.integers(4, 16)), dim))).astype(np.float16) for k in labels]
     return frames, labels
 
 
@@ -93,12 +93,12 @@ def test_linear_probe_matches_logistic_regression_on_gaussian_clusters() -> None
     centers = 0.35 * rng.standard_normal((8, 64))
     train, valid, test = (_gaussian_frames(n, centers, rng) for n in (600, 1000, 2000))
     _, sk_test = _sklearn_tuned_accuracy(train, valid, test)
-    result = probe_sweep(train, valid, test, "multiclass", lrs=LRS, weight_decays=WEIGHT_DECAYS, epochs=100)
+    result = probe_sweep(train, valid, test, "multiclass")
     assert result.metric == "accuracy"
     assert 0.6 < sk_test < 0.95, "the task must be neither trivial nor hopeless"
     assert abs(result.test - sk_test) <= 0.01
     assert result.test == pytest.approx(accuracy_score(test[1], result.test_scores.argmax(1)))
-    assert len(result.heads) == len(LRS) * len(WEIGHT_DECAYS)
+    assert len(result.heads) == 30
 
 
 def test_linear_probe_matches_logistic_regression_on_digits() -> None:
@@ -109,7 +109,7 @@ def test_linear_probe_matches_logistic_regression_on_digits() -> None:
         for index in (order[:100], order[100:600], order[600:])
     ]
     _, sk_test = _sklearn_tuned_accuracy(*splits)
-    result = probe_sweep(*splits, "multiclass", lrs=LRS, weight_decays=WEIGHT_DECAYS, epochs=100)
+    result = probe_sweep(*splits, "multiclass")
     assert 0.7 < sk_test < 0.95
     assert abs(result.test - sk_test) <= 0.01
 
@@ -118,9 +118,9 @@ def test_batched_heads_equal_single_heads() -> None:
     rng = np.random.default_rng(1)
     centers = 0.5 * rng.standard_normal((4, 16))
     train, valid, test = (_gaussian_frames(n, centers, rng) for n in (200, 200, 200))
-    grid = dict(lrs=(1e-2, 1e-1), weight_decays=(0.0, 1e-1), heads=("linear", "mlp"), poolings=("mean", "attention"))
+    grid = dict(lrs=(1e-2, 1e-1), weight_decays=(0.0, 1e-1), heads=("linear", "mlp"), poolings=("mean", "max", "attention"))
     batched = probe_sweep(train, valid, test, "multiclass", epochs=10, batch_size=64, seed=3, mlp_hidden=32, **grid)
-    assert len(batched.heads) == 16
+    assert len(batched.heads) == 24
     for head in batched.heads:
         single = probe_sweep(
             train, valid, test, "multiclass", lrs=(head["lr"],), weight_decays=(head["weight_decay"],),
@@ -130,8 +130,32 @@ def test_batched_heads_equal_single_heads() -> None:
         assert single.test == pytest.approx(head["test"], abs=1e-12)
         if {k: head[k] for k in single.best} == batched.best:
             np.testing.assert_allclose(single.test_scores, batched.test_scores, atol=1e-5)
-    scores = {(h["lr"], h["weight_decay"], h["head"], h["pooling"]): h["valid"] for h in batched.heads}
-    assert len(set(scores.values())) > 1, "the heads must differ, or the comparison proves nothing"
+    assert len({h["valid"] for h in batched.heads}) > 1, "the heads must differ, or the comparison proves nothing"
+
+
+def test_batched_adam_equals_torch_adam_per_head() -> None:
+    torch.manual_seed(0)
+    lrs, decays = torch.tensor([1e-3, 1e-2, 1e-1]), torch.tensor([0.0, 1e-1, 1e-2])
+    weight = nn.Parameter(torch.randn(3, 5, 4))
+    bias = nn.Parameter(torch.randn(3, 4))
+    singles = [(nn.Parameter(weight[h].detach().clone()), nn.Parameter(bias[h].detach().clone())) for h in range(3)]
+    batched = BatchedAdam([("weight", weight, lrs, decays), ("bias", bias, lrs, decays)])
+    references = [
+        torch.optim.Adam(
+            [{"params": [w], "weight_decay": float(decays[h])}, {"params": [b], "weight_decay": 0.0}], lr=float(lrs[h])
+        )
+        for h, (w, b) in enumerate(singles)
+    ]
+    for _ in range(30):
+        grad_w, grad_b = torch.randn(3, 5, 4), torch.randn(3, 4)
+        weight.grad, bias.grad = grad_w.clone(), grad_b.clone()
+        batched.step()
+        for h, ((w, b), optimizer) in enumerate(zip(singles, references)):
+            w.grad, b.grad = grad_w[h].clone(), grad_b[h].clone()
+            optimizer.step()
+    for h, (w, b) in enumerate(singles):
+        torch.testing.assert_close(weight[h], w, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(bias[h], b, atol=1e-6, rtol=1e-5)
 
 
 def test_multilabel_probe_is_scored_with_map() -> None:
@@ -145,7 +169,7 @@ def test_multilabel_probe_is_scored_with_map() -> None:
         return frames, labels
 
     train, valid, test = split(400), split(400), split(800)
-    result = probe_sweep(train, valid, test, "multilabel", lrs=LRS, weight_decays=(0.0, 1e-2, 1e-1), epochs=50)
+    result = probe_sweep(train, valid, test, "multilabel")
     assert result.metric == "map"
     assert result.test_scores.shape == (800, n_classes)
     assert result.test == pytest.approx(average_precision_score(test[1], result.test_scores, average="macro"), abs=1e-6)
@@ -304,9 +328,10 @@ def test_shards_round_trip(tmp_path) -> None:
         load_shards(tmp_path / "missing")
 
 
-def test_mean_pool() -> None:
+def test_fixed_poolings() -> None:
     rng = np.random.default_rng(7)
     embeddings = [rng.standard_normal((int(t), 5)).astype(np.float16) for t in (3, 9, 1)]
     pooled = mean_pool(embeddings)
     assert pooled.dtype == np.float32 and pooled.shape == (3, 5)
     np.testing.assert_allclose(pooled, [e.astype(np.float64).mean(0) for e in embeddings], atol=1e-6)
+    np.testing.assert_array_equal(max_pool(embeddings), [e.astype(np.float32).max(0) for e in embeddings])

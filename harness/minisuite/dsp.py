@@ -5,6 +5,8 @@ All signals are 1-D float64 arrays at :data:`SR` Hz unless a function says other
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import signal
 
@@ -121,9 +123,15 @@ def room_reverb(rng: np.random.Generator, x: np.ndarray, rt60: float, wet: float
     return (1 - wet) * x + wet * tail * (rms(x) / rms(tail))
 
 
+@lru_cache(maxsize=1)
+def _resampling_filter() -> np.ndarray:
+    # the filter resample_poly designs by default for 320/441, designed once
+    return signal.firwin(2 * 10 * 441 + 1, 1.0 / 441, window=("kaiser", 5.0))
+
+
 def resample_22050_to_16000(x: np.ndarray) -> np.ndarray:
     """Polyphase resampling from 22.05 kHz (espeak-ng) to 16 kHz."""
-    return signal.resample_poly(x, 320, 441)
+    return signal.resample_poly(x, 320, 441, window=_resampling_filter())
 
 
 def finish(x: np.ndarray, peak: float = 0.95) -> np.ndarray:

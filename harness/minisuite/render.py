@@ -56,8 +56,8 @@ def _speech_clip(rng: np.random.Generator, voice_audio: np.ndarray) -> np.ndarra
 def _speaker(rng: np.random.Generator, job: Job) -> np.ndarray:
     voice, pitch, rate, pitch_range = SPEAKERS[job.label]
     text = speech.sentence(rng, "english", SENTENCE_BUCKETS[job.split])
-    rate = int(rate * rng.uniform(0.96, 1.04))
-    pitch = int(pitch + rng.integers(-3, 4))
+    rate = int(rate * rng.uniform(0.94, 1.06))
+    pitch = int(pitch + rng.integers(-5, 6))
     return _speech_clip(rng, speech.synthesize(text, voice, rate, pitch, pitch_range))
 
 

@@ -9,15 +9,17 @@ GENERATOR_VERSION = "1"
 
 SPEAKERS: dict[str, tuple[str, int, int, int]] = {
     "m1_p40_r165": ("en+m1", 40, 165, 50),
-    "m3_p60_r190": ("en+m3", 60, 190, 70),
-    "m7_p25_r140": ("en+m7", 25, 140, 35),
-    "m2_p48_r205": ("en-us+m2", 48, 205, 60),
-    "f1_p68_r170": ("en+f1", 68, 170, 60),
-    "f2_p82_r150": ("en+f2", 82, 150, 80),
-    "f4_p72_r200": ("en-us+f4", 72, 200, 45),
-    "f5_p58_r135": ("en+f5", 58, 135, 65),
+    "m1_p60_r185": ("en+m1", 60, 185, 50),
+    "m3_p50_r150": ("en+m3", 50, 150, 70),
+    "m7_p30_r175": ("en+m7", 30, 175, 35),
+    "f1_p65_r170": ("en+f1", 65, 170, 60),
+    "f2_p75_r155": ("en+f2", 75, 155, 80),
+    "f4_p70_r190": ("en-us+f4", 70, 190, 45),
+    "f4_p85_r160": ("en-us+f4", 85, 160, 45),
 }
-"""Speakers of ``speech_speaker``: label -> (espeak voice, pitch, rate in wpm, pitch range)."""
+"""Speakers of ``speech_speaker``: label -> (espeak voice, pitch, rate in wpm, pitch range).
+Two pairs share a voice variant and differ only in pitch and rate; every clip jitters
+pitch by up to 5 and rate by up to 6 %, as one person's voice varies."""
 
 FAMILY_NAMES = ("piano", "organ", "guitar", "bass", "strings", "brass", "reed", "pipe")
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")

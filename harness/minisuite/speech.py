@@ -50,6 +50,8 @@ class _Espeak:
             raise RuntimeError("espeak-ng failed to initialise")
         self.sample_rate = int(rate)
         self.lib.espeak_SetSynthCallback(self._callback)
+        # Load the phoneme tables once here, so that forked children do not each load them.
+        self.lib.espeak_SetVoiceByName(b"en")
 
     def _collect(self, wav: ctypes.POINTER(ctypes.c_short), n: int, events: ctypes.c_void_p) -> int:
         if n > 0:

@@ -51,7 +51,7 @@ def run(ctx: StageContext) -> dict:
     np.save(ctx.workdir / "test_labels.npy", labels[splits["test"]])
     out = {"metric": result.metric, "valid": float(result.valid), "test": float(result.test), "best": result.best,
            "n_train": len(splits["train"]), "n_valid": len(splits["valid"]), "n_test": len(splits["test"]),
-           "num_classes": len(classes), "heads": len(result.heads)}
+           "num_classes": len(classes), "num_heads": len(result.heads)}
     atomic_write_json(ctx.workdir / "sweep.json", {"classes": classes, "heads": result.heads, **out})
     ctx.log(f"{task['name']}: {result.metric} valid {result.valid:.4f} test {result.test:.4f} best {result.best}")
     return out
