@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,22 @@ def save_encoder(path: str | os.PathLike, encoder: Encoder, name: str, config: d
         },
         path,
     )
+
+
+def checkpoint_digest(path: str | os.PathLike) -> str:
+    """sha256 of a checkpoint's content: name, config, version and every tensor's bytes.
+
+    ``torch.save`` writes a random serialization id into each file, so equal weights give
+    different file bytes; this digest is equal exactly when the weights and metadata are.
+    It keys the embedding cache.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    h = hashlib.sha256(json.dumps({k: ckpt[k] for k in ("name", "config", "version")}, sort_keys=True).encode())
+    for key in sorted(ckpt["state_dict"]):
+        tensor = ckpt["state_dict"][key].contiguous()
+        h.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return h.hexdigest()
 
 
 def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Encoder, dict[str, Any]]:

@@ -105,11 +105,11 @@ def expand(config: dict[str, Any]) -> Graph:
         captions = make_node("captions", dict(tagging["captioner"]), {"dataset": dataset},
                              components.stage_version("captions"), coords)
         tags = make_node("tags", dict(tagging["parser"]), {"captions": captions},
-                         components.parser_version(tagging["parser"]["backend"]), coords)
-        tag_systems = [make_node("tagsystem", {"size": k}, {"tags": tags}, components.tagsystem_version(),
+                         _v("tags", components.parser_version(tagging["parser"]["backend"])), coords)
+        tag_systems = [make_node("tagsystem", {"size": k}, {"tags": tags}, _v("tagsystem", components.tagsystem_version()),
                                  {**coords, "tag_system": tag_system_name(size=k), "tag_system_size": k})
                        for k in tagging["sizes"]]
-        tag_systems += [make_node("tagsystem", {"file": f, "sha256": file_digest(f)}, {}, components.tagsystem_version(),
+        tag_systems += [make_node("tagsystem", {"file": f, "sha256": file_digest(f)}, {}, _v("tagsystem", components.tagsystem_version()),
                                   {**coords, "tag_system": tag_system_name(file=f)})
                         for f in tagging["files"]]
         for objective in pre["objectives"]:
@@ -128,13 +128,13 @@ def expand(config: dict[str, Any]) -> Graph:
                         "pretrain",
                         {"encoder": encoder_cfg, "objective": obj_cfg, "train": train_cfg, "seed": seed,
                          "features": features},
-                        inputs, f"{encoder_version}+{components.objective_version(objective['name'])}", run_coords,
+                        inputs, _v("pretrain", encoder_version, components.objective_version(objective["name"])), run_coords,
                         {**runtime, "checkpoint_every": pre["checkpoint_every"]}))
     for baseline in pre["baselines"]:  # a randomly initialised encoder: no data, no training
         for seed in pre["seeds"]:
             runs.append(make_node("pretrain", {"encoder": encoder_cfg, "objective": {"name": baseline}, "seed": seed,
                                                "features": features},
-                                  {}, encoder_version,
+                                  {}, _v("pretrain", encoder_version),
                                   {"source": "-", "objective": baseline, "seed": seed, "tag_system": "-",
                                    "encoder": f"{encoder_cfg['name']}-{encoder_cfg['size']}"}, runtime))
 
@@ -159,4 +159,9 @@ def dataset_node(kind: str, args: dict[str, Any]) -> Node:
     if kind != "minisuite":
         raise ValueError(f"unknown dataset kind {kind!r}")
     config = {"kind": kind, "seed": int(args.get("seed", 0)), "scale": float(args.get("scale", 1.0))}
-    return make_node("dataset", config, {}, components.minisuite_version(), {"dataset": kind})
+    return make_node("dataset", config, {}, _v("dataset", components.minisuite_version()), {"dataset": kind})
+
+
+def _v(stage: str, *component_versions: str) -> str:
+    """A node's version: its stage's code, then the components it runs."""
+    return "+".join((components.stage_version(stage), *component_versions))

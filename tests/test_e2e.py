@@ -41,9 +41,8 @@ def harness(*args: str, cwd: Path, env: dict, timeout: int = 900) -> subprocess.
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("harness-home")
-    return {**os.environ, "HARNESS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+def env(harness_env):
+    return harness_env
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +124,28 @@ def test_sigkill_then_resume_gives_identical_results(small_study, small_run, env
     a, b = results(out), results(small_run)
     assert a["run"].tolist() == b["run"].tolist() and a["task"].tolist() == b["task"].tolist()
     assert a["value"].tolist() == b["value"].tolist()
+    # the pre-training itself resumed exactly: same per-step losses, same weights
+    for folder in (out / "store" / "pretrain").iterdir():
+        if folder.is_dir() and not folder.name.endswith(".work"):
+            twin = small_run / "store" / "pretrain" / folder.name
+            assert _record(folder)["outputs"]["digest"] == _record(twin)["outputs"]["digest"]
+            if (folder / "train_log.csv").exists():
+                assert (folder / "train_log.csv").read_text().splitlines()[0] == \
+                    (twin / "train_log.csv").read_text().splitlines()[0]
+                assert _losses(folder) == _losses(twin)
+
+
+def _record(folder: Path) -> dict:
+    import json
+
+    return json.loads((folder / "_done.json").read_text())
+
+
+def _losses(folder: Path) -> list[str]:
+    import csv
+
+    with open(folder / "train_log.csv") as f:
+        return [(row["step"], row["loss"]) for row in csv.DictReader(f)]
 
 
 @pytest.mark.slow

@@ -47,8 +47,14 @@ def plan(seed: int, scale: float) -> list[Job]:
 
 
 def _render_all(jobs: list[Job], root: Path, progress: bool, workers: int) -> list[dict]:
-    """Render every job into ``root`` (a spawn pool when ``workers > 1``); metadata in job order."""
+    """Render every job into ``root``; metadata in job order.
+
+    With ``workers > 1`` the jobs run in spawned worker processes (not forked: the caller
+    may hold threads, e.g. torch or a progress display, that fork would copy mid-flight).
+    """
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -61,12 +67,18 @@ def _render_all(jobs: list[Job], root: Path, progress: bool, workers: int) -> li
             for job in jobs:
                 metas.append(render(job))
                 bar.advance(task)
-        else:
-            # spawn, not fork: the caller may hold threads (torch, rich) that fork would copy mid-flight.
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for meta in pool.imap(render, jobs, chunksize=8):
+            return metas
+        context = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                for meta in pool.map(render, jobs, chunksize=8):
                     metas.append(meta)
                     bar.advance(task)
+        except BrokenProcessPool as err:
+            raise RuntimeError(
+                "mini-suite worker processes died. Spawned workers re-import the main script: "
+                "call build() under `if __name__ == '__main__':`, or pass workers=1."
+            ) from err
     return metas
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.job import StageContext
 from harness.store import atomic_write_json, digest, file_digest
 
-VERSION = "1"
+VERSION = "2"
 
 
 def run(ctx: StageContext) -> dict:
@@ -25,7 +25,7 @@ def run(ctx: StageContext) -> dict:
     manifest = task_manifest(ctx.inputs["data"].path, task["args"]["task"])
     pretrain = ctx.inputs["pretrain"]
     ckpt = pretrain.path / pretrain.record["outputs"]["checkpoint"]
-    key = digest({"checkpoint": pretrain.record["outputs"]["sha256"], "features": ctx.config["features"],
+    key = digest({"checkpoint": pretrain.record["outputs"]["digest"], "features": ctx.config["features"],
                   "manifest": file_digest(manifest), "layer": ctx.config["layer"], "version": VERSION})
     target = ctx.cache_dir / "embeddings" / key
     reused = (target / "_done.json").is_file()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from harness.job import StageContext
-from harness.store import file_digest
+
+VERSION = "1"
 
 CHECKPOINT = "encoder.pt"
 
@@ -12,7 +13,7 @@ def run(ctx: StageContext) -> dict:
     import torch
 
     from encoders import build_encoder
-    from encoders.checkpoint import save_encoder
+    from encoders.checkpoint import checkpoint_digest, save_encoder
 
     cfg = ctx.config
     enc_cfg = dict(cfg["encoder"])
@@ -23,7 +24,7 @@ def run(ctx: StageContext) -> dict:
     if cfg["objective"]["name"] != "random":
         summary = _train(ctx, encoder)
     save_encoder(ctx.workdir / CHECKPOINT, encoder, name, enc_cfg)
-    return {"checkpoint": CHECKPOINT, "sha256": file_digest(ctx.workdir / CHECKPOINT),
+    return {"checkpoint": CHECKPOINT, "digest": checkpoint_digest(ctx.workdir / CHECKPOINT),
             "params": sum(p.numel() for p in encoder.parameters()), "train": summary}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from harness.job import StageContext
 from harness.stages.manifests import read_jsonl, write_jsonl
 
+VERSION = "1"
+
 
 def run(ctx: StageContext) -> dict:
     from harness.tagging.rules import parse_caption

@@ -7,6 +7,8 @@ import csv
 from harness.job import StageContext
 from harness.stages.manifests import read_jsonl
 
+VERSION = "1"
+
 LABELS = "labels.json"  # the tag system, in the released {"0": "tag", ...} format
 
 
