@@ -168,13 +168,15 @@ def _poll(job: Any, executor_kind: str) -> tuple[bool, str | None]:
 
 
 def _describe(exc: BaseException) -> str:
-    """One line: the innermost error of a job's traceback."""
-    text = str(exc).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):  # submitit wraps the remote traceback in its message
-        if not line.startswith((" ", "\t")) and ("Error" in line or "Exception" in line or ":" in line):
+    """One line: the innermost error of a job's traceback (submitit wraps it in its own message)."""
+    text = str(exc)
+    if "with trace:" in text:  # FailedJobError: the remote traceback sits between two dashed lines
+        text = text.split("with trace:", 1)[1].split("\n----", 2)[1] if "\n----" in text else text
+    lines = [line.rstrip() for line in text.splitlines() if line.strip() and not set(line.strip()) <= {"-"}]
+    for line in reversed(lines):
+        if not line.startswith((" ", "\t")):
             return line.strip()[:500]
-    return (lines[-1] if lines else type(exc).__name__)[:500] or "".join(traceback.format_exception_only(exc)).strip()
+    return "".join(traceback.format_exception_only(exc)).strip()[:500]
 
 
 def _write_state(layout: Layout, node: Node, state: str, job: Any = None, cause: str | None = None) -> None:

@@ -18,10 +18,10 @@ Layout of a built suite (``build`` returns the index)::
     out_dir/audio/<pool|task>/*.wav    16 kHz mono PCM-16, 2-4 s
 
 Manifest paths in ``index.json`` are relative to ``out_dir``; the audio sources inside
-the manifests are absolute paths into ``out_dir`` (the suite is rendered in a temporary
-sibling folder, then renamed). If the suite is moved, re-point them with
-``CutSet.from_file(p).with_recording_path_prefix(...)`` after stripping the old prefix,
-or simply build again.
+the manifests are absolute paths into ``out_dir`` (computed for the final location, the
+suite being rendered in a temporary sibling folder and then renamed), so
+``CutSet.from_file(...)`` then ``cut.load_audio()`` work from any working directory.
+Moving the folder breaks those paths: build again instead.
 
 This module imports nothing heavy; :func:`build` loads the generator on first use.
 """

@@ -96,7 +96,7 @@ def _write_manifests(jobs: list[Job], metas: list[dict], root: Path, final: Path
     from lhotse import Recording
 
     by_kind: dict[str, list] = {}
-    for job, meta in zip(jobs, metas):
+    for job, meta in zip(jobs, metas, strict=True):
         depth = len(Path(job.path).parts)
         recording = Recording.from_file(root / job.path, recording_id=job.clip_id, relative_path_depth=depth)
         cut = recording.with_path_prefix(final).to_cut()

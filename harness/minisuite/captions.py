@@ -23,7 +23,10 @@ from harness.minisuite.vocab import ENV_EVENTS, INSTRUMENT_TAGS, tags_in
 if TYPE_CHECKING:
     from harness.minisuite.scene import Event, Scene
 
-LOUD = {"loud": ("loud", "strong", "intense", "prominent", "powerful"), "quiet": ("quiet", "faint", "soft", "gentle", "subtle")}
+LOUD = {
+    "loud": ("loud", "strong", "intense", "prominent", "powerful"),
+    "quiet": ("quiet", "faint", "soft", "gentle", "subtle"),
+}
 LOUD_ADV = {"loud": ("loudly", "at high volume"), "quiet": ("quietly", "softly", "at low volume")}
 DIST_ADJ = {"close": ("nearby",), "distant": ("distant", "far-off", "faraway")}
 DIST_PP = {
@@ -62,8 +65,7 @@ def tidy(text: str) -> str:
 class _Mods:
     """The loudness and distance modifiers of one event, drawn once per caption."""
 
-    def __init__(self, rng: np.random.Generator, ev: "Event"):
-        self.rng = rng
+    def __init__(self, rng: np.random.Generator, ev: Event):
         self.loud = _pick(rng, LOUD[ev.loudness]) if ev.loudness and rng.random() < 0.85 else ""
         self.loud_adv = _pick(rng, LOUD_ADV[ev.loudness]) if ev.loudness and rng.random() < 0.85 else ""
         as_adj = ev.distance is not None and rng.random() < 0.35
@@ -104,15 +106,18 @@ ENV_HEADS = {
                   ("", "raps", True)] for v in ("door", "table", "window")},
     "bird": {
         "single": [("a", "bird", False), ("a", "songbird", False), ("a", "small bird", False)],
-        "flock": [("", "birds", True), ("several", "birds", True), ("a flock of", "birds", True), ("", "birdsong", False)],
+        "flock": [("", "birds", True), ("several", "birds", True), ("a flock of", "birds", True),
+                  ("", "birdsong", False)],
     },
     "wind": {
         "gusty": [("", "wind", False), ("", "gusts", True), ("", "gusting wind", False), ("", "blowing wind", False)],
         "steady": [("", "wind", False), ("a", "breeze", False), ("", "blowing wind", False)],
     },
     "bell": {
-        "church": [("a", "church bell", False), ("a", "large bell", False), ("a", "bell", False), ("a", "ringing bell", False)],
-        "hand": [("a", "small bell", False), ("a", "hand bell", False), ("a", "bell", False), ("a", "ringing bell", False)],
+        "church": [("a", "church bell", False), ("a", "large bell", False), ("a", "bell", False),
+                   ("a", "ringing bell", False)],
+        "hand": [("a", "small bell", False), ("a", "hand bell", False), ("a", "bell", False),
+                 ("a", "ringing bell", False)],
         "chimes": [("", "chimes", True), ("", "metal chimes", True), ("a set of", "chimes", True)],
     },
 }
@@ -137,11 +142,15 @@ ENV_ADJ = {
 }
 
 ENV_VERBS = {
-    ("rain", "heavy"): (("falls", "fall"), ("pours down", "pour down"), ("drums", "drum"), ("comes down hard", "come down hard")),
-    ("rain", "light"): (("falls", "fall"), ("patters", "patter"), ("drips", "drip"), ("comes down softly", "come down softly")),
-    ("engine", "idling"): (("idles", "idle"), ("runs", "run"), ("hums", "hum"), ("rumbles", "rumble"), ("ticks over", "tick over")),
+    ("rain", "heavy"): (("falls", "fall"), ("pours down", "pour down"), ("drums", "drum"),
+                        ("comes down hard", "come down hard")),
+    ("rain", "light"): (("falls", "fall"), ("patters", "patter"), ("drips", "drip"),
+                        ("comes down softly", "come down softly")),
+    ("engine", "idling"): (("idles", "idle"), ("runs", "run"), ("hums", "hum"), ("rumbles", "rumble"),
+                           ("ticks over", "tick over")),
     ("engine", "revving"): (("revs up", "rev up"), ("roars", "roar"), ("revs repeatedly", "rev repeatedly")),
-    ("siren", "wail"): (("wails", "wail"), ("howls", "howl"), ("rises and falls", "rise and fall"), ("blares", "blare")),
+    ("siren", "wail"): (("wails", "wail"), ("howls", "howl"), ("rises and falls", "rise and fall"),
+                        ("blares", "blare")),
     ("siren", "yelp"): (("yelps", "yelp"), ("warbles", "warble"), ("blares", "blare")),
     ("siren", "hilo"): (("alternates between two tones", "alternate between two tones"), ("blares", "blare"),
                         ("sounds", "sound")),
@@ -171,14 +180,14 @@ STEP_TEMPO = {"fast": ("fast", "hurried", "quick", "brisk"), "slow": ("slow", "u
 WALK_TEMPO = {"fast": ("quickly", "briskly", "hurriedly", "fast"), "slow": ("slowly", "at a leisurely pace", "calmly")}
 
 
-def _env_detail(rng: np.random.Generator, ev: "Event", p: float) -> str:
+def _env_detail(rng: np.random.Generator, ev: Event, p: float) -> str:
     key = ev.label if ev.label == "rain" else f"{ev.label}:{ev.variant}"
     if key not in ENV_DETAIL:
         return ""
     return _pick(rng, ENV_DETAIL[key]) if rng.random() < p else ""
 
 
-def _env_special_clause(rng: np.random.Generator, ev: "Event", m: _Mods) -> str:
+def _env_special_clause(rng: np.random.Generator, ev: Event, m: _Mods) -> str:
     """Clauses that do not follow the subject-verb pattern ("it is raining", "someone walks")."""
     lab, var = ev.label, ev.variant
     if lab == "rain":
@@ -207,7 +216,7 @@ def _env_special_clause(rng: np.random.Generator, ev: "Event", m: _Mods) -> str:
     return ""
 
 
-def _env(rng: np.random.Generator, ev: "Event") -> tuple[str, str]:
+def _env(rng: np.random.Generator, ev: Event) -> tuple[str, str]:
     m = _Mods(rng, ev)
     lab, var = ev.label, ev.variant
     det, head, plural = ENV_HEADS[lab][var][int(rng.integers(len(ENV_HEADS[lab][var])))]
@@ -237,7 +246,7 @@ VOICE_PITCH = {"high": ("high-pitched", "high"), "low": ("low-pitched", "deep", 
 SPEECH_TEMPO = {"fast": ("quickly", "rapidly", "fast"), "slow": ("slowly", "calmly", "at a slow pace")}
 
 
-def _speech(rng: np.random.Generator, ev: "Event") -> tuple[str, str]:
+def _speech(rng: np.random.Generator, ev: Event) -> tuple[str, str]:
     m = _Mods(rng, ev)
     lang = ev.language.capitalize() if ev.language and rng.random() < 0.85 else ""
     lang_pp = f"in {lang}" if lang else ""
@@ -284,7 +293,7 @@ MUSIC_TEMPO_ADV = {"fast": ("fast", "quickly", "briskly"), "slow": ("slowly", "g
 REGISTER = {"high": ("high", "high-pitched", "bright"), "low": ("low", "low-pitched", "deep")}
 
 
-def _music(rng: np.random.Generator, ev: "Event") -> tuple[str, str]:
+def _music(rng: np.random.Generator, ev: Event) -> tuple[str, str]:
     m = _Mods(rng, ev)
     head = _pick(rng, INSTRUMENT_HEADS[ev.label])
     if ev.program == 59 and ev.label == "trumpet" and rng.random() < 0.7:
@@ -293,11 +302,13 @@ def _music(rng: np.random.Generator, ev: "Event") -> tuple[str, str]:
         head = "church organ"
     if ev.label == "guitar" and ev.style == "chords" and rng.random() < 0.5:
         head = "strummed guitar"
-    if ev.label == "bass" and rng.random() < 0.3:
-        head = "bassline"
     tempo = _pick(rng, MUSIC_TEMPO[ev.tempo]) if ev.tempo and rng.random() < 0.8 else ""
     tempo_adv = _pick(rng, MUSIC_TEMPO_ADV[ev.tempo]) if ev.tempo and rng.random() < 0.8 else ""
     register = _pick(rng, REGISTER[ev.pitch]) if ev.pitch and rng.random() < 0.8 else ""
+    if ev.label == "bass" and rng.random() < 0.3:  # the part itself names the instrument
+        bassline = _words("a", m.adjs(tempo, register), "bassline")
+        verb = _pick(rng, ("plays", "grooves", "rumbles along", "repeats"))
+        return _words(bassline, m.dist_pp), _words(bassline, verb, m.dist_pp)
     if ev.style == "chords":
         content_det, content = _pick(rng, (("", "chords"), ("a", "chord progression"), ("", "chords")))
     else:
@@ -371,7 +382,7 @@ WEAK_FORMS = {
 }
 
 
-def _realise(rng: np.random.Generator, ev: "Event") -> tuple[str, str]:
+def _realise(rng: np.random.Generator, ev: Event) -> tuple[str, str]:
     if ev.domain == "speech":
         return _speech(rng, ev)
     if ev.domain == "music":
@@ -379,11 +390,11 @@ def _realise(rng: np.random.Generator, ev: "Event") -> tuple[str, str]:
     return _env(rng, ev)
 
 
-def _in_background(ev: "Event") -> bool:
+def _in_background(ev: Event) -> bool:
     return (ev.loudness == "quiet" or ev.distance == "distant") and ev.distance != "close"
 
 
-def _closing(rng: np.random.Generator, scene: "Scene") -> str:
+def _closing(rng: np.random.Generator, scene: Scene) -> str:
     kinds = []
     if len(scene.events) > 1:
         kinds.append("many")
@@ -398,7 +409,7 @@ def _closing(rng: np.random.Generator, scene: "Scene") -> str:
     return _pick(rng, CLOSING[_pick(rng, kinds)])
 
 
-def detailed_caption(rng: np.random.Generator, scene: "Scene") -> str:
+def detailed_caption(rng: np.random.Generator, scene: Scene) -> str:
     """A detailed caption of ``scene`` from the template grammar."""
     order = [scene.events[i] for i in rng.permutation(len(scene.events))]
     k = len(order)
@@ -421,7 +432,7 @@ def detailed_caption(rng: np.random.Generator, scene: "Scene") -> str:
     return f"{text} {closing}" if closing else text
 
 
-def weak_caption(rng: np.random.Generator, scene: "Scene") -> str:
+def weak_caption(rng: np.random.Generator, scene: Scene) -> str:
     """A terse caption: one short surface form per event ("rain and talking")."""
     forms = [_pick(rng, WEAK_FORMS[ev.label]) for ev in (scene.events[i] for i in rng.permutation(len(scene.events)))]
     if len(forms) == 1:
@@ -435,7 +446,7 @@ def weak_caption(rng: np.random.Generator, scene: "Scene") -> str:
 SOUND_TAGS = frozenset(ENV_EVENTS) | {"speech"} | frozenset(INSTRUMENT_TAGS)
 
 
-def caption_scene(rng: np.random.Generator, scene: "Scene") -> tuple[str, str, list[str]]:
+def caption_scene(rng: np.random.Generator, scene: Scene) -> tuple[str, str, list[str]]:
     """``(caption, weak_caption, events)`` for ``scene``; ``events`` are the canonical tags
     the caption expresses, in order of appearance.
 

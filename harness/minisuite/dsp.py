@@ -43,7 +43,9 @@ def highpass(x: np.ndarray, cutoff: float) -> np.ndarray:
 
 def bandpass(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Band-pass between ``lo`` and ``hi`` Hz: a high-pass then a low-pass, second order each."""
-    sos = np.concatenate([_biquad("highpass", lo, BUTTERWORTH_Q), _biquad("lowpass", max(hi, lo * 1.05), BUTTERWORTH_Q)])
+    high = _biquad("highpass", lo, BUTTERWORTH_Q)
+    low = _biquad("lowpass", max(hi, lo * 1.05), BUTTERWORTH_Q)
+    sos = np.concatenate([high, low])
     return signal.sosfilt(sos, x)
 
 

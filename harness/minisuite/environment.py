@@ -171,7 +171,7 @@ def footsteps(rng: np.random.Generator, n: int, variant: str, tempo: str | None 
     times = times + rng.normal(0, 0.02 * interval, len(times))
     levels = np.linspace(rng.uniform(0.4, 1.0), rng.uniform(0.4, 1.0), len(times))  # approach or recede
     out = np.zeros(n)
-    for i, (start, level) in enumerate(zip(times, levels)):
+    for i, (start, level) in enumerate(zip(times, levels, strict=True)):
         side = 1.0 if i % 2 == 0 else rng.uniform(0.7, 0.95)
         add_at(out, level * side * _impact(rng, variant, toe=False), int(start * SR))
         toe_at = start + rng.uniform(0.04, 0.1)
@@ -204,7 +204,7 @@ def knock(rng: np.random.Generator, n: int, variant: str) -> np.ndarray:
             freqs = f1 * ratios * (1 + rng.normal(0, 0.01, 4))
             hit = sum(
                 g * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) * decay(length, t60 / (1 + m))
-                for m, (f, g) in enumerate(zip(freqs, gains))
+                for m, (f, g) in enumerate(zip(freqs, gains, strict=True))
                 if f < SR / 2 * 0.9
             )
             click = highpass(rng.standard_normal(length) * decay(length, 0.003), 1500)
@@ -214,7 +214,9 @@ def knock(rng: np.random.Generator, n: int, variant: str) -> np.ndarray:
     return out
 
 
-def _syllable(rng: np.random.Generator, shape: str, centre: float, dur: float, trill: tuple[float, float]) -> np.ndarray:
+def _syllable(
+    rng: np.random.Generator, shape: str, centre: float, dur: float, trill: tuple[float, float]
+) -> np.ndarray:
     """One FM bird syllable of ``dur`` seconds around ``centre`` Hz."""
     length = max(int(dur * SR), 16)
     u = np.linspace(0, 1, length)
@@ -242,7 +244,10 @@ def bird(rng: np.random.Generator, n: int, variant: str) -> np.ndarray:
         shape = str(rng.choice(["down", "up", "arch", "trill", "whistle"]))
         centre = rng.uniform(2000, 6000)
         dur = rng.uniform(0.04, 0.09) if shape == "trill" else rng.uniform(0.05, 0.25)
-        trill = (rng.uniform(20, 60), rng.uniform(200, 900)) if shape == "trill" else (rng.uniform(4, 12), rng.uniform(0, 150))
+        if shape == "trill":  # (FM rate in Hz, FM depth in Hz)
+            trill = (rng.uniform(20, 60), rng.uniform(200, 900))
+        else:
+            trill = (rng.uniform(4, 12), rng.uniform(0, 150))
         level = 1.0 if v == 0 else rng.uniform(0.25, 0.8)
         start = rng.uniform(0.0, 0.6)
         while start < n / SR:

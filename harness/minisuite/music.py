@@ -56,8 +56,6 @@ PROGRAM_RANGES: dict[int, tuple[int, int]] = {
 PITCH_PROGRAMS = (0, 4, 16, 19, 24, 40, 42, 48, 56, 60, 65, 68, 71, 73)
 """Programs of the ``music_pitch`` task (mostly sustaining instruments)."""
 
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
 SCALES = {
     "major": (0, 2, 4, 5, 7, 9, 11),
     "minor": (0, 2, 3, 5, 7, 8, 10),

@@ -65,7 +65,8 @@ def _language(rng: np.random.Generator, job: Job) -> np.ndarray:
     variant = str(rng.choice(speech.MALE_VARIANTS + speech.FEMALE_VARIANTS))
     text = speech.sentence(rng, job.label, SENTENCE_BUCKETS[job.split])
     voice = speech.voice_name(job.label, variant, rng)
-    audio = speech.synthesize(text, voice, int(rng.integers(130, 201)), int(rng.integers(20, 86)), int(rng.integers(30, 81)))
+    rate, pitch, pitch_range = int(rng.integers(130, 201)), int(rng.integers(20, 86)), int(rng.integers(30, 81))
+    audio = speech.synthesize(text, voice, rate, pitch, pitch_range)
     return _speech_clip(rng, audio)
 
 

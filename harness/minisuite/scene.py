@@ -22,6 +22,8 @@ PLACES = ("indoor", "outdoor", "street", None)
 CHORD_INSTRUMENTS = ("piano", "guitar", "organ")
 INDOOR_VARIANTS = ("wood", "tile")
 """Footsteps on these surfaces only happen indoors."""
+OUTDOOR_LABELS = ("wind",)
+"""Sounds that only happen outdoors."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,14 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         labels.append(label)
     events = tuple(_event(rng, label) for label in labels)
     place = _choice(rng, PLACES, (0.3, 0.3, 0.15, 0.25))
-    if place in ("outdoor", "street") and any(ev.variant in INDOOR_VARIANTS for ev in events):
+    indoors = any(ev.variant in INDOOR_VARIANTS for ev in events)
+    outdoors = any(ev.label in OUTDOOR_LABELS for ev in events)
+    if indoors and outdoors:
+        place = None
+    elif indoors and place in ("outdoor", "street"):
         place = "indoor"
+    elif outdoors and place == "indoor":
+        place = "outdoor"
     return Scene(events, place, float(rng.uniform(2.0, 4.0)))
 
 

@@ -4,7 +4,8 @@ espeak-ng keeps state between utterances (glottal phase, pitch flutter, noise
 generators), so the same text synthesised twice in one process gives slightly
 different samples. To make every clip a pure function of its parameters, each
 utterance is synthesised in a forked child of a process where espeak-ng was
-initialised but has not spoken yet: every child starts from the same state.
+initialised but has not spoken yet, with both random generators it uses (libc's and
+its own) seeded: every child starts from the same state.
 
 Sentences come from a small grammar per language (subject x predicate x optional
 adverbial, 880 sentences per language). :func:`sentence` draws one from a given
@@ -27,7 +28,13 @@ _RATE, _PITCH, _RANGE = 1, 3, 4
 _CHARS_UTF8 = 1
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
-LANGUAGE_VOICES = {"english": ("en", "en-us"), "french": ("fr",), "german": ("de",), "spanish": ("es",), "italian": ("it",)}
+LANGUAGE_VOICES = {
+    "english": ("en", "en-us"),
+    "french": ("fr",),
+    "german": ("de",),
+    "spanish": ("es",),
+    "italian": ("it",),
+}
 """espeak-ng language voices used for each language label."""
 
 MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8")
@@ -37,7 +44,7 @@ FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
 class _Espeak:
     """A process-wide espeak-ng handle, initialised once and never used to speak directly."""
 
-    _instance: "_Espeak | None" = None
+    _instance: _Espeak | None = None
 
     def __init__(self) -> None:
         import espeakng_loader
@@ -59,7 +66,7 @@ class _Espeak:
         return 0
 
     @classmethod
-    def get(cls) -> "_Espeak":
+    def get(cls) -> _Espeak:
         if cls._instance is None:
             cls._instance = _Espeak()
         return cls._instance
@@ -82,6 +89,9 @@ class _Espeak:
             status = 0
             try:
                 os.close(read_fd)
+                # espeak-ng draws noise from libc rand() and from its own generator: fix both
+                ctypes.CDLL(None).srand(0)
+                self.lib.espeak_ng_SetRandSeed(0)
                 payload = self._speak(text, voice, rate, pitch, pitch_range)
                 with os.fdopen(write_fd, "wb") as pipe:
                     pipe.write(payload)
