@@ -29,7 +29,7 @@ def test_quickstart_graph_shape(quickstart):
     assert counts(graph) == {"dataset": 1, "captions": 1, "tags": 1, "tagsystem": 2, "pretrain": 3,
                              "embed": 15, "probe": 15}
     runs = {(n.coords["objective"], n.coords["tag_system"]) for n in graph.by_stage()["pretrain"]}
-    assert runs == {("mtc", "K=16"), ("mtc", "K=32"), ("random", "-")}
+    assert runs == {("mtc", "K=32"), ("mtc", "K=64"), ("random", "-")}
 
 
 def test_topological_order(quickstart):
@@ -93,7 +93,7 @@ def test_training_setting_changes_only_downstream_of_pretrain(quickstart):
 
 def test_tag_system_size_change_touches_one_branch(quickstart):
     cfg = copy.deepcopy(quickstart)
-    cfg["tagging"]["sizes"] = [16, 48]
+    cfg["tagging"]["sizes"] = [32, 48]
     assert changed_stages(quickstart, cfg) == {"tagsystem": 1, "pretrain": 1, "embed": 5, "probe": 5}
 
 

@@ -46,7 +46,7 @@ def test_quickstart_loads_with_defaults_resolved():
     study = load_study(QUICKSTART)
     cfg = study.config
     assert study.name == "quickstart"
-    assert cfg["tagging"]["sizes"] == [16, 32]
+    assert cfg["tagging"]["sizes"] == [32, 64]
     assert cfg["tagging"]["parser"] == {"backend": "rules", "max_tags": 10}  # from the included base
     assert cfg["pretrain"]["encoder"] == {"name": "transformer", "size": "tiny", "options": {}}
     assert cfg["pretrain"]["objectives"] == [{"name": "mtc", "options": {}}]  # shorthand expanded
@@ -160,3 +160,15 @@ def test_cli_missing_study_file(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "harness", "plan", "nope.yaml"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=60)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: nope.yaml: study file not found"
+
+
+def test_plan_and_status_import_no_torch(tmp_path):
+    """The study/graph/store/CLI layer answers without importing torch, numpy or pandas."""
+    code = ("import sys, io, contextlib\nfrom harness.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['plan', {str(QUICKSTART)!r}, '--out', {str(tmp_path)!r}])\n"
+            f"    main(['status', {str(QUICKSTART)!r}, '--out', {str(tmp_path)!r}])\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'lhotse') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
