@@ -177,6 +177,7 @@ def test_quickstart_end_to_end_beats_random(env, tmp_path):
              "mini/env_event"}
     runs = frame.groupby("run")["task"].apply(set)
     assert len(runs) == 3 and all(t == tasks for t in runs)  # every task for every run
-    table = frame.pivot_table(index="task", columns="objective", values="value", aggfunc="max")
-    wins = (table["mtc"] > table["random"]).sum()
+    # mean over the MTC runs (K = 32 and 64) against the random encoder of the same architecture
+    table = frame.pivot_table(index="task", columns="objective", values="value", aggfunc="mean")
+    wins = int((table["mtc"] > table["random"]).sum())
     assert wins >= 3, f"MTC beats the random encoder on only {wins}/5 tasks:\n{table}"
