@@ -4,6 +4,8 @@
     harness plan STUDY                                        the job graph, and what is done
     harness status STUDY                                      each job: pending, running, done, failed
     harness report STUDY                                      runs/<study>/report/
+    harness tags parse|build|stats ...                        captions -> tags -> tag systems, on files
+    harness assets [NAME ...]                                 public assets, checked by sha256
 
 Bad input (a malformed study file, an unknown key, a missing file) prints one line per
 problem and exits with code 2. A run whose jobs failed exits with 1.
@@ -60,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     study_command("plan", cmd_plan, "show the job graph per stage: counts, keys and what is already done")
     study_command("status", cmd_status, "show each job as pending, running, done or failed (with cause and log)")
     study_command("report", cmd_report, "write the report (Markdown tables) to <out>/report/")
+
+    from harness import tags_cli
+
+    tags_cli.add_parser(sub)
+    assets = sub.add_parser("assets", help="fetch public assets (URL + sha256; HARNESS_MIRROR for a local copy)")
+    assets.add_argument("names", nargs="*", help="assets to fetch (default: list them)")
+    assets.set_defaults(func=cmd_assets)
     return p
 
 
@@ -168,6 +177,18 @@ def cmd_report(args) -> int:
         raise HarnessError(f"{results}: no results yet; run `harness run {args.study}` first")
     out = write_report(results, layout.out / "report", title=study.config["report"]["title"] or study.name)
     print(f"report: {out}")
+    return 0
+
+
+def cmd_assets(args) -> int:
+    from harness.assets import ASSETS, fetch
+
+    if not args.names:
+        for name, asset in ASSETS.items():
+            print(f"{name:<20} {asset.filename:<36} {asset.description}")
+        return 0
+    for name in args.names:
+        print(fetch(name))
     return 0
 
 

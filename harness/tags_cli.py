@@ -1,0 +1,149 @@
+"""``harness tags parse | build | stats``: the caption → tags → tag-system pipeline on files.
+
+    harness tags parse --captions FILE --parser rules --out TAGS.jsonl
+    harness tags build --tags TAGS.jsonl --sizes 800 1000 1500 2000 3000 --out DIR
+    harness tags stats --tags TAGS.jsonl [--sizes ...]
+
+FILE is a CSV with a caption column, or a Lhotse manifest (``.jsonl`` / ``.jsonl.gz``)
+whose cuts carry the caption in ``custom``. TAGS.jsonl has one ``{"id", "tags"}`` per clip.
+``build`` writes ``DIR/label_<K>.json`` in the released Unified Tag System format
+(``{"0": "tag", ...}``, named 800, 1k, 1.5k, ...) and ``DIR/stats.csv`` (rank, tag, df, score).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from harness.errors import HarnessError
+
+DEFAULT_SIZES = [800, 1000, 1500, 2000, 3000]
+
+
+def add_parser(sub) -> None:
+    tags = sub.add_parser("tags", help="parse captions into tags and build tag systems from files",
+                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tsub = tags.add_subparsers(dest="tags_command", required=True)
+
+    parse = tsub.add_parser("parse", help="captions (CSV or Lhotse manifest) -> TAGS.jsonl")
+    parse.add_argument("--captions", type=Path, required=True, help="CSV with a caption column, or a Lhotse manifest")
+    parse.add_argument("--parser", choices=["rules"], default="rules", help="caption -> tags parser")
+    parse.add_argument("--column", default="caption", help="the caption column (CSV) or custom field (manifest)")
+    parse.add_argument("--id-column", default=None, help="CSV column with the clip id (default: first *id column, "
+                                                         "else the row number)")
+    parse.add_argument("--max-tags", type=int, default=None, help="keep at most this many tags per caption")
+    parse.add_argument("--out", type=Path, required=True, help="TAGS.jsonl to write")
+    parse.set_defaults(func=cmd_parse)
+
+    build = tsub.add_parser("build", help="TAGS.jsonl -> label_<K>.json tag systems + stats.csv")
+    build.add_argument("--tags", type=Path, required=True)
+    build.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
+    build.add_argument("--out", type=Path, required=True)
+    build.set_defaults(func=cmd_build)
+
+    stats = tsub.add_parser("stats", help="coverage and long tail of a TAGS.jsonl")
+    stats.add_argument("--tags", type=Path, required=True)
+    stats.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
+    stats.set_defaults(func=cmd_stats)
+
+
+def read_captions(path: Path, column: str = "caption", id_column: str | None = None) -> Iterator[tuple[str, str]]:
+    """(clip id, caption) pairs from a CSV or a Lhotse manifest; a clear error for anything else."""
+    if not path.is_file():
+        raise HarnessError(f"{path}: captions file not found")
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        from harness.stages.manifests import iter_cut_dicts
+
+        for n, cut in enumerate(iter_cut_dicts(path)):
+            caption = (cut.get("custom") or {}).get(column)
+            if caption is None:
+                raise HarnessError(f"{path}: cut {n} ({cut.get('id')}): no custom field {column!r}")
+            yield cut["id"], caption
+        return
+    if not name.endswith(".csv"):
+        raise HarnessError(f"{path}: expected a .csv or a Lhotse .jsonl(.gz) manifest")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        if column not in fields:
+            raise HarnessError(f"{path}: no column {column!r}; columns: {', '.join(fields)}")
+        if id_column is None:
+            id_column = next((c for c in fields if c.endswith("id")), None)
+        elif id_column not in fields:
+            raise HarnessError(f"{path}: no id column {id_column!r}; columns: {', '.join(fields)}")
+        for n, row in enumerate(reader):
+            yield (row[id_column] if id_column else str(n)), row[column]
+
+
+def cmd_parse(args) -> int:
+    from harness.store import atomic_write_text
+    from harness.tagging.rules import parse_caption
+
+    started = time.time()
+    lines, empty, total = [], 0, 0
+    for clip_id, caption in read_captions(args.captions, args.column, args.id_column):
+        tags = parse_caption(caption or "", max_tags=args.max_tags)
+        empty += not tags
+        total += len(tags)
+        lines.append(json.dumps({"id": clip_id, "tags": tags}, ensure_ascii=False))
+    atomic_write_text(args.out, "\n".join(lines) + "\n" if lines else "")
+    n = len(lines)
+    print(f"parsed {n} captions in {time.time() - started:.1f} s: {total / max(n, 1):.2f} tags per caption, "
+          f"{empty} with no tag -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _read_tags(path: Path) -> list[list[str]]:
+    if not path.is_file():
+        raise HarnessError(f"{path}: tags file not found")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                tags = json.loads(line)["tags"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise HarnessError(f"{path}:{n}: expected a JSON object with a 'tags' list") from None
+            out.append(list(tags))
+    return out
+
+
+def cmd_build(args) -> int:
+    from harness.tagging.tagsystem import build_tag_system, size_name, write_label_file
+
+    stats = build_tag_system(_read_tags(args.tags))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for k in args.sizes:
+        vocab = stats.top(k)
+        path = args.out / f"label_{size_name(k)}.json"
+        write_label_file(path, vocab)
+        print(f"K={k}: {len(vocab)} tags, {stats.coverage(k):.2%} of clips keep a tag -> {path}", file=sys.stderr)
+    with open(args.out / "stats.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["rank", "tag", "df", "score"])
+        writer.writeheader()
+        writer.writerows(sorted(stats.to_rows(), key=lambda r: r["rank"]))
+    print(f"{len(stats.ranked)} unique tags over {stats.n_clips} clips -> {args.out / 'stats.csv'}", file=sys.stderr)
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from harness.tagging.tagsystem import build_tag_system
+
+    clip_tags = _read_tags(args.tags)
+    stats = build_tag_system(clip_tags)
+    pairs = sum(len(t) for t in clip_tags)
+    print(f"clips {stats.n_clips}, tag occurrences {pairs}, unique tags {len(stats.ranked)}, "
+          f"mean tags per clip {pairs / max(stats.n_clips, 1):.2f}")
+    singletons = sum(1 for t in stats.ranked if stats.df[t] == 1)
+    print(f"long tail: {singletons} tags ({singletons / max(len(stats.ranked), 1):.1%}) occur in one clip only")
+    print("K\tclips covered\ttag occurrences covered")
+    for k in args.sizes:
+        print(f"{k}\t{stats.coverage(k):.2%}\t{stats.occurrence_coverage(k):.2%}")
+    return 0
