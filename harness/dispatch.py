@@ -111,14 +111,16 @@ def run_graph(graph: Graph, layout: Layout, executor_kind: str = "local", max_pa
     executor = make_executor(executor_kind, layout, timeout_min)
     layout.state_dir.mkdir(parents=True, exist_ok=True)
     done_ids = {n.id for n in summary.skipped}
+    blocked_ids: set[str] = set()
     running: dict[str, tuple[Node, Any]] = {}
 
     with GraphProgress(graph, done_ids, enabled=progress) as bar:
         while pending or running:
             for node in list(pending):  # skip nodes whose inputs failed
-                if any(dep.id in summary.failed or dep in summary.blocked for dep in node.inputs.values()):
+                if any(dep.id in summary.failed or dep.id in blocked_ids for dep in node.inputs.values()):
                     pending.remove(node)
                     summary.blocked.append(node)
+                    blocked_ids.add(node.id)
                     bar.advance(node, "blocked")
             for node in list(pending):
                 if len(running) >= max_parallel:
