@@ -151,6 +151,18 @@ def _existing(out: Path, seed: int, scale: float) -> dict | None:
     return None
 
 
+def _remove_abandoned(out: Path) -> None:
+    """Delete temporary folders that builds killed before their rename left behind."""
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            pid = int(stale.name.rsplit(".tmp-", 1)[1].split("-")[0])
+            os.kill(pid, 0)  # still building: leave it
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
+
+
 def build(out_dir: str | Path, seed: int = 0, scale: float = 1.0, progress: bool = True, workers: int = 2) -> dict:
     """Build the suite into ``out_dir`` atomically; see :func:`harness.minisuite.build`."""
     out = Path(out_dir).expanduser().absolute()
@@ -159,6 +171,7 @@ def build(out_dir: str | Path, seed: int = 0, scale: float = 1.0, progress: bool
     if found is not None:
         return found
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
