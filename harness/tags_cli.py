@@ -32,7 +32,15 @@ def add_parser(sub) -> None:
 
     parse = tsub.add_parser("parse", help="captions (CSV or Lhotse manifest) -> TAGS.jsonl")
     parse.add_argument("--captions", type=Path, required=True, help="CSV with a caption column, or a Lhotse manifest")
-    parse.add_argument("--parser", choices=["rules"], default="rules", help="caption -> tags parser")
+    parse.add_argument("--parser", choices=["rules", "openai"], default="rules", help="caption -> tags parser")
+    parse.add_argument("--base-url", default="http://127.0.0.1:8000/v1",
+                       help="openai: an OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama)")
+    parse.add_argument("--model", default="Qwen/Qwen2.5-7B-Instruct", help="openai: the served model name")
+    parse.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: variable holding the API key "
+                                                                      "(read at call time, never written)")
+    parse.add_argument("--concurrency", type=int, default=4, help="openai: requests in flight")
+    parse.add_argument("--cache", type=Path, default=None,
+                       help="openai: resumable response cache (default: TAGS.jsonl + '.cache.jsonl')")
     parse.add_argument("--column", default="caption", help="the caption column (CSV) or custom field (manifest)")
     parse.add_argument("--id-column", default=None, help="CSV column with the clip id (default: first *id column, "
                                                          "else the row number)")
@@ -83,12 +91,25 @@ def read_captions(path: Path, column: str = "caption", id_column: str | None = N
 
 def cmd_parse(args) -> int:
     from harness.store import atomic_write_text
-    from harness.tagging.rules import parse_caption
 
     started = time.time()
+    pairs = list(read_captions(args.captions, args.column, args.id_column))
+    captions = [caption or "" for _, caption in pairs]
+    if args.parser == "rules":
+        from harness.tagging.rules import parse_many
+
+        parsed = parse_many(captions, max_tags=args.max_tags)
+    else:
+        from harness.tagging.llm import LLMParser, OpenAIChatClient
+
+        client = OpenAIChatClient(args.base_url, args.model, api_key_env=args.api_key_env,
+                                  concurrency=args.concurrency)
+        cache = args.cache or args.out.with_name(args.out.name + ".cache.jsonl")
+        parsed, report = LLMParser(client, cache).parse_many(captions, progress=sys.stderr.isatty())
+        parsed = [tags[: args.max_tags] if args.max_tags else tags for tags in parsed]
+        print(f"parse report: {json.dumps(report.to_dict(), sort_keys=True)}", file=sys.stderr)
     lines, empty, total = [], 0, 0
-    for clip_id, caption in read_captions(args.captions, args.column, args.id_column):
-        tags = parse_caption(caption or "", max_tags=args.max_tags)
+    for (clip_id, _), tags in zip(pairs, parsed):
         empty += not tags
         total += len(tags)
         lines.append(json.dumps({"id": clip_id, "tags": tags}, ensure_ascii=False))

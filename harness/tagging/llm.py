@@ -1,0 +1,313 @@
+"""LLM caption parser over an OpenAI-compatible chat-completions server (UTS recipe).
+
+The UTS paper (arXiv 2603.25767) parses each caption into about ten one-word tags with
+Qwen2.5-7B-Instruct served by vLLM (temperature 0.3, top_p 0.9, at most 512 tokens).
+This module speaks the ``/chat/completions`` protocol with the standard library only:
+
+- :class:`OpenAIChatClient`: one request, with retries (exponential backoff plus jitter
+  from a seeded RNG) on timeouts, connection errors, HTTP 429 and 5xx; ``Retry-After``
+  is honoured (capped). Other 4xx raise :class:`LLMRequestError` at once. The API key
+  is read from the environment at call time and never stored, logged or put into an
+  exception message.
+- :class:`LLMParser`: a batch of captions -> label lists and a
+  :class:`~harness.tagging.responses.ParseReport`, through a resumable append-only JSONL
+  cache (one fsync'ed line per completed request, keyed by the sha256 of model, prompt,
+  sampling parameters and caption). Raw responses are cached, so normalisation can
+  change without re-requesting anything. A failed request or a rejected response gives
+  the caption ``[]`` and is counted; it never stops the batch. Failed requests are not
+  cached, so a rerun asks for them again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import email.utils
+import hashlib
+import http.client
+import json
+import os
+import random
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from harness.tagging.responses import ParseReport, normalise_labels
+
+PARSER_VERSION = "openai-1"
+
+PARSER_PROMPT = """\
+You turn an audio caption into tags for audio pre-training.
+
+Return only a JSON object of the form {"labels": ["tag1", "tag2", ...]} with about 10 labels.
+
+Rules for every label:
+- exactly one word, lowercase, no punctuation except hyphens (for example "high-pitched");
+- no duplicates;
+- a canonical, reusable term: collapse synonyms to the most common word (always "car", \
+never "automobile"; always "dog", never "canine") and avoid rare or unusual words;
+- describe only what the caption says or clearly implies.
+
+Together the labels should cover these aspects, where the caption supports them:
+1. scene or environment (for example "street", "kitchen", "forest");
+2. sound sources (for example "man", "dog", "engine");
+3. sound events (for example "speech", "bark", "honk");
+4. audio or production traits (for example "loud", "distant", "reverberant");
+5. semantic function or intent (for example "conversation", "alarm", "music").
+
+Output the JSON object and nothing else."""
+
+_RETRYABLE_STATUS = frozenset({429}) | frozenset(range(500, 600))
+
+
+class LLMRequestError(RuntimeError):
+    """A request that failed: ``status`` (HTTP code or None), ``retryable``, ``kind``."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool, kind: str,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+        self.retryable = retryable
+        self.kind = kind
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class OpenAIChatClient:
+    """Minimal, thread-safe client for ``POST {base_url}/chat/completions``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        concurrency: int = 4,
+        temperature: float = 0.3,
+        top_p: float = 0.9,
+        max_tokens: int = 512,
+        max_retry_after: float = 60.0,
+        seed: int = 0,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.concurrency = max(1, int(concurrency))
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_tokens = max_tokens
+        self.max_retry_after = max_retry_after
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        with self._rng_lock:
+            jitter = self._rng.random()
+        return self.backoff * (2**attempt) * (1.0 + jitter)
+
+    def _redact(self, text: str) -> str:
+        key = os.environ.get(self.api_key_env)
+        return text.replace(key, "[redacted]") if key else text
+
+    def _once(self, body: bytes) -> str:
+        """One HTTP request; returns the message content or raises LLMRequestError."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(
+            f"{self.base_url}/chat/completions", data=body, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            try:
+                detail = exc.read(500).decode("utf-8", "replace")
+            except Exception:  # noqa: BLE001 - the body is only a hint for the message
+                detail = ""
+            raise LLMRequestError(
+                self._redact(f"HTTP {status} from {self.base_url}/chat/completions: {detail}".strip()),
+                status=status,
+                retryable=status in _RETRYABLE_STATUS,
+                kind=f"http_{status}",
+                retry_after=_retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None),
+            ) from None
+        except (TimeoutError, socket.timeout):
+            raise LLMRequestError(
+                f"timeout after {self.timeout}s from {self.base_url}", retryable=True, kind="timeout"
+            ) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            kind = "timeout" if isinstance(reason, (TimeoutError, socket.timeout)) else "connection"
+            raise LLMRequestError(
+                self._redact(f"{kind} error from {self.base_url}: {reason}"), retryable=True, kind=kind
+            ) from None
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            raise LLMRequestError(
+                self._redact(f"connection error from {self.base_url}: {type(exc).__name__}: {exc}"),
+                retryable=True,
+                kind="connection",
+            ) from None
+        try:
+            content = json.loads(payload)["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise LLMRequestError(
+                self._redact(f"malformed chat-completions envelope from {self.base_url}: {payload[:200]!r}"),
+                retryable=False,
+                kind="bad_envelope",
+            ) from None
+        if not isinstance(content, str):
+            raise LLMRequestError(
+                f"message content is not a string from {self.base_url}", retryable=False, kind="bad_envelope"
+            )
+        return content
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        """The assistant message for ``messages``, retrying transient failures."""
+        body = json.dumps({"model": self.model, "messages": messages, **self.sampling}).encode()
+        attempt = 0
+        while True:
+            try:
+                return self._once(body)
+            except LLMRequestError as exc:
+                if not exc.retryable or attempt >= self.max_retries:
+                    if exc.retryable:
+                        exc.args = (f"{exc.args[0]} (gave up after {attempt + 1} attempts)",)
+                    raise
+                time.sleep(self._delay(attempt, exc.retry_after))
+                attempt += 1
+
+
+class LLMParser:
+    """Captions -> label lists through an :class:`OpenAIChatClient`, with a resumable cache."""
+
+    version = PARSER_VERSION
+
+    def __init__(self, client: OpenAIChatClient, cache_path: str | os.PathLike, prompt: str = PARSER_PROMPT,
+                 min_labels: int = 3, max_labels: int = 15):
+        self.client = client
+        self.cache_path = Path(cache_path)
+        self.prompt = prompt
+        self.min_labels = min_labels
+        self.max_labels = max_labels
+
+    def key(self, caption: str) -> str:
+        blob = json.dumps(
+            {"model": self.client.model, "prompt": self.prompt, "sampling": self.client.sampling, "caption": caption},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def read_cache(self) -> dict[str, str]:
+        """key -> raw response; unreadable lines (a torn last line) are skipped."""
+        cache: dict[str, str] = {}
+        if not self.cache_path.exists():
+            return cache
+        with open(self.cache_path, "rb") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                    cache[record["key"]] = record["raw"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return cache
+
+    def _open_for_append(self):
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.cache_path, "ab")
+        if f.tell() > 0:  # a torn last line must not swallow the next record
+            with open(self.cache_path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    f.write(b"\n")
+        return f
+
+    def parse_many(self, captions: list[str], progress: bool = False) -> tuple[list[list[str]], ParseReport]:
+        report = ParseReport()
+        keys = [self.key(c) for c in captions]
+        cache = self.read_cache()
+        todo: dict[str, str] = {}
+        for k, caption in zip(keys, captions):
+            if k not in cache and k not in todo:
+                todo[k] = caption
+        report.cache_hits = len(set(keys) - set(todo))
+        report.requested = len(todo)
+        errors: dict[str, str] = {}
+
+        def request(caption: str) -> str:
+            return self.client.complete(
+                [{"role": "system", "content": self.prompt}, {"role": "user", "content": caption}]
+            )
+
+        if todo:
+            with self._open_for_append() as f, concurrent.futures.ThreadPoolExecutor(
+                self.client.concurrency
+            ) as pool:
+                futures = {pool.submit(request, caption): k for k, caption in todo.items()}
+                for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                    k = futures[future]
+                    try:
+                        raw = future.result()
+                    except LLMRequestError as exc:
+                        errors[k] = exc.kind
+                    except Exception as exc:  # noqa: BLE001 - one caption never stops the batch
+                        errors[k] = type(exc).__name__
+                    else:
+                        record = {"key": k, "caption": todo[k], "model": self.client.model,
+                                  "parser": PARSER_VERSION, "raw": raw}
+                        f.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+                        f.flush()
+                        os.fsync(f.fileno())
+                        cache[k] = raw
+                    if progress and (done == len(futures) or done % max(1, len(futures) // 20) == 0):
+                        print(f"llm parse: {done}/{len(futures)} requests, {len(errors)} failed",
+                              file=sys.stderr, flush=True)
+
+        results: list[list[str]] = []
+        normalised: dict[str, tuple[list[str] | None, list[str]]] = {}
+        for k in keys:
+            if k in errors:
+                report.add_error(errors[k])
+                results.append([])
+                continue
+            if k not in normalised:
+                normalised[k] = normalise_labels(cache[k], self.min_labels, self.max_labels)
+            labels, problems = normalised[k]
+            report.add(labels, problems)
+            results.append(list(labels) if labels is not None else [])
+        return results, report
