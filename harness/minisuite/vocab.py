@@ -7,34 +7,9 @@ forms ("idling engine", "melody playing") are matched as contiguous words.
 
 from __future__ import annotations
 
-SURFACE_FORMS: dict[str, tuple[str, ...]] = {
-    "rain": ("rain", "rainfall", "downpour", "drizzle", "raindrops", "raining"),
-    "engine": ("engine", "motor", "idling engine", "revving"),
-    "siren": ("siren", "sirens", "wailing siren", "emergency siren"),
-    "footsteps": ("footsteps", "footfalls", "steps", "walking", "walks"),
-    "knock": ("knock", "knocks", "knocking", "rapping", "raps"),
-    "bird": ("bird", "birds", "birdsong", "songbird", "chirping", "tweeting"),
-    "wind": ("wind", "gusts", "gusting", "breeze", "blowing wind"),
-    "bell": ("bell", "bells", "chime", "chimes", "ringing bell"),
-    "speech": ("speech", "speaks", "speaking", "talks", "talking", "says", "voice", "narration", "narrates"),
-    "man": ("man", "male", "guy", "gentleman"),
-    "woman": ("woman", "female", "lady"),
-    "english": ("english",),
-    "french": ("french",),
-    "german": ("german",),
-    "spanish": ("spanish",),
-    "italian": ("italian",),
-    "piano": ("piano", "pianist"),
-    "guitar": ("guitar", "guitarist", "strummed guitar"),
-    "violin": ("violin", "fiddle"),
-    "trumpet": ("trumpet", "horn"),
-    "flute": ("flute",),
-    "organ": ("organ",),
-    "saxophone": ("saxophone", "sax"),
-    "bass": ("bass", "bassline"),
-    "music": ("music", "tune", "melody playing", "song"),
-}
-"""Canonical tag -> surface forms (lower case) used in captions."""
+# One table serves both sides of the contract: the captions use these surface forms and
+# the rules parser maps each back to its canonical tag.
+from harness.tagging.lexicon import MINI_SUITE_SYNONYMS as SURFACE_FORMS  # canonical tag -> surface forms
 
 ENV_EVENTS = ("rain", "engine", "siren", "footsteps", "knock", "bird", "wind", "bell")
 """The environmental sound classes, in the order of the ``env_event`` task."""
