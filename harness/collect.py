@@ -70,6 +70,8 @@ def _run_label(c: dict) -> str:
 
 def write_results(graph: Graph, layout: Layout, study_name: str) -> Path:
     """Write the results table atomically; returns its path."""
+    import io
+
     import pandas as pd
 
     from harness.store import atomic_write_bytes
@@ -79,8 +81,6 @@ def write_results(graph: Graph, layout: Layout, study_name: str) -> Path:
     if not frame.empty:
         frame = frame.sort_values(["run", "task", "head", "probe_seed"], kind="stable").reset_index(drop=True)
     path = layout.out / RESULTS
-    import io
-
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     atomic_write_bytes(path, buffer.getvalue())

@@ -137,7 +137,7 @@ def _read_tags(path: Path) -> list[list[str]]:
 
 
 def cmd_build(args) -> int:
-    from harness.tagging.tagsystem import build_tag_system, size_name, write_label_file
+    from harness.tagging.tagsystem import build_tag_system, size_name, write_label_file, write_stats_csv
 
     stats = build_tag_system(_read_tags(args.tags))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,10 +146,7 @@ def cmd_build(args) -> int:
         path = args.out / f"label_{size_name(k)}.json"
         write_label_file(path, vocab)
         print(f"K={k}: {len(vocab)} tags, {stats.coverage(k):.2%} of clips keep a tag -> {path}", file=sys.stderr)
-    with open(args.out / "stats.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["rank", "tag", "df", "score"])
-        writer.writeheader()
-        writer.writerows(sorted(stats.to_rows(), key=lambda r: r["rank"]))
+    write_stats_csv(args.out / "stats.csv", stats)
     print(f"{len(stats.ranked)} unique tags over {stats.n_clips} clips -> {args.out / 'stats.csv'}", file=sys.stderr)
     return 0
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 from harness.job import StageContext
 from harness.stages.manifests import read_jsonl
 
@@ -13,7 +11,8 @@ LABELS = "labels.json"  # the tag system, in the released {"0": "tag", ...} form
 
 
 def run(ctx: StageContext) -> dict:
-    from harness.tagging.tagsystem import build_tag_system, read_label_file, size_name, write_label_file
+    from harness.tagging.tagsystem import (build_tag_system, read_label_file, size_name, write_label_file,
+                                           write_stats_csv)
 
     if "file" in ctx.config:  # a released (or earlier) tag system, used as it is
         # Released files may repeat a tag (label_1.5k.json repeats "instructional"): keep them as
@@ -30,10 +29,7 @@ def run(ctx: StageContext) -> dict:
         ctx.log(f"only {len(vocab)} distinct tags for K={k}: the tag system is smaller than asked")
     write_label_file(ctx.workdir / LABELS, vocab)
     write_label_file(ctx.workdir / f"label_{size_name(k)}.json", vocab)
-    with open(ctx.workdir / "stats.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["rank", "tag", "df", "score"])
-        writer.writeheader()
-        writer.writerows(sorted(stats.to_rows(), key=lambda r: r["rank"]))
+    write_stats_csv(ctx.workdir / "stats.csv", stats)
     coverage = stats.coverage(k)
     ctx.log(f"K={k}: {len(vocab)} tags of {len(stats.ranked)}, clips covered {coverage:.1%}")
     return {"labels": LABELS, "size": len(vocab), "unique_tags": len(stats.ranked), "coverage": coverage}

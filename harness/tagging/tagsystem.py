@@ -244,3 +244,17 @@ def tag_sequence(tags: Iterable[str], vocab_rank: Mapping[str, int]) -> str:
     """
     inside = {t for t in tags if t in vocab_rank}
     return ", ".join(sorted(inside, key=lambda t: vocab_rank[t]))
+
+
+def write_stats_csv(path: str | os.PathLike, stats: "TagStats") -> None:
+    """Per-tag statistics, best first: ``rank,tag,df,score`` (written atomically)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["rank", "tag", "df", "score"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(stats.to_rows(), key=lambda r: r["rank"]))
+    from harness.store import atomic_write_text
+
+    atomic_write_text(path, buffer.getvalue())
