@@ -56,11 +56,20 @@ def objective_needs(name: str) -> str:
 
 
 def parser_version(backend: str) -> str:
-    return module_version(f"harness.tagging.{backend}")
+    from harness.tagging.parsers import PARSER_MODULES
+
+    return "+".join(module_version(m) for m in PARSER_MODULES[backend])
 
 
-def tagsystem_version() -> str:
-    return module_version("harness.tagging.tagsystem")
+def captioner_version(backend: str) -> str:
+    modules = {"manifest": (), "template": ("harness.tagging.captioners",),
+               "openai": ("harness.tagging.captioners", "harness.tagging.llm")}[backend]
+    return "+".join(module_version(m) for m in modules) or "-"
+
+
+def tagsystem_version(merge_synonyms: bool = False) -> str:
+    version = module_version("harness.tagging.tagsystem")
+    return version + "+" + module_version("harness.tagging.synonyms") if merge_synonyms else version
 
 
 def minisuite_version() -> str:

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from harness import components, tasks as task_registry
 from harness.store import digest, file_digest
+from harness.study import CAPTIONER_KEYS, PARSER_KEYS
 
 STAGES = ["dataset", "captions", "tags", "tagsystem", "pretrain", "embed", "probe"]
 SHARED_STAGES = {"dataset"}  # live in the shared cache ($HARNESS_HOME), not in the study folder
@@ -102,12 +103,19 @@ def expand(config: dict[str, Any]) -> Graph:
     for src in config["data"]["sources"]:
         dataset = dataset_node(src["kind"], {"seed": src["seed"], "scale": src["scale"]})
         coords = {"source": src["name"]}
-        captions = make_node("captions", dict(tagging["captioner"]), {"dataset": dataset},
-                             components.stage_version("captions"), coords)
-        tags = make_node("tags", dict(tagging["parser"]), {"captions": captions},
-                         _v("tags", components.parser_version(tagging["parser"]["backend"])), coords)
-        tag_systems = [make_node("tagsystem", {"size": k}, {"tags": tags}, _v("tagsystem", components.tagsystem_version()),
-                                 {**coords, "tag_system": tag_system_name(size=k), "tag_system_size": k})
+        cap_cfg, cap_runtime = backend_settings(tagging["captioner"], CAPTIONER_KEYS)
+        captions = make_node("captions", cap_cfg, {"dataset": dataset},
+                             _v("captions", components.captioner_version(cap_cfg["backend"])), coords,
+                             {**runtime, **cap_runtime})
+        parser_cfg, parser_runtime = backend_settings(tagging["parser"], PARSER_KEYS)
+        tags = make_node("tags", parser_cfg, {"captions": captions},
+                         _v("tags", components.parser_version(parser_cfg["backend"])), coords,
+                         {**runtime, **parser_runtime})
+        merge, merge_runtime = _merge_config(tagging["merge_synonyms"])
+        tag_systems = [make_node("tagsystem", {"size": k, **merge}, {"tags": tags},
+                                 _v("tagsystem", components.tagsystem_version(bool(merge))),
+                                 {**coords, "tag_system": tag_system_name(size=k), "tag_system_size": k},
+                                 merge_runtime)
                        for k in tagging["sizes"]]
         tag_systems += [make_node("tagsystem", {"file": f, "sha256": file_digest(f)}, {}, _v("tagsystem", components.tagsystem_version()),
                                   {**coords, "tag_system": tag_system_name(file=f)})
@@ -152,6 +160,42 @@ def expand(config: dict[str, Any]) -> Graph:
                                     {"embed": embed}, components.stage_version("probe"),
                                     {**embed.coords, "probe_seed": probe_seed}, runtime))
     return graph
+
+
+def backend_settings(block: dict[str, Any], keys: dict[str, set[str]]) -> tuple[dict, dict]:
+    """A captioner/parser block split into (what decides the output, runtime-only settings).
+
+    Only the settings that the block's backend reads are kept; a local model folder is
+    replaced in the key by its content fingerprint (the folder may move, the key stays).
+    """
+    from harness.study import RUNTIME_KEYS
+
+    used = keys[block["backend"]]
+    config = {"backend": block["backend"]}
+    runtime = {}
+    for key in sorted(used):
+        value = block.get(key)
+        if value is None:
+            continue
+        (runtime if key in RUNTIME_KEYS else config)[key] = value
+    if block["backend"] == "transformers":
+        from harness.tagging.hf import folder_fingerprint
+
+        config["model_fingerprint"] = folder_fingerprint(config["model"])
+        runtime["model"] = config.pop("model")  # the folder's place is runtime; its content is the key
+    return config, runtime
+
+
+def _merge_config(merge: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Synonym merging: (its part of the tagsystem key, the model folder to load it from)."""
+    if not merge:
+        return {}, {}
+    from harness.tagging.hf import folder_fingerprint
+    from harness.tagging.synonyms import default_model_dir
+
+    folder = merge.get("model") or str(default_model_dir())
+    return ({"merge_synonyms": {"threshold": merge["threshold"], "model_fingerprint": folder_fingerprint(folder)}},
+            {"merge_model": folder})
 
 
 def dataset_node(kind: str, args: dict[str, Any]) -> Node:

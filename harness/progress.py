@@ -48,3 +48,48 @@ class GraphProgress:
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+
+
+class Bar:
+    """Progress of one long loop: a rich bar on a terminal, a line every ~5% elsewhere
+    (job logs), nothing when disabled.
+
+        with Bar("parse captions", total=len(todo), enabled=progress) as bar:
+            for item in todo:
+                ...
+                bar.advance()
+    """
+
+    def __init__(self, description: str, total: int, enabled: bool = True):
+        self.description = description
+        self.total = max(0, int(total))
+        self.enabled = enabled and self.total > 0
+        self.done = 0
+        self._next_line = 0
+        self._started = time.time()
+        self._progress: Any = None
+
+    def __enter__(self) -> "Bar":
+        if self.enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeRemainingColumn(), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+        elif self.done >= self._next_line or self.done >= self.total:
+            print(f"{self.description}: {self.done}/{self.total} ({time.time() - self._started:.1f}s)",
+                  file=sys.stderr, flush=True)
+            self._next_line = self.done + max(1, self.total // 20)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)

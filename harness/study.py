@@ -27,15 +27,68 @@ SOURCE = Obj({
     "scale": Num(1.0, min=0.05, max=20.0, doc="size multiplier (minisuite)"),
 })
 
+def _model_fields(role: str) -> dict:
+    """Settings of a model backend (``openai`` / ``transformers``) of the captioner or the parser."""
+    return {
+        "model": Str(None, doc=f"{role}: the served model name (openai) or a local model folder (transformers)"),
+        "prompt": Str(None, doc=f"{role}: the instruction (default: the paper's)"),
+        "temperature": Num(None, min=0, max=2, doc=f"{role}: sampling temperature"),
+        "top_p": Num(None, min=0.01, max=1, doc=f"{role}: nucleus sampling"),
+        "max_tokens": Num(None, integer=True, min=1, max=32768, doc=f"{role}: reply length limit"),
+        "base_url": Str(None, pattern=r"https?://[^\s'\"]+", doc=f"{role}: the OpenAI-compatible endpoint (openai)"),
+        "api_key_env": Str("OPENAI_API_KEY", pattern=r"[A-Za-z_][A-Za-z0-9_]*",
+                           doc="environment variable holding the API key (read at call time, never written)"),
+        "concurrency": Num(8, integer=True, min=1, max=512, doc="requests in flight (openai)"),
+        "timeout": Num(120, min=1, doc="seconds per request before a retry (openai)"),
+        "max_retries": Num(5, integer=True, min=0, max=50, doc="retries of a failed request (openai)"),
+        "batch_size": Num(None, integer=True, min=1, doc="clips read per batch / prompts per generate call"),
+    }
+
+
+# Settings that never change what a backend returns: kept out of node keys (see graph.expand).
+RUNTIME_KEYS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries", "batch_size", "device")
+
+# Which settings each backend reads; setting any other is an error.
+CAPTIONER_KEYS = {
+    "manifest": {"field"},
+    "template": {"field", "seed"},
+    "openai": {"model", "prompt", "temperature", "top_p", "max_tokens", "audio_format", "sample_rate",
+               "base_url", "api_key_env", "concurrency", "timeout", "max_retries", "batch_size"},
+}
+PARSER_KEYS = {
+    "rules": {"max_tags"},
+    "openai": {"model", "prompt", "temperature", "top_p", "max_tokens", "min_tags", "max_tags",
+               "base_url", "api_key_env", "concurrency", "timeout", "max_retries"},
+    "transformers": {"model", "gguf_file", "prompt", "temperature", "top_p", "max_tokens", "min_tags",
+                     "max_tags", "seed", "batch_size", "device"},
+}
+REQUIRED_KEYS = {("captioner", "openai"): ("model", "base_url"), ("parser", "openai"): ("model", "base_url"),
+                 ("parser", "transformers"): ("model",)}
+
 TAGGING = Obj({
     "captioner": Obj({
-        "backend": Str("manifest", choices=["manifest"], doc="where captions come from"),
-        "field": Str("caption", pattern=NAME, doc="the manifest's caption field"),
+        "backend": Str("manifest", choices=list(CAPTIONER_KEYS), doc="where captions come from"),
+        "field": Str(None, pattern=NAME, doc="manifest: the caption field (default caption); "
+                                             "template: the tag-list field (default events)"),
+        "seed": Num(0, integer=True, min=0, doc="template: picks each clip's template"),
+        "audio_format": Str("input_audio", choices=["input_audio", "audio_url"],
+                            doc="openai: how audio is sent (OpenAI input_audio, or a data: audio_url)"),
+        "sample_rate": Num(16000, integer=True, min=8000, max=48000, doc="openai: audio sent at this rate"),
+        **_model_fields("captioner"),
     }, default={}, shorthand="backend"),
     "parser": Obj({
-        "backend": Str("rules", choices=["rules"], doc="caption -> tags parser"),
+        "backend": Str("rules", choices=list(PARSER_KEYS), doc="caption -> tags parser"),
         "max_tags": Num(None, integer=True, min=1, doc="keep at most this many tags per caption"),
+        "min_tags": Num(None, integer=True, min=1, doc="openai/transformers: reject replies with fewer (default 3)"),
+        "gguf_file": Str(None, doc="transformers: a GGUF file inside the model folder"),
+        "seed": Num(0, integer=True, min=0, doc="transformers: sampling seed"),
+        "device": Str(None, pattern=r"cpu|cuda(:[0-9]+)?", doc="transformers: cpu or cuda (default: cuda if any)"),
+        **_model_fields("parser"),
     }, default={}, shorthand="backend"),
+    "merge_synonyms": Obj({
+        "threshold": Num(0.9, min=0.5, max=1.0, doc="merge a tag into a more frequent one at this cosine similarity"),
+        "model": Str(None, doc="a local sentence-transformers folder (default: all-MiniLM-L6-v2 from its wheel)"),
+    }, default=None, doc="optional, beyond the paper: merge synonyms by sentence-embedding similarity"),
     "sizes": List(Num(integer=True, min=1), default=[], unique=True, doc="tag-system sizes K"),
     "files": List(File(), default=[], unique=True,
                   doc="tag-system files in the released format, used as they are"),
@@ -144,10 +197,48 @@ def _check_components(config: dict, ctx: Context) -> None:
         if obj["name"] not in components.OBJECTIVES:
             ctx.error(f"pretrain.objectives[{i}].name", "unknown objective; expected one of: "
                       f"{', '.join(components.OBJECTIVES)}, found {obj['name']!r}")
+    _check_tagging(config["tagging"], ctx)
     known = task_registry.available()
     for i, name in enumerate(config["probes"]["tasks"]):
         if name not in known:
             ctx.error(f"probes.tasks[{i}]", f"unknown task; expected one of: {', '.join(sorted(known))}, found {name!r}")
+
+
+def _check_tagging(tagging: dict, ctx: Context) -> None:
+    """Each backend block sets only what its backend reads, and everything it needs."""
+    schema = TAGGING.fields
+    for role, allowed in (("captioner", CAPTIONER_KEYS), ("parser", PARSER_KEYS)):
+        block = tagging[role]
+        backend = block["backend"]
+        fields = schema[role].fields
+        for key, value in block.items():
+            if key != "backend" and key not in allowed[backend] and value != fields[key].default:
+                ctx.error(f"tagging.{role}.{key}", f"not used by the {backend!r} backend; it reads: "
+                          f"{', '.join(sorted(allowed[backend])) or 'nothing else'}")
+        for key in REQUIRED_KEYS.get((role, backend), ()):
+            if block.get(key) is None:
+                ctx.error(f"tagging.{role}.{key}", f"missing required key for the {backend!r} backend")
+        if role == "parser" and backend == "transformers" and block.get("model"):
+            folder = Path(block["model"]).expanduser()
+            folder = folder if folder.is_absolute() else ctx.base_dir / folder
+            if not folder.is_dir():
+                ctx.error("tagging.parser.model", f"expected a local model folder, found {block['model']!r} "
+                          "(no such folder; nothing is downloaded)")
+            else:
+                block["model"] = str(folder.resolve())
+        if role == "captioner" and block["field"] is None:
+            block["field"] = {"template": "events"}.get(backend, "caption")
+        # The resolved study keeps only what the backend reads.
+        tagging[role] = {k: v for k, v in block.items()
+                         if k == "backend" or (k in allowed[backend] and v is not None)}
+    merge = tagging["merge_synonyms"]
+    if merge and merge.get("model"):
+        folder = Path(merge["model"]).expanduser()
+        folder = folder if folder.is_absolute() else ctx.base_dir / folder
+        if not folder.is_dir():
+            ctx.error("tagging.merge_synonyms.model", f"expected a local model folder, found {merge['model']!r}")
+        else:
+            merge["model"] = str(folder.resolve())
 
 
 def _check_consistency(config: dict, path: Path) -> None:

@@ -32,15 +32,25 @@ def add_parser(sub) -> None:
 
     parse = tsub.add_parser("parse", help="captions (CSV or Lhotse manifest) -> TAGS.jsonl")
     parse.add_argument("--captions", type=Path, required=True, help="CSV with a caption column, or a Lhotse manifest")
-    parse.add_argument("--parser", choices=["rules", "openai"], default="rules", help="caption -> tags parser")
+    parse.add_argument("--parser", choices=["rules", "openai", "transformers"], default="rules",
+                       help="caption -> tags parser")
     parse.add_argument("--base-url", default="http://127.0.0.1:8000/v1",
                        help="openai: an OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama)")
-    parse.add_argument("--model", default="Qwen/Qwen2.5-7B-Instruct", help="openai: the served model name")
+    parse.add_argument("--model", default=None,
+                       help="openai: the served model name (default Qwen/Qwen2.5-7B-Instruct); "
+                            "transformers: a local model folder")
+    parse.add_argument("--gguf-file", default=None, help="transformers: a GGUF file inside the model folder")
+    parse.add_argument("--device", default=None, help="transformers: cpu or cuda (default: cuda if there is one)")
+    parse.add_argument("--batch-size", type=int, default=8, help="transformers: prompts per generate call")
+    parse.add_argument("--temperature", type=float, default=None, help="model parsers: sampling temperature "
+                                                                      "(default 0.3, the paper's)")
     parse.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: variable holding the API key "
                                                                       "(read at call time, never written)")
+    parse.add_argument("--prompt", default=None, help="model parsers: the system prompt, or @FILE to read it from "
+                                                      "a file (default: the UTS paper's prompt contract)")
     parse.add_argument("--concurrency", type=int, default=4, help="openai: requests in flight")
     parse.add_argument("--cache", type=Path, default=None,
-                       help="openai: resumable response cache (default: TAGS.jsonl + '.cache.jsonl')")
+                       help="model parsers: resumable response cache (default: TAGS.jsonl + '.cache.jsonl')")
     parse.add_argument("--column", default="caption", help="the caption column (CSV) or custom field (manifest)")
     parse.add_argument("--id-column", default=None, help="CSV column with the clip id (default: first *id column, "
                                                          "else the row number)")
@@ -52,6 +62,11 @@ def add_parser(sub) -> None:
     build.add_argument("--tags", type=Path, required=True)
     build.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
     build.add_argument("--out", type=Path, required=True)
+    build.add_argument("--merge-synonyms", type=float, default=None, metavar="THRESHOLD",
+                       help="beyond the paper: merge a tag into a more frequent one when their all-MiniLM-L6-v2 "
+                            "cosine similarity is at least THRESHOLD (0.9 is conservative); writes merges.csv")
+    build.add_argument("--merge-model", type=Path, default=None,
+                       help="a local sentence-transformers folder for --merge-synonyms (default: all-MiniLM-L6-v2)")
     build.set_defaults(func=cmd_build)
 
     stats = tsub.add_parser("stats", help="coverage and long tail of a TAGS.jsonl")
@@ -95,19 +110,26 @@ def cmd_parse(args) -> int:
     started = time.time()
     pairs = list(read_captions(args.captions, args.column, args.id_column))
     captions = [caption or "" for _, caption in pairs]
-    if args.parser == "rules":
-        from harness.tagging.rules import parse_many
+    from harness.tagging.parsers import parse_captions
 
-        parsed = parse_many(captions, max_tags=args.max_tags)
-    else:
-        from harness.tagging.llm import LLMParser, OpenAIChatClient
-
-        client = OpenAIChatClient(args.base_url, args.model, api_key_env=args.api_key_env,
-                                  concurrency=args.concurrency)
-        cache = args.cache or args.out.with_name(args.out.name + ".cache.jsonl")
-        parsed, report = LLMParser(client, cache).parse_many(captions, progress=sys.stderr.isatty())
-        parsed = [tags[: args.max_tags] if args.max_tags else tags for tags in parsed]
-        print(f"parse report: {json.dumps(report.to_dict(), sort_keys=True)}", file=sys.stderr)
+    config = {"backend": args.parser, "max_tags": args.max_tags, "temperature": args.temperature,
+              "gguf_file": args.gguf_file, "prompt": _prompt(args.prompt)}
+    runtime = {"base_url": args.base_url, "api_key_env": args.api_key_env, "concurrency": args.concurrency,
+               "batch_size": args.batch_size, "device": args.device}
+    if args.parser == "openai":
+        config["model"] = args.model or "Qwen/Qwen2.5-7B-Instruct"
+    elif args.parser == "transformers":
+        if not args.model:
+            raise HarnessError("--parser transformers: --model DIR (a local Hugging Face model folder) is required")
+        if not Path(args.model).is_dir():
+            raise HarnessError(f"{args.model}: model folder not found (a local Hugging Face folder; "
+                               "nothing is downloaded)")
+        runtime["model"] = args.model
+    cache = args.cache or args.out.with_name(args.out.name + ".cache.jsonl")
+    parsed, report = parse_captions(captions, config, runtime, cache_path=cache, progress=True)
+    parsed = [tags[: args.max_tags] if args.max_tags else tags for tags in parsed]
+    if args.parser != "rules":
+        print(f"parse report: {json.dumps(report, sort_keys=True)}", file=sys.stderr)
     lines, empty, total = [], 0, 0
     for (clip_id, _), tags in zip(pairs, parsed):
         empty += not tags
@@ -118,6 +140,15 @@ def cmd_parse(args) -> int:
     print(f"parsed {n} captions in {time.time() - started:.1f} s: {total / max(n, 1):.2f} tags per caption, "
           f"{empty} with no tag -> {args.out}", file=sys.stderr)
     return 0
+
+
+def _prompt(value: str | None) -> str | None:
+    if value is None or not value.startswith("@"):
+        return value
+    path = Path(value[1:])
+    if not path.is_file():
+        raise HarnessError(f"{path}: prompt file not found (--prompt @FILE)")
+    return path.read_text(encoding="utf-8").strip()
 
 
 def _read_tags(path: Path) -> list[list[str]]:
@@ -139,8 +170,21 @@ def _read_tags(path: Path) -> list[list[str]]:
 def cmd_build(args) -> int:
     from harness.tagging.tagsystem import build_tag_system, size_name, write_label_file, write_stats_csv
 
-    stats = build_tag_system(_read_tags(args.tags))
+    clip_tags = _read_tags(args.tags)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge_synonyms is not None:
+        from collections import Counter
+
+        from harness.tagging.synonyms import merge_synonyms, sentence_embedder, write_merges_csv
+
+        if not 0.5 <= args.merge_synonyms <= 1.0:
+            raise HarnessError(f"--merge-synonyms: expected a cosine similarity in [0.5, 1], found {args.merge_synonyms}")
+        df = Counter(t for tags in clip_tags for t in set(tags))
+        clip_tags, mapping, similarity = merge_synonyms(clip_tags, args.merge_synonyms,
+                                                        embed=sentence_embedder(args.merge_model))
+        write_merges_csv(args.out / "merges.csv", mapping, similarity, df)
+        print(f"merged {len(mapping)} tags into more frequent synonyms -> {args.out / 'merges.csv'}", file=sys.stderr)
+    stats = build_tag_system(clip_tags)
     for k in args.sizes:
         vocab = stats.top(k)
         path = args.out / f"label_{size_name(k)}.json"

@@ -111,3 +111,60 @@ def test_component_version_is_part_of_the_key(quickstart, monkeypatch):
                         lambda stage, real=components.stage_version: "999" if stage == "probe" else real(stage))
     after = expand(quickstart)
     assert {n.stage for n in after if n.id not in before} == {"probe"}
+
+
+def _tagging_ids(cfg):
+    graph = expand(cfg).by_stage()
+    return {stage: {n.id for n in graph[stage]} for stage in ("captions", "tags", "tagsystem", "pretrain")}
+
+
+def test_runtime_settings_of_model_backends_stay_out_of_keys(quickstart):
+    cfg = copy.deepcopy(quickstart)
+    cfg["tagging"]["captioner"] = {"backend": "openai", "model": "qwen3-omni-captioner",
+                                   "base_url": "http://a:8000/v1", "concurrency": 8, "timeout": 120}
+    cfg["tagging"]["parser"] = {"backend": "openai", "model": "qwen2.5-7b", "base_url": "http://b:8000/v1"}
+    base = _tagging_ids(cfg)
+    node = next(n for n in expand(cfg) if n.stage == "captions")
+    assert node.runtime["base_url"] == "http://a:8000/v1" and "base_url" not in node.config
+
+    moved = copy.deepcopy(cfg)
+    moved["tagging"]["captioner"].update(base_url="http://other:9000/v1", concurrency=64, timeout=5)
+    moved["tagging"]["parser"]["base_url"] = "http://other:9001/v1"
+    assert _tagging_ids(moved) == base
+
+    hotter = copy.deepcopy(cfg)
+    hotter["tagging"]["captioner"]["temperature"] = 0.8
+    changed = _tagging_ids(hotter)
+    assert all(changed[s].isdisjoint(base[s]) for s in ("captions", "tags", "tagsystem"))  # and downstream
+    assert len(changed["pretrain"] & base["pretrain"]) == 1  # only the random baseline, which reads no data
+
+    other_parser = copy.deepcopy(cfg)
+    other_parser["tagging"]["parser"]["model"] = "qwen2.5-72b"
+    changed = _tagging_ids(other_parser)
+    assert changed["captions"] == base["captions"] and changed["tags"].isdisjoint(base["tags"])
+
+
+def test_local_model_is_keyed_by_content_not_path(quickstart, tmp_path):
+    import shutil
+
+    folder = tmp_path / "lm"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    cfg = copy.deepcopy(quickstart)
+    cfg["tagging"]["parser"] = {"backend": "transformers", "model": str(folder), "seed": 0}
+    base = _tagging_ids(cfg)
+    shutil.copytree(folder, tmp_path / "moved")
+    cfg["tagging"]["parser"]["model"] = str(tmp_path / "moved")
+    assert _tagging_ids(cfg) == base
+    (tmp_path / "moved" / "config.json").write_text('{"model_type": "llama", "retrained": 1}')
+    assert _tagging_ids(cfg)["tags"].isdisjoint(base["tags"])
+
+
+def test_synonym_merging_changes_tag_systems_not_tags(quickstart):
+    base = _tagging_ids(quickstart)
+    cfg = copy.deepcopy(quickstart)
+    cfg["tagging"]["merge_synonyms"] = {"threshold": 0.9, "model": None}
+    merged = _tagging_ids(cfg)
+    assert merged["tags"] == base["tags"] and merged["tagsystem"].isdisjoint(base["tagsystem"])
+    cfg["tagging"]["merge_synonyms"]["threshold"] = 0.95
+    assert _tagging_ids(cfg)["tagsystem"].isdisjoint(merged["tagsystem"])

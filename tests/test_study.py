@@ -172,3 +172,42 @@ def test_plan_and_status_import_no_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_backend_blocks_need_their_settings_and_reject_foreign_ones(tmp_path):
+    text = MINIMAL.replace("tagging: {sizes: [8]}", """tagging:
+  sizes: [8]
+  captioner: {backend: openai, temperature: 0.7}
+  parser: {backend: rules, prompt: "Tags please", concurrency: 4}""")
+    lines = problems(write(tmp_path, text))
+    assert any(l.endswith("tagging.captioner.model: missing required key for the 'openai' backend") for l in lines)
+    assert any("tagging.captioner.base_url: missing required key" in l for l in lines)
+    assert any("tagging.parser.prompt: not used by the 'rules' backend; it reads: max_tags" in l for l in lines)
+    assert any("tagging.parser.concurrency: not used by the 'rules' backend" in l for l in lines)
+
+
+def test_base_url_cannot_carry_injected_text(tmp_path):
+    text = MINIMAL.replace("tagging: {sizes: [8]}", """tagging:
+  sizes: [8]
+  parser: {backend: openai, model: qwen, base_url: "http://x/v1 --evil"}""")
+    lines = problems(write(tmp_path, text))
+    assert any("tagging.parser.base_url: expected" in l for l in lines)
+
+
+def test_transformers_parser_folder_must_exist_and_resolves_relative_to_the_study(tmp_path):
+    text = MINIMAL.replace("tagging: {sizes: [8]}", """tagging:
+  sizes: [8]
+  parser: {backend: transformers, model: models/lm}""")
+    path = write(tmp_path, text)
+    assert any("tagging.parser.model: expected a local model folder" in l for l in problems(path))
+    (tmp_path / "models" / "lm").mkdir(parents=True)
+    parser = load_study(path).config["tagging"]["parser"]
+    assert parser == {"backend": "transformers", "model": str((tmp_path / "models" / "lm").resolve()), "seed": 0}
+
+
+def test_template_captioner_defaults_to_the_events_field(tmp_path):
+    text = MINIMAL.replace("tagging: {sizes: [8]}", "tagging: {sizes: [8], captioner: template, "
+                                                    "merge_synonyms: {threshold: 0.92}}")
+    tagging = load_study(write(tmp_path, text)).config["tagging"]
+    assert tagging["captioner"] == {"backend": "template", "field": "events", "seed": 0}
+    assert tagging["merge_synonyms"] == {"threshold": 0.92, "model": None}

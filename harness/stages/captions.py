@@ -1,25 +1,36 @@
-"""Captions of every clip of a source. Backend ``manifest``: the captions the source already has."""
+"""Captions of every clip of a source, from the configured captioner backend.
+
+``manifest`` reads a caption field, ``template`` writes captions from a tag-list field,
+``openai`` asks an audio captioning model (see :mod:`harness.tagging.captioners`). What
+happened to every clip is in ``caption_report.json``; a clip without a caption is
+counted, never silently dropped.
+"""
 
 from __future__ import annotations
+
+import json
 
 from harness.job import StageContext
 from harness.stages.dataset import pool_manifest
 from harness.stages.manifests import iter_cut_dicts, write_jsonl
 
-VERSION = "1"
+VERSION = "2"
 
 
 def run(ctx: StageContext) -> dict:
-    field = ctx.config["field"]
-    rows, missing = [], 0
-    for cut in iter_cut_dicts(pool_manifest(ctx.inputs["dataset"].path)):
-        caption = (cut.get("custom") or {}).get(field)
-        if not caption:
-            missing += 1
-            continue
-        rows.append({"id": cut["id"], "caption": caption})
+    from harness.store import atomic_write_text
+    from harness.tagging.captioners import caption_cuts
+
+    cuts = list(iter_cut_dicts(pool_manifest(ctx.inputs["dataset"].path)))
+    captions, report = caption_cuts(cuts, ctx.config, ctx.runtime, cache_dir=ctx.cache_dir, progress=ctx.progress)
+    rows = [{"id": cut["id"], "caption": captions[cut["id"]]} for cut in cuts if cut["id"] in captions]
+    summary = report.to_dict()
+    atomic_write_text(ctx.workdir / "caption_report.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if not rows:
-        raise ValueError(f"no clip of the source has a {field!r} caption")
+        raise ValueError(f"no clip got a caption from the {ctx.config['backend']!r} captioner: "
+                         f"{json.dumps({k: v for k, v in summary.items() if v and k != 'unreadable_ids'})}")
     write_jsonl(ctx.workdir / "captions.jsonl", rows)
-    ctx.log(f"{len(rows)} captions from field {field!r} ({missing} clips without one)")
-    return {"captions": "captions.jsonl", "num_clips": len(rows), "missing": missing}
+    ctx.log(f"{len(rows)} captions from the {ctx.config['backend']!r} captioner "
+            f"({len(cuts) - len(rows)} clips without one)")
+    return {"captions": "captions.jsonl", "num_clips": len(rows), "missing": len(cuts) - len(rows),
+            "report": "caption_report.json"}

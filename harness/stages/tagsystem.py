@@ -22,7 +22,11 @@ def run(ctx: StageContext) -> dict:
         return {"labels": LABELS, "size": len(vocab), "source_file": ctx.config["file"]}
 
     rows = read_jsonl(ctx.inputs["tags"].path / "tags.jsonl")
-    stats = build_tag_system([r["tags"] for r in rows])
+    clip_tags = [r["tags"] for r in rows]
+    merged = {}
+    if "merge_synonyms" in ctx.config:
+        clip_tags, merged = _merge(ctx, clip_tags)
+    stats = build_tag_system(clip_tags)
     k = ctx.config["size"]
     vocab = stats.top(k)
     if len(vocab) < k:
@@ -32,4 +36,31 @@ def run(ctx: StageContext) -> dict:
     write_stats_csv(ctx.workdir / "stats.csv", stats)
     coverage = stats.coverage(k)
     ctx.log(f"K={k}: {len(vocab)} tags of {len(stats.ranked)}, clips covered {coverage:.1%}")
-    return {"labels": LABELS, "size": len(vocab), "unique_tags": len(stats.ranked), "coverage": coverage}
+    return {"labels": LABELS, "size": len(vocab), "unique_tags": len(stats.ranked), "coverage": coverage,
+            **merged}
+
+
+def _merge(ctx: StageContext, clip_tags: list[list[str]]) -> tuple[list[list[str]], dict]:
+    """Synonym merging, its mapping cached by content so every K of a study computes it once."""
+    import json
+    from collections import Counter
+
+    from harness.store import atomic_write_text, digest, file_digest
+    from harness.tagging.synonyms import merge_synonyms, sentence_embedder, write_merges_csv
+
+    settings = ctx.config["merge_synonyms"]
+    key = digest({"tags": file_digest(ctx.inputs["tags"].path / "tags.jsonl"), **settings})
+    cached = ctx.cache_dir / "synonyms" / f"{key}.json"
+    df = Counter(t for tags in clip_tags for t in set(tags))
+    if cached.is_file():
+        blob = json.loads(cached.read_text())
+        mapping, similarity = blob["mapping"], blob["similarity"]
+        merged = [list(dict.fromkeys(mapping.get(t, t) for t in tags)) for tags in clip_tags]
+    else:
+        embed = sentence_embedder(ctx.runtime.get("merge_model"))
+        merged, mapping, similarity = merge_synonyms(clip_tags, settings["threshold"], embed=embed)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cached, json.dumps({"mapping": mapping, "similarity": similarity}, sort_keys=True))
+    write_merges_csv(ctx.workdir / "merges.csv", mapping, similarity, df)
+    ctx.log(f"synonym merging at cosine >= {settings['threshold']}: {len(mapping)} tags merged (merges.csv)")
+    return merged, {"merged_tags": len(mapping), "merges": "merges.csv"}

@@ -34,7 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.tagging.responses import ParseReport, normalise_labels
 
@@ -212,18 +212,139 @@ class OpenAIChatClient:
                 attempt += 1
 
 
+class ResponseCache:
+    """An append-only JSONL file of ``{"key": ..., "raw": ..., ...}`` records.
+
+    Each completed request is one line, written and fsync'ed under an exclusive ``flock``,
+    so jobs that share the file (two studies captioning the same clips) never interleave
+    lines, and a job killed mid-write leaves at most one torn last line, which readers skip.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def read(self) -> dict[str, str]:
+        """key -> raw response; unreadable lines (a torn last line) are skipped."""
+        cache: dict[str, str] = {}
+        if not self.path.exists():
+            return cache
+        with open(self.path, "rb") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                    cache[record["key"]] = record["raw"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return cache
+
+    def append(self, record: dict[str, Any]) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, ensure_ascii=False).encode() + b"\n"
+        with open(self.path, "ab") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                end = f.seek(0, os.SEEK_END)
+                if end > 0:  # a torn last line must not swallow this record
+                    with open(self.path, "rb") as r:
+                        r.seek(end - 1)
+                        if r.read(1) != b"\n":
+                            line = b"\n" + line
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_requests(
+    backend: Any,
+    requests: dict[str, Any],
+    cache: ResponseCache,
+    make_messages: Callable[[Any], list[dict[str, Any]]],
+    record: Callable[[str, Any], dict[str, Any]] = lambda key, item: {},
+    progress: bool = False,
+    label: str = "llm",
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Answer every request not yet in ``cache``: ``(key -> raw response, key -> error kind)``.
+
+    ``requests`` maps a cache key to an item; ``make_messages(item)`` builds its chat
+    messages (called lazily, so audio is read only for requests that are sent). A backend
+    with ``complete_batch`` (a local model) gets batches of ``backend.batch_size``; any
+    other gets ``backend.concurrency`` requests in flight at once. Every answer is cached
+    the moment it arrives; failures are returned, never raised, and never cached, so a
+    rerun asks again. ``record(key, item)`` adds fields to the cache line (the caption,
+    the audio path) so that the cache can be read on its own.
+    """
+    from harness.progress import Bar
+
+    answers = cache.read()
+    todo = {k: item for k, item in requests.items() if k not in answers}
+    errors: dict[str, str] = {}
+    if not todo:
+        return answers, errors
+
+    def keep(key: str, raw: str) -> None:
+        cache.append({"key": key, "model": backend.model, **record(key, todo[key]), "raw": raw})
+        answers[key] = raw
+
+    with Bar(label, total=len(todo), enabled=progress) as bar:
+        if hasattr(backend, "complete_batch"):
+            keys = list(todo)
+            size = max(1, int(getattr(backend, "batch_size", 8)))
+            for i in range(0, len(keys), size):
+                chunk = keys[i : i + size]
+                try:
+                    raws = backend.complete_batch([make_messages(todo[k]) for k in chunk])
+                except Exception as exc:  # noqa: BLE001 - one batch never stops the run
+                    errors.update({k: type(exc).__name__ for k in chunk})
+                else:
+                    for k, raw in zip(chunk, raws):
+                        keep(k, raw)
+                bar.advance(len(chunk))
+        else:
+            with concurrent.futures.ThreadPoolExecutor(backend.concurrency) as pool:
+                futures = {pool.submit(lambda it: backend.complete(make_messages(it)), item): k
+                           for k, item in todo.items()}
+                for future in concurrent.futures.as_completed(futures):
+                    k = futures[future]
+                    try:
+                        raw = future.result()
+                    except LLMRequestError as exc:
+                        errors[k] = exc.kind
+                    except Exception as exc:  # noqa: BLE001 - one request never stops the batch
+                        errors[k] = type(exc).__name__
+                    else:
+                        keep(k, raw)
+                    bar.advance(1)
+    if progress and errors:
+        print(f"{label}: {len(errors)} of {len(todo)} requests failed (a rerun retries them)",
+              file=sys.stderr, flush=True)
+    return answers, errors
+
+
 class LLMParser:
-    """Captions -> label lists through an :class:`OpenAIChatClient`, with a resumable cache."""
+    """Captions -> label lists through a chat backend, with a resumable cache.
+
+    The backend is an :class:`OpenAIChatClient` or a local
+    :class:`~harness.tagging.hf.TransformersChat`: anything with ``model``, ``sampling``
+    and ``complete(messages)`` (or ``complete_batch``).
+    """
 
     version = PARSER_VERSION
 
-    def __init__(self, client: OpenAIChatClient, cache_path: str | os.PathLike, prompt: str = PARSER_PROMPT,
+    def __init__(self, client: Any, cache_path: str | os.PathLike, prompt: str = PARSER_PROMPT,
                  min_labels: int = 3, max_labels: int = 15):
         self.client = client
-        self.cache_path = Path(cache_path)
+        self.cache = ResponseCache(cache_path)
         self.prompt = prompt
         self.min_labels = min_labels
         self.max_labels = max_labels
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache.path
 
     def key(self, caption: str) -> str:
         blob = json.dumps(
@@ -234,69 +355,22 @@ class LLMParser:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def read_cache(self) -> dict[str, str]:
-        """key -> raw response; unreadable lines (a torn last line) are skipped."""
-        cache: dict[str, str] = {}
-        if not self.cache_path.exists():
-            return cache
-        with open(self.cache_path, "rb") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                    cache[record["key"]] = record["raw"]
-                except (ValueError, KeyError, TypeError):
-                    continue
-        return cache
-
-    def _open_for_append(self):
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.cache_path, "ab")
-        if f.tell() > 0:  # a torn last line must not swallow the next record
-            with open(self.cache_path, "rb") as r:
-                r.seek(-1, os.SEEK_END)
-                if r.read(1) != b"\n":
-                    f.write(b"\n")
-        return f
+        return self.cache.read()
 
     def parse_many(self, captions: list[str], progress: bool = False) -> tuple[list[list[str]], ParseReport]:
         report = ParseReport()
         keys = [self.key(c) for c in captions]
-        cache = self.read_cache()
-        todo: dict[str, str] = {}
-        for k, caption in zip(keys, captions):
-            if k not in cache and k not in todo:
-                todo[k] = caption
-        report.cache_hits = len(set(keys) - set(todo))
-        report.requested = len(todo)
-        errors: dict[str, str] = {}
-
-        def request(caption: str) -> str:
-            return self.client.complete(
-                [{"role": "system", "content": self.prompt}, {"role": "user", "content": caption}]
-            )
-
-        if todo:
-            with self._open_for_append() as f, concurrent.futures.ThreadPoolExecutor(
-                self.client.concurrency
-            ) as pool:
-                futures = {pool.submit(request, caption): k for k, caption in todo.items()}
-                for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                    k = futures[future]
-                    try:
-                        raw = future.result()
-                    except LLMRequestError as exc:
-                        errors[k] = exc.kind
-                    except Exception as exc:  # noqa: BLE001 - one caption never stops the batch
-                        errors[k] = type(exc).__name__
-                    else:
-                        record = {"key": k, "caption": todo[k], "model": self.client.model,
-                                  "parser": PARSER_VERSION, "raw": raw}
-                        f.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
-                        f.flush()
-                        os.fsync(f.fileno())
-                        cache[k] = raw
-                    if progress and (done == len(futures) or done % max(1, len(futures) // 20) == 0):
-                        print(f"llm parse: {done}/{len(futures)} requests, {len(errors)} failed",
-                              file=sys.stderr, flush=True)
+        requests = dict(zip(keys, captions))
+        cached = self.cache.read()
+        report.cache_hits = sum(k in cached for k in requests)
+        report.requested = len(requests) - report.cache_hits
+        answers, errors = run_requests(
+            self.client, requests, self.cache,
+            make_messages=lambda caption: [{"role": "system", "content": self.prompt},
+                                           {"role": "user", "content": caption}],
+            record=lambda key, caption: {"caption": caption, "parser": PARSER_VERSION},
+            progress=progress, label="parse captions",
+        )
 
         results: list[list[str]] = []
         normalised: dict[str, tuple[list[str] | None, list[str]]] = {}
@@ -306,7 +380,7 @@ class LLMParser:
                 results.append([])
                 continue
             if k not in normalised:
-                normalised[k] = normalise_labels(cache[k], self.min_labels, self.max_labels)
+                normalised[k] = normalise_labels(answers[k], self.min_labels, self.max_labels)
             labels, problems = normalised[k]
             report.add(labels, problems)
             results.append(list(labels) if labels is not None else [])

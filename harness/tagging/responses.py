@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+NORMALISER_VERSION = "1"
+
 PROBLEM_CODES: tuple[str, ...] = (
     "invalid_json",
     "prose",
