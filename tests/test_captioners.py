@@ -257,3 +257,18 @@ def test_manifest_and_template_backends_count_clips_without_a_caption():
     assert captions == {"a": "rain falls"} and report.missing == 2 and report.total == 3
     captions, report = caption_cuts(cuts, {"backend": "template", "field": "events", "seed": 0})
     assert list(captions) == ["a"] and "rain" in captions["a"] and report.missing == 2
+
+
+def test_an_unreachable_server_fails_at_once_with_its_address(cuts, tmp_path):
+    import socket
+
+    from harness.tagging.llm import LLMRequestError
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = OpenAIChatClient(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, backoff=0.01)
+    started = time.time()
+    with pytest.raises(LLMRequestError, match=f"cannot reach http://127.0.0.1:{port}/v1"):
+        OpenAICaptioner(client, tmp_path / "c.jsonl").caption(cuts)
+    assert time.time() - started < 5

@@ -211,3 +211,9 @@ def test_template_captioner_defaults_to_the_events_field(tmp_path):
     tagging = load_study(write(tmp_path, text)).config["tagging"]
     assert tagging["captioner"] == {"backend": "template", "field": "events", "seed": 0}
     assert tagging["merge_synonyms"] == {"threshold": 0.92, "model": None}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_study_is_valid(path):
+    study = load_study(path)
+    assert study.name and study.config["probes"]["tasks"]

@@ -304,9 +304,21 @@ def run_requests(
                         keep(k, raw)
                 bar.advance(len(chunk))
         else:
+            # One request first: an unreachable server fails the run at once, with a clear
+            # cause, instead of every request retrying against nothing.
+            first = next(iter(todo))
+            try:
+                keep(first, backend.complete(make_messages(todo[first])))
+            except LLMRequestError as exc:
+                if exc.kind == "connection":
+                    raise LLMRequestError(f"cannot reach {backend.base_url} ({exc}); is the server running?",
+                                          retryable=False, kind="unreachable") from None
+                errors[first] = exc.kind
+            bar.advance(1)
+            rest = {k: item for k, item in todo.items() if k != first}
             with concurrent.futures.ThreadPoolExecutor(backend.concurrency) as pool:
                 futures = {pool.submit(lambda it: backend.complete(make_messages(it)), item): k
-                           for k, item in todo.items()}
+                           for k, item in rest.items()}
                 for future in concurrent.futures.as_completed(futures):
                     k = futures[future]
                     try:
