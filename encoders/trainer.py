@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -112,6 +112,25 @@ def collate(features: Sequence[Tensor], indices: Sequence[int]) -> tuple[Tensor,
     """Zero-pad ``features[i]`` ([T_i, F]) for i in ``indices`` to [B, max T_i, F]; lengths [B]."""
     clips = [features[i] for i in indices]
     return pad_sequence(clips, batch_first=True), torch.tensor([len(c) for c in clips])
+
+
+def as_target_fields(targets: Any) -> dict[str, Any]:
+    """Per-clip targets as named fields: a tensor [N, ...] is ``{"targets": tensor}``."""
+    return {"targets": targets} if isinstance(targets, Tensor) else dict(targets)
+
+
+def collate_targets(fields: Mapping[str, Any], indices: Sequence[int], device: torch.device) -> dict[str, Tensor]:
+    """The batch's targets: tensor fields are indexed; fields that are lists of 1-D tensors
+    (token ids of varying length) are zero-padded to [B, L] and come with ``<name>_lengths``."""
+    batch: dict[str, Tensor] = {}
+    for name, value in fields.items():
+        if isinstance(value, Tensor):
+            batch[name] = value[list(indices)].to(device, non_blocking=True)
+        else:
+            seqs = [value[i] for i in indices]
+            batch[name] = pad_sequence(seqs, batch_first=True).to(device, non_blocking=True)
+            batch[f"{name}_lengths"] = torch.tensor([len(t) for t in seqs]).to(device)
+    return batch
 
 
 class _Net(nn.Module):
@@ -245,20 +264,21 @@ def _load_state(
     return state["step"]
 
 
-def _check_config(config: TrainConfig, num_items: int, num_targets: int) -> None:
+def _check_config(config: TrainConfig, num_items: int, fields: Mapping[str, Any]) -> None:
     if config.steps < 1 or config.batch_size < 1 or config.grad_accum < 1 or config.checkpoint_every < 1:
         raise ValueError(f"steps, batch_size, grad_accum and checkpoint_every must be >= 1: {config}")
     if config.batch_size % config.grad_accum:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by grad_accum {config.grad_accum}")
-    if num_items != num_targets:
-        raise ValueError(f"{num_items} feature matrices but {num_targets} target rows")
+    for name, value in fields.items():
+        if len(value) != num_items:
+            raise ValueError(f"{num_items} feature matrices but {len(value)} rows of targets {name!r}")
 
 
 def _accumulate_gradients(
     net: nn.Module,
     specaug: SpecAugment | None,
     features: Sequence[Tensor],
-    targets: Tensor,
+    targets: Mapping[str, Any],
     indices: Sequence[int],
     grad_accum: int,
     device: torch.device,
@@ -276,7 +296,7 @@ def _accumulate_gradients(
         feats, lengths = feats.to(device, non_blocking=True), lengths.to(device)
         if specaug is not None:
             feats = specaug(feats, lengths)
-        batch = {"targets": targets[chunk].to(device, non_blocking=True)}
+        batch = collate_targets(targets, chunk, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = net(feats, lengths, batch)
         loss = out.pop("loss")
@@ -293,13 +313,16 @@ def train(
     encoder: Encoder,
     objective: nn.Module,
     features: Sequence[Tensor],
-    targets: Tensor,
+    targets: Tensor | Mapping[str, Tensor | Sequence[Tensor]],
     config: TrainConfig,
     out_dir: Path,
     progress: bool = True,
     sampler: StepSampler | None = None,
 ) -> dict[str, Any]:
-    """Pre-train ``encoder`` with ``objective`` on clips ``features[i]`` ([T_i, F]) and ``targets[i]``.
+    """Pre-train ``encoder`` with ``objective`` on clips ``features[i]`` ([T_i, F]) and their targets.
+
+    ``targets`` is a tensor with one row per clip (the objective reads ``batch["targets"]``),
+    or named per-clip fields (see :func:`collate_targets`), e.g. ``{"tokens": [ids, ...]}``.
 
     Runs on CUDA with bf16 autocast when available, else on CPU in fp32. Checkpoints
     ``out_dir/train_state.pt`` every ``config.checkpoint_every`` steps and at the end, and
@@ -315,7 +338,8 @@ def train(
     Returns ``{"final_loss", "steps", "resumed_from", "seconds", "clips_per_s", "device"}``,
     where seconds and clips/s cover this call only.
     """
-    _check_config(config, len(features), len(targets))
+    targets = as_target_fields(targets)
+    _check_config(config, len(features), targets)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.num_threads:

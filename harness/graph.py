@@ -121,14 +121,14 @@ def expand(config: dict[str, Any]) -> Graph:
                                   {**coords, "tag_system": tag_system_name(file=f)})
                         for f in tagging["files"]]
         for objective in pre["objectives"]:
-            needs = components.objective_needs(objective["name"])
+            needs = set(components.objective_needs(objective["name"]).split("+"))
             obj_cfg = {"name": objective["name"], **objective["options"]}
-            for ts in (tag_systems if needs == "tags" else [None]):
+            for ts in (tag_systems if "tags" in needs else [None]):
                 for seed in pre["seeds"]:
                     inputs = {"dataset": dataset}
                     if ts is not None:
                         inputs.update(tags=tags, tagsystem=ts)
-                    if needs == "captions":
+                    if "captions" in needs:
                         inputs["captions"] = captions
                     run_coords = {**(ts.coords if ts else coords), "objective": objective["name"], "seed": seed,
                                   "encoder": f"{encoder_cfg['name']}-{encoder_cfg['size']}"}

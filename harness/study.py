@@ -245,7 +245,7 @@ def _check_consistency(config: dict, path: Path) -> None:
     from harness import components
 
     needs_tags = [o["name"] for o in config["pretrain"]["objectives"]
-                  if components.objective_needs(o["name"]) == "tags"]
+                  if "tags" in components.objective_needs(o["name"]).split("+")]
     tagging = config["tagging"]
     if needs_tags and not (tagging["sizes"] or tagging["files"]):
         raise StudyError(f"{_display(path)}: tagging.sizes: objectives {needs_tags} train on tags, "

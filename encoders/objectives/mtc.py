@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encoders.base import padding_mask
+from encoders.objectives.supervision import Supervision
 
 VERSION = "1"
 
@@ -27,6 +28,12 @@ class MTC(nn.Module):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder_dim, num_tags)
+
+    @classmethod
+    def from_supervision(cls, encoder_dim: int, sup: Supervision, **options: Any) -> tuple[nn.Module, dict]:
+        """The objective for a tag system, and its per-clip targets (multi-hot over the K tags)."""
+        targets = sup.require("tag_targets", "mtc")
+        return cls(encoder_dim, num_tags=targets.shape[1], **options), {"targets": targets}
 
     def clip_logits(self, frames: Tensor, lengths: Tensor) -> Tensor:
         """[B, K] mean of the frame logits over each clip's valid frames (0 for empty clips)."""

@@ -31,7 +31,7 @@ def run(ctx: StageContext) -> dict:
 def _train(ctx: StageContext, encoder) -> dict:
     import torch
 
-    from encoders.objectives import build_objective, objective_needs
+    from encoders.objectives import from_supervision, objective_needs
     from encoders.trainer import TrainConfig, train
     from harness.stages.audio import load_features
     from harness.stages.dataset import pool_manifest
@@ -39,16 +39,14 @@ def _train(ctx: StageContext, encoder) -> dict:
     cfg = ctx.config
     obj_cfg = dict(cfg["objective"])
     obj_name = obj_cfg.pop("name")
-    needs = objective_needs(obj_name)
-    ids, feats = load_features(pool_manifest(ctx.inputs["dataset"].path), cfg["features"], ctx.cache_dir,
-                               progress=ctx.progress, log=ctx.log)
-    if needs != "tags":
-        raise NotImplementedError(f"objective {obj_name!r} needs {needs}; only tag objectives are wired so far")
-    targets, keep, vocab = _tag_targets(ctx, ids)
+    needs = set(objective_needs(obj_name).split("+"))
+    manifest = pool_manifest(ctx.inputs["dataset"].path)
+    ids, feats = load_features(manifest, cfg["features"], ctx.cache_dir, progress=ctx.progress, log=ctx.log)
+    supervision, keep = supervision_for(ctx, needs, ids, manifest)
     feats = [feats[i] for i in keep]
-    ctx.log(f"{len(keep)} of {len(ids)} clips have tags in the {len(vocab)}-tag system")
+    ctx.log(f"{len(keep)} of {len(ids)} clips have {' and '.join(sorted(needs))} for {obj_name!r}")
     torch.manual_seed(cfg["seed"] + 1)
-    objective = build_objective(obj_name, encoder.dim, num_tags=len(vocab), **obj_cfg)
+    objective, targets = from_supervision(obj_name, encoder.dim, supervision, **obj_cfg)
     train_cfg = dict(cfg["train"])
     specaug = train_cfg.pop("specaugment")
     warmup = train_cfg.pop("warmup_steps")
@@ -59,17 +57,50 @@ def _train(ctx: StageContext, encoder) -> dict:
     return train(encoder, objective, feats, targets, config, ctx.workdir, progress=ctx.progress)
 
 
-def _tag_targets(ctx: StageContext, ids: list[str]):
+def supervision_for(ctx: StageContext, needs: set[str], ids: list[str], manifest):
+    """The :class:`Supervision` of the clips that have everything ``needs`` asks for, and
+    their indices into ``ids``. Clips without an in-system tag, a caption or a label are
+    left out (the paper drops clips left with no tags)."""
     import torch
 
-    from harness.stages.manifests import read_jsonl
+    from encoders.objectives.supervision import Supervision
+    from harness.stages.manifests import iter_cut_dicts, read_jsonl
     from harness.stages.tagsystem import LABELS
-    from harness.tagging.tagsystem import filter_clips, multi_hot, read_label_file, tag_index
+    from harness.tagging.tagsystem import filter_clips, multi_hot, read_label_file, tag_index, tag_sequence
 
-    vocab = read_label_file(ctx.inputs["tagsystem"].path / LABELS, allow_duplicates=True)
-    by_id = {r["id"]: r["tags"] for r in read_jsonl(ctx.inputs["tags"].path / "tags.jsonl")}
-    clip_tags = [by_id.get(i, []) for i in ids]
-    keep, filtered = filter_clips(clip_tags, vocab)
-    index = tag_index(vocab)
-    targets = torch.tensor([list(multi_hot(t, index, size=len(vocab))) for t in filtered], dtype=torch.float32)
-    return targets, list(keep), vocab
+    keep = set(range(len(ids)))
+    if "tags" in needs:
+        vocab = read_label_file(ctx.inputs["tagsystem"].path / LABELS, allow_duplicates=True)
+        by_id = {r["id"]: r["tags"] for r in read_jsonl(ctx.inputs["tags"].path / "tags.jsonl")}
+        kept, filtered = filter_clips([by_id.get(clip, []) for clip in ids], vocab)
+        tags_of = dict(zip(kept, filtered))
+        keep &= set(tags_of)
+    if "captions" in needs:
+        by_id = {r["id"]: r["caption"] for r in read_jsonl(ctx.inputs["captions"].path / "captions.jsonl")}
+        captions_of = {i: by_id[clip] for i, clip in enumerate(ids) if by_id.get(clip)}
+        keep &= set(captions_of)
+    if "labels" in needs:
+        labels = {c["id"]: (c.get("custom") or {}).get("labels") or [] for c in iter_cut_dicts(manifest)}
+        labels_of = {i: labels[clip] for i, clip in enumerate(ids) if labels.get(clip)}
+        keep &= set(labels_of)
+    order = sorted(keep)
+    if not order:
+        raise ValueError(f"no clip of the source has {' and '.join(sorted(needs))}")
+
+    sup = Supervision(num_clips=len(order))
+    if "tags" in needs:
+        index = tag_index(vocab)  # tag -> rank in the tag system
+        sup.tag_names = list(vocab)
+        sup.tag_targets = torch.tensor([list(multi_hot(tags_of[i], index, size=len(vocab))) for i in order],
+                                       dtype=torch.float32)
+        sup.tag_sequences = [tag_sequence(tags_of[i], index) for i in order]
+    if "captions" in needs:
+        sup.captions = [captions_of[i] for i in order]
+    if "labels" in needs:
+        names = sorted({label for i in order for label in labels_of[i]})
+        column = {name: j for j, name in enumerate(names)}
+        sup.label_names = names
+        sup.label_targets = torch.zeros(len(order), len(names))
+        for row, i in enumerate(order):
+            sup.label_targets[row, [column[label] for label in labels_of[i]]] = 1.0
+    return sup, order

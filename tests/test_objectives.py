@@ -1,0 +1,236 @@
+"""Pre-training objectives: one contract over every registered objective, and each one's
+defining property checked against an independent computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from encoders import build_encoder
+from encoders.decoder import TextDecoder
+from encoders.objectives import OBJECTIVE_NEEDS, OBJECTIVES, from_supervision, objective_needs, objective_version
+from encoders.objectives.supervision import Supervision
+from encoders.text import TextTokenizer
+
+SMALL_DECODER = {"layers": 1, "dim": 64, "heads": 4, "ffn_dim": 128}
+OPTIONS = {  # small heads so the whole contract runs in seconds on one CPU thread
+    "mtc": {},
+    "supervised": {},
+    "par": SMALL_DECODER,
+    "captioning": SMALL_DECODER,
+    "multitask": {**SMALL_DECODER, "weight": 0.5},
+    "contrastive": {"proj_dim": 32},
+}
+CAPTIONS = ["a dog barks in a park", "rain falls on a tin roof while thunder rumbles", "a man speaks",
+            "a violin plays a slow melody"]
+TAGS = [["dog", "bark", "park"], ["rain", "roof", "thunder"], ["man", "speech"], ["violin", "music", "slow"]]
+
+
+def supervision() -> Supervision:
+    names = sorted({t for tags in TAGS for t in tags})
+    index = {t: i for i, t in enumerate(names)}
+    targets = torch.zeros(len(TAGS), len(names))
+    for row, tags in enumerate(TAGS):
+        targets[row, [index[t] for t in tags]] = 1
+    labels = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=torch.float32)
+    return Supervision(num_clips=4, tag_targets=targets, tag_names=names,
+                       tag_sequences=[", ".join(sorted(t, key=index.get)) for t in TAGS], captions=CAPTIONS,
+                       label_targets=labels, label_names=["animal", "weather", "voice"])
+
+
+def collate(targets: dict, indices: list[int]) -> dict:
+    from encoders.trainer import collate_targets
+
+    return collate_targets(targets, indices, torch.device("cpu"))
+
+
+def test_registry_needs_agree_with_the_classes():
+    from encoders import resolve
+
+    for name in OBJECTIVES:
+        cls = resolve(OBJECTIVES, name, "objective")
+        assert OBJECTIVE_NEEDS[name] == objective_needs(name) == cls.needs
+        assert set(cls.needs.split("+")) <= {"tags", "captions", "labels"} and objective_version(name)
+    assert set(OPTIONS) == set(OBJECTIVES)  # a new objective must join the contract below
+
+
+@pytest.fixture(scope="module")
+def built():
+    torch.manual_seed(0)
+    encoder = build_encoder("transformer", size="tiny")
+    out = {}
+    for name in OBJECTIVES:
+        torch.manual_seed(1)
+        out[name] = from_supervision(name, encoder.dim, supervision(), **OPTIONS[name])
+    return encoder, out
+
+
+def feats_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded features, as the encoder contract has them."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.zeros(len(lengths), max(lengths), 80)
+    for i, n in enumerate(lengths):
+        feats[i, :n] = torch.randn(n, 80, generator=g)
+    return feats, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_objective_contract(name, built):
+    """Finite loss, gradients reach the encoder, same seed -> same loss, padding changes nothing."""
+    encoder, objectives = built
+    objective, targets = objectives[name]
+    assert all(len(v) == 4 for v in targets.values())
+    indices = [0, 1, 2, 3]
+    batch = collate(targets, indices)
+    feats, lengths = feats_batch([90, 40, 70, 60])
+
+    def loss(seed: int, feats=feats, lengths=lengths, batch=batch, backward=False):
+        torch.manual_seed(seed)
+        encoder.zero_grad()
+        frames, out_lengths = encoder(feats, lengths)
+        out = objective(batch, frames, out_lengths)
+        if backward:
+            out["loss"].backward()
+        return out
+
+    encoder.train()
+    objective.train()
+    out = loss(3, backward=True)
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    assert all(isinstance(v, float) for k, v in out.items() if k != "loss")
+    grads = [p.grad for p in encoder.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    assert loss(3)["loss"].item() == out["loss"].item()
+
+    objective.eval()
+    with torch.no_grad():
+        frames, out_lengths = encoder(feats, lengths)
+        torch.manual_seed(5)
+        reference = objective(batch, frames, out_lengths)["loss"].item()
+        # Junk in every padding frame, 11 more junk frames, 9 more padding tokens: the same loss.
+        junk = 3.0 * torch.randn(frames.shape[0], frames.shape[1] + 11, frames.shape[2])
+        valid = torch.arange(junk.shape[1])[None, :, None] < out_lengths[:, None, None]
+        padded = torch.where(valid, torch.nn.functional.pad(frames, (0, 0, 0, 11)), junk)
+        wider = {k: torch.nn.functional.pad(v, (0, 9)) if k + "_lengths" in batch else v for k, v in batch.items()}
+        torch.manual_seed(5)
+        again = objective(wider, padded, out_lengths)["loss"].item()
+    assert again == pytest.approx(reference, rel=1e-5, abs=1e-6)
+
+
+def test_objectives_train_through_the_trainer(built, tmp_path):
+    from encoders.trainer import TrainConfig, train
+
+    encoder, objectives = built
+    feats = [torch.randn(n, 80) for n in (50, 60, 70, 80)]
+    for name in ("par", "contrastive", "multitask"):
+        objective, targets = objectives[name]
+        summary = train(encoder, objective, feats, targets,
+                        TrainConfig(steps=2, batch_size=4, specaugment=None, checkpoint_every=1),
+                        tmp_path / name, progress=False)
+        assert math.isfinite(summary["final_loss"]) and summary["steps"] == 2
+
+
+# ---------------------------------------------------------------- PAR and the decoder
+
+
+def decoder_logits(causal: bool, tokens: torch.Tensor) -> torch.Tensor:
+    torch.manual_seed(0)
+    decoder = TextDecoder(encoder_dim=16, num_embeddings=50, layers=2, dim=32, heads=4, ffn_dim=64, dropout=0.0)
+    memory = torch.randn(1, 7, 16, generator=torch.Generator().manual_seed(1))
+    return decoder(tokens, torch.tensor([tokens.shape[1]]), torch.tensor([causal]), memory, torch.tensor([7]))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_parallel_mode_sees_later_positions_and_ar_mode_does_not(causal):
+    tokens = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    changed = tokens.clone()
+    changed[0, 4] = 20  # a later position
+    a, b = decoder_logits(causal, tokens), decoder_logits(causal, changed)
+    earlier_moved = (a[0, :4] - b[0, :4]).abs().max().item()
+    if causal:
+        assert earlier_moved == 0.0
+    else:
+        assert earlier_moved > 1e-4
+    assert (a[0, 4:] - b[0, 4:]).abs().max().item() > 1e-4
+
+
+def test_decoder_inputs_and_targets_for_both_modes():
+    tok = TextTokenizer()
+    from encoders.objectives.par import PAR
+
+    par = PAR(8, tok.num_embeddings, tok.bos_id, tok.eos_id, tok.mask_id, **SMALL_DECODER)
+    tokens = torch.tensor([[5, 6, 7], [8, 0, 0]])
+    inputs, targets, lengths = par.decoder_io(tokens, torch.tensor([3, 1]), torch.tensor([True, False]))
+    m, bos, eos = tok.mask_id, tok.bos_id, tok.eos_id
+    assert inputs[0, :3].tolist() == [m, m, m] and targets[0, :3].tolist() == [5, 6, 7]  # no BOS, no EOS
+    assert inputs[1, :2].tolist() == [bos, 8] and targets[1, :2].tolist() == [8, eos]  # teacher forcing
+    assert lengths.tolist() == [3, 2]
+    assert (bos, eos, m) == (101, 102, 103)  # MiniLM's [CLS], [SEP], [MASK]
+
+
+def test_parallel_fraction_is_the_share_of_parallel_samples():
+    sup = Supervision(num_clips=400, tag_sequences=["dog, bark"] * 400)
+    from encoders.objectives.par import PAR
+
+    torch.manual_seed(0)
+    par, targets = PAR.from_supervision(16, sup, **SMALL_DECODER)
+    batch = collate(targets, list(range(400)))
+    out = par(batch, torch.randn(400, 5, 16), torch.full((400,), 5))
+    assert 0.70 < out["parallel_share"] < 0.80
+    with pytest.raises(ValueError, match="parallel_fraction"):
+        from encoders.objectives.captioning import Captioning
+
+        Captioning(16, 100, 1, 2, 3, parallel_fraction=0.5)
+
+
+def test_tag_sequence_tokens_are_minilm_wordpieces():
+    tok = TextTokenizer()
+    ids = tok.encode(["dog, bark, park"], max_len=64)[0]
+    assert tok.decode(ids) == "dog, bark, park" and 101 not in ids and 102 not in ids
+    assert tok.encode(["a b c d e f"], max_len=3)[0] == tok.encode(["a b c"], max_len=64)[0]
+    framed = tok.encode(["a b c d e f"], max_len=4, special=True)[0]
+    assert framed[0] == 101 and framed[-1] == 102 and len(framed) == 4
+
+
+# ---------------------------------------------------------------- contrastive
+
+
+def test_contrastive_loss_equals_a_direct_computation(built):
+    encoder, _ = built
+    torch.manual_seed(2)
+    objective, targets = from_supervision("contrastive", encoder.dim, supervision(), proj_dim=32)
+    objective.eval()
+    batch = collate(targets, [0, 1, 2, 3])
+    frames = torch.randn(4, 12, encoder.dim)
+    lengths = torch.tensor([12, 5, 9, 7])
+    with torch.no_grad():
+        out = objective(batch, frames, lengths)
+        audio = objective.embed_audio(frames, lengths).numpy().astype(np.float64)
+        text = objective.embed_text(batch["text"], batch["text_lengths"]).numpy().astype(np.float64)
+    scale = math.exp(math.log(1 / 0.07))
+    logits = scale * audio @ text.T
+
+    def cross_entropy(m):  # rows are predictions, the diagonal the answers
+        m = m - m.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(m).sum(axis=1)) - np.diag(m)))
+
+    expected = 0.5 * (cross_entropy(logits) + cross_entropy(logits.T))
+    assert out["loss"].item() == pytest.approx(expected, abs=1e-5)
+    # The embeddings themselves: mean over valid frames, then the MLP, then unit norm.
+    pooled = torch.stack([frames[i, : lengths[i]].mean(0) for i in range(4)])
+    with torch.no_grad():
+        direct = torch.nn.functional.normalize(objective.audio_proj(pooled), dim=-1).numpy()
+    np.testing.assert_allclose(audio, direct, atol=1e-6)
+
+
+def test_contrastive_temperature_fixed_or_learned():
+    sup = supervision()
+    learned, _ = from_supervision("contrastive", 16, sup, proj_dim=8)
+    fixed, _ = from_supervision("contrastive", 16, sup, proj_dim=8, learn_temperature=False, temperature=0.05)
+    assert isinstance(learned.logit_scale, torch.nn.Parameter)
+    assert learned.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    assert not isinstance(fixed.logit_scale, torch.nn.Parameter)
+    assert fixed.logit_scale.item() == pytest.approx(math.log(1 / 0.05))
