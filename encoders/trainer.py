@@ -32,6 +32,7 @@ from encoders.checkpoint import atomic_save
 from encoders.specaug import SpecAugment
 
 STATE_FILE = "train_state.pt"
+FRAMES_PER_SECOND = 100  # input features: 10 ms fbank frames
 LOG_FILE = "train_log.csv"
 # Fields of TrainConfig that may change between a run and its resumption.
 _RESUMABLE_FIELDS = {"checkpoint_every", "num_threads", "log_every"}
@@ -43,6 +44,8 @@ class TrainConfig:
 
     ``batch_size`` clips make one optimizer step, split into ``grad_accum`` equal
     micro-batches (so ``grad_accum`` trades memory for time without changing the data).
+    With ``max_duration`` set, batches are instead buckets of similar duration holding at
+    most that many seconds of audio (:class:`DurationBucketSampler`).
     ``warmup_steps=None`` warms up over the first 5% of the steps. ``specaugment`` holds the
     :class:`~encoders.specaug.SpecAugment` keywords (``{}``: its defaults; ``None``: off).
     ``grad_clip=None`` disables clipping (the gradient norm is still logged).
@@ -58,6 +61,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     specaugment: dict[str, Any] | None = field(default_factory=dict)
+    max_duration: float | None = None  # seconds of audio per batch: duration bucketing instead of batch_size
+    num_buckets: int = 10
     num_threads: int | None = None
     log_every: int = 10
 
@@ -106,6 +111,53 @@ class EpochShuffleSampler:
             int(self._permutation(pos // self.num_items)[pos % self.num_items])
             for pos in range(start, start + self.batch_size)
         ]
+
+
+class DurationBucketSampler:
+    """Batches of similar duration, from Lhotse's :class:`DynamicBucketingSampler`.
+
+    Each batch holds at most ``max_duration`` seconds of audio from one duration bucket,
+    so little compute goes to padding. Epoch e is Lhotse's shuffled bucketing of all
+    clips seeded by ``(seed, e)``; the epochs' batches are concatenated and step s takes the
+    s-th, so the batch at a step depends on (seed, step) only, exactly like
+    :class:`EpochShuffleSampler`, and a resumed run needs no sampler state. Batch sizes
+    vary; the trainer weights micro-batches by their size.
+    """
+
+    def __init__(self, durations: Sequence[float], max_duration: float, seed: int, num_buckets: int = 10):
+        if not durations:
+            raise ValueError("no clips to sample")
+        if max_duration < max(durations):
+            raise ValueError(f"max_duration {max_duration} s is shorter than the longest clip ({max(durations):.2f} s)")
+        self.durations = [float(d) for d in durations]
+        self.max_duration = float(max_duration)
+        self.num_buckets = max(1, min(int(num_buckets), len(self.durations)))
+        self.seed = seed
+        self._epochs: list[list[list[int]]] = []
+        self._starts: list[int] = [0]  # first step of each epoch
+
+    def _epoch(self, epoch: int) -> list[list[int]]:
+        import warnings
+
+        from lhotse import CutSet, MonoCut
+        from lhotse.dataset import DynamicBucketingSampler
+
+        cuts = CutSet.from_cuts(MonoCut(id=str(i), start=0.0, duration=d, channel=0)
+                                for i, d in enumerate(self.durations))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "eagerly read CutSet": these cuts are a few bytes each
+            sampler = DynamicBucketingSampler(cuts, max_duration=self.max_duration, num_buckets=self.num_buckets,
+                                              shuffle=True, seed=int(np.random.SeedSequence([self.seed, epoch])
+                                                                     .generate_state(1)[0]), drop_last=False)
+            sampler.set_epoch(0)
+            return [[int(c.id) for c in batch] for batch in sampler]
+
+    def batch(self, step: int) -> list[int]:
+        while self._starts[-1] <= step:
+            self._epochs.append(self._epoch(len(self._epochs)))
+            self._starts.append(self._starts[-1] + len(self._epochs[-1]))
+        epoch = next(e for e in range(len(self._epochs)) if self._starts[e + 1] > step)
+        return self._epochs[epoch][step - self._starts[epoch]]
 
 
 def collate(features: Sequence[Tensor], indices: Sequence[int]) -> tuple[Tensor, Tensor]:
@@ -267,7 +319,7 @@ def _load_state(
 def _check_config(config: TrainConfig, num_items: int, fields: Mapping[str, Any]) -> None:
     if config.steps < 1 or config.batch_size < 1 or config.grad_accum < 1 or config.checkpoint_every < 1:
         raise ValueError(f"steps, batch_size, grad_accum and checkpoint_every must be >= 1: {config}")
-    if config.batch_size % config.grad_accum:
+    if config.max_duration is None and config.batch_size % config.grad_accum:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by grad_accum {config.grad_accum}")
     for name, value in fields.items():
         if len(value) != num_items:
@@ -288,10 +340,10 @@ def _accumulate_gradients(
 
     Gradients are scaled so that they sum to those of the whole batch's mean loss.
     """
-    per_micro = len(indices) // grad_accum
+    chunks = [list(c) for c in np.array_split(np.asarray(indices), min(grad_accum, len(indices)))]
+    equal = len({len(c) for c in chunks}) == 1
     sums: dict[str, float] = {}
-    for k in range(grad_accum):
-        chunk = indices[k * per_micro : (k + 1) * per_micro]
+    for chunk in chunks:
         feats, lengths = collate(features, chunk)
         feats, lengths = feats.to(device, non_blocking=True), lengths.to(device)
         if specaug is not None:
@@ -303,10 +355,11 @@ def _accumulate_gradients(
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"non-finite loss {loss_value} at step {step}")
-        (loss / grad_accum).backward()
+        weight = 1.0 / len(chunks) if equal else len(chunk) / len(indices)
+        (loss / len(chunks) if equal else loss * weight).backward()
         for name, value in {"loss": loss_value, **out}.items():
-            sums[name] = sums.get(name, 0.0) + float(value)
-    return {name: total / grad_accum for name, total in sums.items()}
+            sums[name] = sums.get(name, 0.0) + weight * float(value)
+    return sums
 
 
 def train(
@@ -355,6 +408,9 @@ def train(
     optimizer = torch.optim.AdamW(_param_groups(raw_net, config.weight_decay), lr=config.lr)
     warmup = config.warmup
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, config.steps))
+    if sampler is None and config.max_duration is not None:
+        sampler = DurationBucketSampler([len(f) / FRAMES_PER_SECOND for f in features], config.max_duration,
+                                        config.seed, config.num_buckets)
     sampler = sampler or EpochShuffleSampler(len(features), config.batch_size, config.seed)
     log = TrainLog(out_dir / LOG_FILE)
     state_path = out_dir / STATE_FILE

@@ -97,6 +97,8 @@ def expand(config: dict[str, Any]) -> Graph:
     encoder_version = components.encoder_version(encoder_cfg["name"])
     train_cfg = {k: pre[k] for k in ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip",
                                       "grad_accum", "specaugment")}
+    if pre["max_duration"] is not None:  # duration bucketing (absent otherwise, so older keys stay valid)
+        train_cfg.update(max_duration=pre["max_duration"], num_buckets=pre["num_buckets"])
     features = components.FEATURES
 
     runs: list[Node] = []

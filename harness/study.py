@@ -103,6 +103,9 @@ PRETRAIN = Obj({
     "seeds": List(Num(integer=True, min=0), default=[0], min_len=1, unique=True),
     "steps": Num(300, integer=True, min=1),
     "batch_size": Num(32, integer=True, min=1),
+    "max_duration": Num(None, min=0.1, doc="seconds of audio per batch: duration-bucketed batches "
+                                          "(Lhotse) instead of batch_size clips"),
+    "num_buckets": Num(10, integer=True, min=1, doc="duration buckets, with max_duration"),
     "lr": Num(1e-3, min=0.0),
     "weight_decay": Num(0.01, min=0.0),
     "warmup_steps": Num(None, integer=True, min=0),

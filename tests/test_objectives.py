@@ -234,3 +234,27 @@ def test_contrastive_temperature_fixed_or_learned():
     assert learned.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
     assert not isinstance(fixed.logit_scale, torch.nn.Parameter)
     assert fixed.logit_scale.item() == pytest.approx(math.log(1 / 0.05))
+
+
+def test_the_documented_example_objective_works(monkeypatch):
+    """docs/adding-an-objective.md's tagcount.py, executed as written, meets the contract."""
+    import re
+    import sys
+    import types
+    from pathlib import Path
+
+    import encoders.objectives as registry
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "adding-an-objective.md").read_text()
+    code = re.search(r"`encoders/objectives/tagcount\.py`:\n\n```python\n(.*?)```", doc, re.S).group(1)
+    module = types.ModuleType("tagcount_from_docs")
+    exec(compile(code, "docs/adding-an-objective.md", "exec"), module.__dict__)
+    monkeypatch.setitem(sys.modules, "tagcount_from_docs", module)
+    monkeypatch.setitem(registry.OBJECTIVES, "tagcount", "tagcount_from_docs:TagCount")
+    monkeypatch.setitem(registry.OBJECTIVE_NEEDS, "tagcount", "tags")
+    objective, targets = from_supervision("tagcount", 16, supervision(), hidden=8)
+    assert targets["counts"].squeeze(1).tolist() == [len(t) for t in TAGS]
+    frames = torch.randn(4, 6, 16, requires_grad=True)
+    out = objective(collate(targets, [0, 1, 2, 3]), frames, torch.tensor([6, 3, 5, 2]))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and frames.grad[1, 3:].abs().sum() == 0  # padding gets no gradient
