@@ -84,7 +84,15 @@ class TextTokenizer:
 def load_text_encoder(folder: str | os.PathLike | None = None):
     """``(model, hidden size)`` of a local Hugging Face encoder folder, loaded offline."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     path = resolve_folder(folder)
-    model = AutoModel.from_pretrained(path, local_files_only=True)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the pooler's weights, left unused on purpose, are not news
+    try:  # BERT-style models carry a pooler that mean pooling never uses (and DDP would wait for)
+        model = AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False)
+    except TypeError:
+        model = AutoModel.from_pretrained(path, local_files_only=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return model, int(model.config.hidden_size)

@@ -275,6 +275,31 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def init_distributed() -> tuple[int, int]:
+    """Join the process group that the environment describes, if any: (rank, world size).
+
+    torchrun and ``submitit.helpers.TorchDistributedEnvironment().export()`` both set
+    ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. NCCL on
+    GPUs (one per local rank), gloo on CPUs. A single process (no ``WORLD_SIZE`` > 1)
+    stays alone.
+    """
+    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return _distributed()
+
+
+def _mean_over_ranks(values: dict[str, float], device: torch.device, world: int) -> dict[str, float]:
+    """The logged loss and metrics averaged over all ranks (each saw its share of the batch)."""
+    if world == 1 or not values:
+        return values
+    names = sorted(values)
+    t = torch.tensor([values[n] for n in names], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(names, (t / world).tolist()))
+
+
 def _save_state(
     path: Path, step: int, config: TrainConfig, net: _Net, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> None:
@@ -383,8 +408,10 @@ def train(
     num_threads and log_every). Each step's loss, lr, gradient norm, throughput and the
     objective's metrics go to ``out_dir/train_log.csv``, one row per 0-based step.
     ``sampler`` replaces the default :class:`EpochShuffleSampler` (the seam for duration
-    bucketing). When torch.distributed is initialised the model is wrapped in DDP and each
-    rank takes its share of every batch (a seam: multi-process runs are not yet tested).
+    bucketing). Launched as several processes (torchrun, or submitit's distributed
+    environment), the ranks join one process group (:func:`init_distributed`), the model is
+    wrapped in DDP, each rank takes its share ``batch[rank::world]`` of every batch, and
+    rank 0 writes the log and the checkpoints.
 
     Raises FloatingPointError naming the step when the loss or gradient norm is not finite.
 
@@ -398,7 +425,7 @@ def train(
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    rank, world = _distributed()
+    rank, world = init_distributed()
 
     net: nn.Module = _Net(encoder, objective).to(device)
     raw_net = net
@@ -436,6 +463,7 @@ def train(
             indices = list(sampler.batch(step))[rank::world]
             lr = optimizer.param_groups[0]["lr"]
             means = _accumulate_gradients(net, specaug, features, targets, indices, config.grad_accum, device, step)
+            means = _mean_over_ranks(means, device, world)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
             if not math.isfinite(grad_norm):
                 raise FloatingPointError(f"non-finite gradient norm {grad_norm} at step {step}")
