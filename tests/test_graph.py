@@ -58,15 +58,21 @@ def test_cross_product_of_sources_sizes_objectives_seeds(quickstart):
     assert c["dataset"] == 2
 
 
-def test_objectives_without_tags_are_not_multiplied_by_size(quickstart, monkeypatch):
-    monkeypatch.setitem(components.OBJECTIVES, "captioning", components.OBJECTIVES["mtc"])
-    monkeypatch.setattr(components, "objective_needs", lambda name: "captions" if name == "captioning" else "tags")
+def test_objectives_without_tags_are_not_multiplied_by_size(quickstart):
     cfg = copy.deepcopy(quickstart)
-    cfg["pretrain"]["objectives"].append({"name": "captioning", "options": {}})
+    cfg["pretrain"]["objectives"] += [{"name": n, "options": {}}
+                                      for n in ("par", "captioning", "contrastive", "multitask", "supervised")]
     runs = expand(cfg).by_stage()["pretrain"]
-    captioning = [n for n in runs if n.coords["objective"] == "captioning"]
-    assert len(captioning) == 1 and "tagsystem" not in captioning[0].inputs
-    assert len([n for n in runs if n.coords["objective"] == "mtc"]) == 2
+    by_objective: dict[str, list] = {}
+    for node in runs:
+        by_objective.setdefault(node.coords["objective"], []).append(node)
+    assert {k: len(v) for k, v in by_objective.items()} == {
+        "mtc": 2, "par": 2, "multitask": 2, "captioning": 1, "contrastive": 1, "supervised": 1, "random": 1}
+    inputs = {name: set(nodes[0].inputs) for name, nodes in by_objective.items()}
+    assert inputs["captioning"] == inputs["contrastive"] == {"dataset", "captions"}
+    assert inputs["multitask"] == {"dataset", "captions", "tags", "tagsystem"}
+    assert inputs["par"] == inputs["mtc"] == {"dataset", "tags", "tagsystem"}
+    assert inputs["supervised"] == {"dataset"} and inputs["random"] == set()
 
 
 def changed_stages(before, after) -> dict[str, int]:
