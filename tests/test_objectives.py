@@ -20,7 +20,7 @@ OPTIONS = {  # small heads so the whole contract runs in seconds on one CPU thre
     "mtc": {},
     "supervised": {},
     "par": SMALL_DECODER,
-    "captioning": SMALL_DECODER,
+    "captioning": {**SMALL_DECODER, "vocab": "targets"},
     "multitask": {**SMALL_DECODER, "weight": 0.5},
     "contrastive": {"proj_dim": 32},
 }
@@ -184,6 +184,22 @@ def test_parallel_fraction_is_the_share_of_parallel_samples():
         from encoders.objectives.captioning import Captioning
 
         Captioning(16, 100, 1, 2, 3, parallel_fraction=0.5)
+
+
+def test_target_vocabulary_renumbers_the_same_tokens():
+    from encoders.objectives.par import PAR
+
+    sup = supervision()
+    full, full_targets = PAR.from_supervision(16, sup, **SMALL_DECODER)
+    small, small_targets = PAR.from_supervision(16, sup, vocab="targets", **SMALL_DECODER)
+    tok = TextTokenizer()
+    used = sorted({int(t) for seq in full_targets["tokens"] for t in seq})
+    assert small.decoder.out.out_features == 4 + len(used) < 60 < full.decoder.out.out_features == 30522
+    assert (small.bos_id, small.eos_id, small.mask_id) == (1, 2, 3)
+    back = {i + 4: t for i, t in enumerate(used)}
+    for a, b in zip(full_targets["tokens"], small_targets["tokens"]):
+        assert [back[int(t)] for t in b] == a.tolist()
+    assert tok.decode(full_targets["tokens"][0].tolist()) == sup.tag_sequences[0]
 
 
 def test_tag_sequence_tokens_are_minilm_wordpieces():

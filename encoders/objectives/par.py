@@ -49,15 +49,29 @@ class PAR(nn.Module):
 
     @classmethod
     def from_supervision(cls, encoder_dim: int, sup: Supervision, tokenizer: str | None = None,
-                         max_tokens: int | None = None, **options: Any) -> tuple[nn.Module, dict[str, Any]]:
+                         max_tokens: int | None = None, vocab: str = "full",
+                         **options: Any) -> tuple[nn.Module, dict[str, Any]]:
+        """``vocab: full`` decodes into the whole tokenizer vocabulary (the reference);
+        ``vocab: targets`` into only the tokens that occur in the training targets (plus the
+        special tokens), renumbered — the same loss over a much smaller softmax, for small
+        CPU runs. ``max_tokens`` truncates each target."""
         from encoders.text import TextTokenizer
 
+        if vocab not in ("full", "targets"):
+            raise ValueError(f"vocab must be 'full' or 'targets', got {vocab!r}")
         texts = sup.require(cls.text_field, cls.__name__.lower())
         tok = TextTokenizer(tokenizer)
         max_tokens = max_tokens or cls.default_max_tokens
         ids = tok.encode(texts, max_tokens)
-        objective = cls(encoder_dim, tok.num_embeddings, tok.bos_id, tok.eos_id, tok.mask_id,
-                        max_len=max_tokens + 1, **options)
+        specials = (tok.pad_id, tok.bos_id, tok.eos_id, tok.mask_id)
+        num_embeddings = tok.num_embeddings
+        if vocab == "targets":
+            used = sorted({t for seq in ids for t in seq} - set(specials))
+            compact = {t: i for i, t in enumerate([*specials, *used])}
+            ids = [[compact[t] for t in seq] for seq in ids]
+            specials = (0, 1, 2, 3)
+            num_embeddings = len(compact)
+        objective = cls(encoder_dim, num_embeddings, *specials[1:], max_len=max_tokens + 1, **options)
         return objective, {"tokens": [torch.tensor(t, dtype=torch.long) for t in ids]}
 
     def decoder_io(self, tokens: Tensor, lengths: Tensor, parallel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
