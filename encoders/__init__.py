@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 ENCODERS: dict[str, str] = {
     "transformer": "encoders.transformer:TransformerEncoder",
+    "conformer": "encoders.conformer:ConformerEncoder",
+    "zipformer": "encoders.zipformer:ZipformerEncoder",  # needs the optional `zipformer` package
 }
 
 

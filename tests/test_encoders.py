@@ -16,7 +16,7 @@ import torchaudio
 from encoders import ENCODERS, build_encoder, encoder_version
 from encoders.checkpoint import load_encoder, save_encoder
 from encoders.features import FEATURE_VERSION, fbank
-from encoders.objectives import OBJECTIVE_NEEDS, OBJECTIVES, build_objective, objective_needs, objective_version
+from encoders.objectives import build_objective
 from encoders.specaug import SpecAugment
 
 
@@ -34,12 +34,31 @@ def _eval_encoder(name: str, seed: int = 0):
     return build_encoder(name).eval()
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+def _zipformer_available() -> bool:
+    from encoders.zipformer import _load_backend
+
+    try:
+        _load_backend()
+    except RuntimeError:
+        return False
+    return True
+
+
+HAS_ZIPFORMER = _zipformer_available()
+NO_ZIPFORMER = pytest.mark.skipif(not HAS_ZIPFORMER, reason="optional zipformer package not installed")
+BUILDABLE = [pytest.param(n, marks=NO_ZIPFORMER) if n == "zipformer" else n for n in sorted(ENCODERS)]
+"""Every registered encoder; zipformer is skipped where its optional package is missing."""
+SUBSAMPLED = ["conformer", "transformer"]
+"""Encoders with the x4 ConvSubsampling front end: ceil(L / 4) frames per clip of L frames."""
+
+
+@pytest.mark.parametrize("name", BUILDABLE)
 def test_contract_shapes_and_lengths(name: str) -> None:
     enc = _eval_encoder(name)
     feats, lens = _batch([301, 200, 57, 9])
     with torch.no_grad():
         frames, out_lens = enc(feats, lens)
+    assert enc.frame_rate == 25.0
     assert frames.shape[0] == 4 and frames.shape[2] == enc.dim
     assert frames.shape[1] >= int(out_lens.max())
     expected = lens.double() * enc.frame_rate / 100.0
@@ -48,9 +67,11 @@ def test_contract_shapes_and_lengths(name: str) -> None:
     assert isinstance(encoder_version(name), str) and encoder_version(name)
 
 
-def test_transformer_lengths_are_ceil_of_input_over_subsample() -> None:
-    enc = _eval_encoder("transformer")
-    assert enc.frame_rate == 25.0 and enc.dim == 128 and enc.num_layers == 4
+@pytest.mark.parametrize("name", SUBSAMPLED)
+def test_lengths_are_ceil_of_input_over_subsample(name: str) -> None:
+    enc = _eval_encoder(name)
+    assert enc.frame_rate == 25.0
+    assert (enc.dim, enc.num_layers) == {"transformer": (128, 4), "conformer": (144, 4)}[name]
     lengths = [1, 3, 4, 5, 8, 99, 100, 101]
     feats, lens = _batch(lengths)
     with torch.no_grad():
@@ -62,7 +83,10 @@ def test_transformer_lengths_are_ceil_of_input_over_subsample() -> None:
     assert frames[pad].abs().max() == 0
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=[NO_ZIPFORMER, pytest.mark.xfail(reason="documented: not padding-invariant")])
+    if n == "zipformer" else n for n in sorted(ENCODERS)
+])
 def test_padding_invariance(name: str) -> None:
     """A clip encoded alone equals the same clip inside a padded batch (valid frames)."""
     enc = _eval_encoder(name)
@@ -77,20 +101,24 @@ def test_padding_invariance(name: str) -> None:
                 torch.testing.assert_close(batched[i, :k], alone[0, :k], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", BUILDABLE)
 def test_layer_selection(name: str) -> None:
     enc = _eval_encoder(name)
     feats, lens = _batch([120, 80])
     with torch.no_grad():
-        outs = [enc(feats, lens, layer=i)[0] for i in range(enc.num_layers)]
-        final = enc(feats, lens)[0]
-    for out in outs:
-        assert out.shape == final.shape
+        final, final_lens = enc(feats, lens)
+        outs = []
+        for i in range(enc.num_layers):
+            out, out_lens = enc(feats, lens, layer=i)
+            assert out.shape == final.shape and out.shape[2] == enc.dim
+            assert torch.equal(out_lens, final_lens)
+            assert torch.isfinite(out).all()
+            outs.append(out)
     for a, b in zip(outs, outs[1:]):
         assert not torch.allclose(a, b)
-    assert not torch.allclose(outs[-1], final)  # the final output is normalised
-    with pytest.raises(ValueError):
-        enc(feats, lens, layer=enc.num_layers)
+    for bad in (enc.num_layers, -2):
+        with pytest.raises(ValueError):
+            enc(feats, lens, layer=bad)
 
 
 def test_transformer_final_output_is_layernorm_of_last_block() -> None:
@@ -99,6 +127,7 @@ def test_transformer_final_output_is_layernorm_of_last_block() -> None:
     with torch.no_grad():
         last, out_lens = enc(feats, lens, layer=enc.num_layers - 1)
         final, _ = enc(feats, lens)
+    assert not torch.allclose(last, final)  # the final output is normalised
     valid = torch.arange(final.shape[1])[None, :] < out_lens[:, None]
     ln = enc.norm
     mean = last.mean(-1, keepdim=True)
@@ -107,7 +136,7 @@ def test_transformer_final_output_is_layernorm_of_last_block() -> None:
     torch.testing.assert_close(final[valid], reference[valid], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", BUILDABLE)
 def test_deterministic_under_seed(name: str) -> None:
     a, b, c = _eval_encoder(name, 3), _eval_encoder(name, 3), _eval_encoder(name, 4)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -115,10 +144,10 @@ def test_deterministic_under_seed(name: str) -> None:
     assert any(not torch.equal(va, vc) for va, vc in zip(a.state_dict().values(), c.state_dict().values()))
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", BUILDABLE)
 def test_checkpoint_round_trip(name: str, tmp_path) -> None:
     torch.manual_seed(1)
-    config = {"dropout": 0.0} if name == "transformer" else {}
+    config = {"dropout": 0.0} if name in SUBSAMPLED else {}
     enc = build_encoder(name, **config)
     with torch.no_grad():  # move the weights off their init so the test sees real weights
         for p in enc.parameters():
@@ -139,38 +168,78 @@ def test_unknown_names_list_the_known_ones() -> None:
         build_encoder("nope")
     with pytest.raises(ValueError, match="mtc"):
         build_objective("nope", 8)
-    with pytest.raises(ValueError, match="unknown override"):
-        build_encoder("transformer", widht=3)
+    for name in SUBSAMPLED:
+        with pytest.raises(ValueError, match="unknown override"):
+            build_encoder(name, widht=3)
+        with pytest.raises(ValueError, match="unknown size"):
+            build_encoder(name, size="huge")
+
+
+@pytest.mark.parametrize("name", BUILDABLE)
+def test_parameter_count_grows_with_size(name: str) -> None:
+    """tiny < small < base, counted on the meta device (no memory, no init cost)."""
+    counts = []
+    for size in ("tiny", "small", "base"):
+        with torch.device("meta"):
+            counts.append(sum(p.numel() for p in build_encoder(name, size=size).parameters()))
+    assert counts[0] < counts[1] < counts[2], counts
+
+
+def test_conformer_blocks_match_torchaudio_without_padding() -> None:
+    """On a batch without padding the blocks compute torchaudio's Conformer.forward exactly."""
+    enc = _eval_encoder("conformer")
+    assert isinstance(enc.conformer, torchaudio.models.Conformer)
+    feats, lens = _batch([200, 200])
+    with torch.no_grad():
+        x, x_lens = enc.front_end(feats, lens)
+        reference, _ = enc.conformer(x, x_lens)
+        ours, out_lens = enc(feats, lens)
+        last, _ = enc(feats, lens, layer=enc.num_layers - 1)
+    assert torch.equal(out_lens, x_lens)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
+    assert torch.equal(ours, last)  # each block ends in its own LayerNorm: no extra final norm
+
+
+def test_conformer_training_ignores_extra_padding() -> None:
+    """In training (dropout off) BatchNorm's batch statistics and the depthwise conv see valid frames only."""
+    torch.manual_seed(0)
+    enc = build_encoder("conformer", dropout=0.0).train()
+    feats, lens = _batch([120, 77])
+    padded = torch.cat([feats, torch.zeros(2, 53, feats.shape[2])], dim=1)
+    frames, out_lens = enc(feats, lens)
+    frames_padded, padded_lens = enc(padded, lens)
+    assert torch.equal(out_lens, padded_lens)
+    valid = torch.arange(frames.shape[1])[None, :] < out_lens[:, None]
+    torch.testing.assert_close(frames[valid], frames_padded[:, : frames.shape[1]][valid], atol=1e-5, rtol=0)
+    frames.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in enc.parameters())
+
+
+def test_conformer_rejects_bad_options() -> None:
+    with pytest.raises(ValueError, match="odd"):
+        build_encoder("conformer", depthwise_conv_kernel_size=30)
+    with pytest.raises(ValueError, match="divisible"):
+        build_encoder("conformer", num_heads=5)
+    enc = build_encoder("conformer", dim=96, num_layers=2, depthwise_conv_kernel_size=7, convolution_first=True)
+    frames, _ = enc.eval()(*_batch([40, 30]))
+    assert frames.shape == (2, 10, 96) and enc.num_layers == 2
+
+
+@pytest.mark.skipif(HAS_ZIPFORMER, reason="the optional zipformer package is installed")
+def test_zipformer_without_package_says_how_to_install() -> None:
+    with pytest.raises(RuntimeError) as info:
+        build_encoder("zipformer")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "pip install zipformer" in message and "torch<2.8" in message
+    assert "conformer" in message and "transformer" in message
+    assert encoder_version("zipformer")  # the module itself imports without the package
 
 
 # ---------------------------------------------------------------- objectives
 
 
-@pytest.mark.parametrize("name", sorted(OBJECTIVES))
-def test_objective_contract(name: str) -> None:
-    """Finite loss, gradients reach the encoder, deterministic under a seed."""
-    torch.manual_seed(0)
-    enc = build_encoder("transformer")
-    obj = build_objective(name, enc.dim, num_tags=6)
-    assert obj.needs in {"tags", "captions", "labels", "none"} and objective_version(name)
-    assert OBJECTIVE_NEEDS[name] == objective_needs(name) == obj.needs
-    feats, lens = _batch([90, 40, 70])
-    batch = {"targets": (torch.rand(3, 6) < 0.5).float()}
-
-    def run(seed: int) -> dict:
-        torch.manual_seed(seed)
-        enc.zero_grad()
-        frames, out_lens = enc(feats, lens)
-        out = obj(batch, frames, out_lens)
-        out["loss"].backward()
-        return out
-
-    out = run(7)
-    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
-    assert all(isinstance(v, float) for k, v in out.items() if k != "loss")
-    grads = [p.grad for p in enc.parameters()]
-    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
-    assert run(7)["loss"].item() == out["loss"].item()
+# The contract over every objective is in tests/test_objectives.py.
 
 
 def test_mtc_loss_matches_direct_formula() -> None:
@@ -281,4 +350,11 @@ def test_specaugment_replays_from_rng_state() -> None:
 def test_registries_import_no_torch() -> None:
     """The harness lists encoders and objectives while planning, without paying for torch."""
     code = "import sys, encoders, encoders.objectives; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_zipformer_module_imports_only_torch() -> None:
+    """The optional package is imported when a ZipformerEncoder is built, not with its module."""
+    code = ("import sys, encoders.zipformer; "
+            "assert not {'zipformer', 'torchaudio', 'subsampling'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
