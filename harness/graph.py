@@ -132,7 +132,8 @@ def expand(config: dict[str, Any]) -> Graph:
                         inputs.update(tags=tags, tagsystem=ts)
                     if "captions" in needs:
                         inputs["captions"] = captions
-                    run_coords = {**(ts.coords if ts else coords), "objective": objective["name"], "seed": seed,
+                    base_coords = ts.coords if ts else {**coords, "tag_system": "-"}
+                    run_coords = {**base_coords, "objective": objective["name"], "seed": seed,
                                   "encoder": f"{encoder_cfg['name']}-{encoder_cfg['size']}"}
                     runs.append(make_node(
                         "pretrain",

@@ -165,19 +165,34 @@ def test_status_and_report(small_study, small_run, env):
 
 
 @pytest.mark.slow
-def test_quickstart_end_to_end_beats_random(env, tmp_path):
+def test_quickstart_end_to_end_every_objective(env, tmp_path):
+    """The quickstart trains every objective the papers compare and probes each on every task."""
+    import csv
+
+    from harness.minisuite.spec import TASKS
+
     out = tmp_path / "quickstart"
     t0 = time.time()
-    proc = harness("run", str(QUICKSTART), "--out", str(out), cwd=ROOT, env=env, timeout=1200)
+    proc = harness("run", str(QUICKSTART), "--out", str(out), cwd=ROOT, env=env, timeout=1800)
     elapsed = time.time() - t0
     assert proc.returncode == 0, proc.stderr
     print(f"quickstart took {elapsed:.1f} s")
     frame = results(out)
-    tasks = {"mini/speech_speaker", "mini/speech_language", "mini/music_instrument", "mini/music_pitch",
-             "mini/env_event"}
+    tasks = {f"mini/{name}" for name in TASKS}
     runs = frame.groupby("run")["task"].apply(set)
-    assert len(runs) == 3 and all(t == tasks for t in runs)  # every task for every run
-    # mean over the MTC runs (K = 32 and 64) against the random encoder of the same architecture
-    table = frame.pivot_table(index="task", columns="objective", values="value", aggfunc="mean")
-    wins = int((table["mtc"] > table["random"]).sum())
-    assert wins >= 3, f"MTC beats the random encoder on only {wins}/5 tasks:\n{table}"
+    # MTC, PAR and multi-task at K = 32 and 64; captioning and contrastive once; the random encoder.
+    assert len(runs) == 9 and all(t == tasks for t in runs)
+    assert frame.groupby("objective")["run"].nunique().to_dict() == {
+        "mtc": 2, "par": 2, "multitask": 2, "captioning": 1, "contrastive": 1, "random": 1}
+    # Every probe is well above chance (a wiring error - labels misaligned with clips,
+    # embeddings of the wrong clips - drops it to chance).
+    for row in frame.itertuples():
+        chance = 1 / len(TASKS[row.task.split("/")[1]]["classes"])
+        assert row.value > 1.5 * chance, (row.run, row.task, row.value)
+    # Every objective learned: its training loss fell.
+    logs = sorted((out / "store" / "pretrain").glob("*/train_log.csv"))
+    assert len(logs) == 8
+    for log in logs:
+        losses = [float(r["loss"]) for r in csv.DictReader(log.open())]
+        assert len(losses) == 200
+        assert sum(losses[-20:]) / 20 < 0.9 * sum(losses[:20]) / 20, (log, losses[:3], losses[-3:])

@@ -15,21 +15,36 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def quickstart():
+def real_quickstart():
     return load_study(ROOT / "studies" / "quickstart.yaml").config
+
+
+@pytest.fixture
+def quickstart(real_quickstart):
+    """The quickstart with MTC as its only objective: the counting below stays readable."""
+    cfg = copy.deepcopy(real_quickstart)
+    cfg["pretrain"]["objectives"] = [{"name": "mtc", "options": {}}]
+    return cfg
 
 
 def counts(graph):
     return {stage: len(nodes) for stage, nodes in graph.by_stage().items()}
 
 
-def test_quickstart_graph_shape(quickstart):
-    graph = expand(quickstart)
-    # 1 source x 2 sizes x 1 objective x 1 seed MTC runs, plus the random baseline: 3 runs x 5 tasks.
-    assert counts(graph) == {"dataset": 1, "captions": 1, "tags": 1, "tagsystem": 2, "pretrain": 3,
-                             "embed": 15, "probe": 15}
+def test_quickstart_graph_shape(real_quickstart):
+    graph = expand(real_quickstart)
+    # MTC, PAR, multi-task at 2 sizes; captioning, contrastive once; the random baseline: 9 runs x 5 tasks.
+    assert counts(graph) == {"dataset": 1, "captions": 1, "tags": 1, "tagsystem": 2, "pretrain": 9,
+                             "embed": 45, "probe": 45}
     runs = {(n.coords["objective"], n.coords["tag_system"]) for n in graph.by_stage()["pretrain"]}
-    assert runs == {("mtc", "K=32"), ("mtc", "K=64"), ("random", "-")}
+    assert runs == {("mtc", "K=32"), ("mtc", "K=64"), ("par", "K=32"), ("par", "K=64"), ("multitask", "K=32"),
+                    ("multitask", "K=64"), ("captioning", "-"), ("contrastive", "-"), ("random", "-")}
+
+
+def test_mtc_only_graph_shape(quickstart):
+    # 1 source x 2 sizes x 1 objective x 1 seed MTC runs, plus the random baseline: 3 runs x 5 tasks.
+    assert counts(expand(quickstart)) == {"dataset": 1, "captions": 1, "tags": 1, "tagsystem": 2, "pretrain": 3,
+                                          "embed": 15, "probe": 15}
 
 
 def test_topological_order(quickstart):

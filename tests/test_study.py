@@ -49,7 +49,9 @@ def test_quickstart_loads_with_defaults_resolved():
     assert cfg["tagging"]["sizes"] == [32, 64]
     assert cfg["tagging"]["parser"] == {"backend": "rules", "max_tags": 10}  # from the included base
     assert cfg["pretrain"]["encoder"] == {"name": "transformer", "size": "tiny", "options": {}}
-    assert cfg["pretrain"]["objectives"] == [{"name": "mtc", "options": {}}]  # shorthand expanded
+    objectives = cfg["pretrain"]["objectives"]
+    assert objectives[0] == {"name": "mtc", "options": {}}  # shorthand expanded
+    assert [o["name"] for o in objectives] == ["mtc", "par", "captioning", "contrastive", "multitask"]
     assert cfg["compute"]["executor"] == "local"
     assert len(cfg["probes"]["tasks"]) == 5
 
