@@ -274,3 +274,33 @@ def test_the_documented_example_objective_works(monkeypatch):
     out = objective(collate(targets, [0, 1, 2, 3]), frames, torch.tensor([6, 3, 5, 2]))
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and frames.grad[1, 3:].abs().sum() == 0  # padding gets no gradient
+
+
+def test_any_local_text_encoder_and_tokenizer_folder(tmp_path):
+    """The contrastive text tower and the decoder tokenizer come from any local folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = sorted({w for c in CAPTIONS for w in c.split()} | {t for tags in TAGS for t in tags} | {","})
+    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    folder = tmp_path / "tiny-bert"
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=48, num_hidden_layers=1, num_attention_heads=4,
+                         intermediate_size=96)).save_pretrained(folder)
+
+    contrastive, targets = from_supervision("contrastive", 16, supervision(), text_model=str(folder), proj_dim=8)
+    assert contrastive.text_proj.in_features == 48 and targets["text"][0].max() < len(vocab)
+    out = contrastive(collate(targets, [0, 1, 2, 3]), torch.randn(4, 5, 16), torch.full((4,), 5))
+    assert torch.isfinite(out["loss"])
+
+    par, targets = from_supervision("par", 16, supervision(), tokenizer=str(folder), **SMALL_DECODER)
+    assert (par.bos_id, par.eos_id, par.mask_id) == (1, 2, len(vocab))  # no mask token: one past the end
+    assert par.decoder.out.out_features == len(vocab) + 1
+    assert supervision().tag_sequences[0] == "bark, dog, park"  # by tag-system rank, not caption order
+    assert targets["tokens"][0].tolist() == [vocab[t] for t in ["bark", ",", "dog", ",", "park"]]
+    out = par(collate(targets, [0, 1, 2, 3]), torch.randn(4, 5, 16), torch.full((4,), 5))
+    assert torch.isfinite(out["loss"])
