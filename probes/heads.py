@@ -307,7 +307,8 @@ class SweepResult:
     ``{lr, weight_decay, head, pooling, valid, test}``. ``test_scores`` are the chosen
     head's ``[N_test, C]`` test scores (softmax probabilities for multiclass, sigmoid for
     multilabel); ``METRICS[metric](y_test, test_scores)`` gives back ``test``, and a
-    bootstrap can resample its rows.
+    bootstrap can resample its rows. ``group_scores`` holds the same for the head chosen
+    within each ``(head, pooling)`` group, so that arms can be compared per head type.
     """
 
     metric: str
@@ -316,6 +317,7 @@ class SweepResult:
     test: float
     heads: list[dict] = field(repr=False)
     test_scores: np.ndarray = field(repr=False)
+    group_scores: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def probe_sweep(
@@ -412,16 +414,16 @@ def probe_sweep(
                 }
             )
             test_scores.append(test_group[h])
-    best = min(
-        range(len(results)),
-        key=lambda i: (
-            -np.nan_to_num(results[i]["valid"], nan=-np.inf),
-            results[i]["lr"],
-            results[i]["weight_decay"],
-            list(heads).index(results[i]["head"]),
-            list(poolings).index(results[i]["pooling"]),
-        ),
-    )
+    def rank(i: int) -> tuple:
+        r = results[i]
+        return (-np.nan_to_num(r["valid"], nan=-np.inf), r["lr"], r["weight_decay"],
+                list(heads).index(r["head"]), list(poolings).index(r["pooling"]))
+
+    best = min(range(len(results)), key=rank)
+    group_scores = {}
+    for group in groups:
+        members = [i for i, r in enumerate(results) if (r["head"], r["pooling"]) == group]
+        group_scores[group] = test_scores[min(members, key=rank)]
     return SweepResult(
         metric=metric,
         best={k: results[best][k] for k in ("lr", "weight_decay", "head", "pooling")},
@@ -429,6 +431,7 @@ def probe_sweep(
         test=results[best]["test"],
         heads=results,
         test_scores=test_scores[best],
+        group_scores=group_scores,
     )
 
 

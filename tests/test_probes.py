@@ -131,6 +131,13 @@ def test_batched_heads_equal_single_heads() -> None:
         if {k: head[k] for k in single.best} == batched.best:
             np.testing.assert_allclose(single.test_scores, batched.test_scores, atol=1e-5)
     assert len({h["valid"] for h in batched.heads}) > 1, "the heads must differ, or the comparison proves nothing"
+    # Per (head, pooling) group: the scores of the head that collect.py reports for it.
+    from harness.collect import _best_per_head
+
+    chosen = _best_per_head(batched.heads)
+    assert set(batched.group_scores) == set(chosen) and len(chosen) == 6
+    for group, scores in batched.group_scores.items():
+        assert accuracy_score(test[1], scores.argmax(1)) == pytest.approx(chosen[group]["test"], abs=1e-12)
 
 
 def test_batched_adam_equals_torch_adam_per_head() -> None:

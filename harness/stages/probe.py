@@ -10,7 +10,7 @@ import numpy as np
 from harness.job import StageContext
 from harness.store import atomic_write_json
 
-VERSION = "1"
+VERSION = "2"  # 2: test predictions of every (head, pooling) group in predictions.npz
 
 
 def run(ctx: StageContext) -> dict:
@@ -49,6 +49,10 @@ def run(ctx: StageContext) -> dict:
                          seed=cfg["seed"], progress=ctx.progress)
     np.save(ctx.workdir / "test_scores.npy", result.test_scores)
     np.save(ctx.workdir / "test_labels.npy", labels[splits["test"]])
+    # Per (head, pooling): the test scores of the head chosen on validation, for paired
+    # bootstraps between arms in the report (rows follow the test split's clip order).
+    np.savez(ctx.workdir / "predictions.npz", labels=labels[splits["test"]],
+             **{f"{head}-{pooling}": scores for (head, pooling), scores in result.group_scores.items()})
     out = {"metric": result.metric, "valid": float(result.valid), "test": float(result.test), "best": result.best,
            "n_train": len(splits["train"]), "n_valid": len(splits["valid"]), "n_test": len(splits["test"]),
            "num_classes": len(classes), "num_heads": len(result.heads)}
