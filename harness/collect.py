@@ -31,12 +31,14 @@ def result_rows(graph: Graph, layout: Layout, study_name: str) -> list[dict[str,
             continue
         sweep = json.loads((layout.store.path("probe", node.key) / "sweep.json").read_text())
         run = node.inputs["embed"].inputs["pretrain"]
+        pretrain = layout.store_for("pretrain").record("pretrain", run.key) or {}
         c = node.coords
         base = {
             "study": study_name, "run_id": run.key, "run": _run_label(c),
             "source": c.get("source"), "tag_system": c.get("tag_system"),
             "tag_system_size": c.get("tag_system_size"), "objective": c.get("objective"),
             "encoder": c.get("encoder"), "seed": c.get("seed"), "task": c.get("task"), "domain": c.get("domain"),
+            "train_clips": (pretrain.get("outputs", {}).get("train") or {}).get("clips"),
             "probe_seed": c.get("probe_seed"), "split": "test", "n_test": record["outputs"]["n_test"],
             "metric": sweep["metric"], "probe_key": node.key,
             "config": canonical_json({"pretrain": run.config, "probe": node.config}),

@@ -54,7 +54,8 @@ def _train(ctx: StageContext, encoder) -> dict:
                          num_threads=ctx.runtime.get("threads"),
                          **({} if warmup is None else {"warmup_steps": warmup}),
                          **({} if specaug else {"specaugment": None}))
-    return train(encoder, objective, feats, targets, config, ctx.workdir, progress=ctx.progress)
+    summary = train(encoder, objective, feats, targets, config, ctx.workdir, progress=ctx.progress)
+    return {**summary, "clips": len(keep)}  # clips trained on: the x axis of data-scaling figures
 
 
 def supervision_for(ctx: StageContext, needs: set[str], ids: list[str], manifest):

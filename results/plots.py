@@ -1,0 +1,148 @@
+"""Figures drawn from a study's results table (``results.parquet``).
+
+Each function takes the results frame of one probe head, draws one figure in the
+publication style (:mod:`results.style`), writes ``stem.png`` and ``stem.pdf``, and
+returns the numbers it plotted, so that tests and the report can check the content:
+
+- :func:`size_figure`: metric against tag-system size K, per task, a panel per domain
+  (UTS Fig. 3); the random encoder as a dashed line.
+- :func:`scaling_figure`: metric against the number of pre-training clips, per objective
+  (CaptionStew's data scaling), a panel per domain.
+- :func:`objective_domain_heatmap`: mean metric per objective and domain.
+
+A function returns ``None`` and draws nothing when the results hold no such axis (one K
+only, one data size only): the report says why instead of drawing an empty figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from results.style import colors, figure, save
+from results.table import DOMAIN_ORDER
+
+BASELINE = "random"
+
+
+def _domains(frame) -> list[str]:
+    present = set(frame["domain"])
+    return [d for d in DOMAIN_ORDER if d in present] + sorted(present - set(DOMAIN_ORDER))
+
+
+def _metric_label(frame) -> str:
+    metrics = sorted(set(frame["metric"]))
+    return " / ".join(metrics) + " (test)"
+
+
+def size_figure(frame, stem: str | Path) -> dict | None:
+    """Metric against tag-system size, one line per (objective, task), a panel per domain.
+
+    Values are means over pre-training and probe seeds. Returns ``{domain: {"objective /
+    task": [(K, value), ...]}}`` and the baselines drawn, or ``None`` with fewer than two K.
+    """
+    sized = frame[frame["tag_system_size"].notna()]
+    if sized.empty or sized["tag_system_size"].nunique() < 2:
+        return None
+    base = frame[frame["objective"] == BASELINE]
+    domains = _domains(sized)
+    series: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    baselines: dict[str, dict[str, float]] = {}
+    with figure(width=3.0 * len(domains), height=2.6, ncols=len(domains), squeeze=False) as (fig, axes):
+        for ax, domain in zip(axes[0], domains):
+            part = sized[sized["domain"] == domain]
+            lines = (part.groupby(["objective", "task", "tag_system_size"])["value"].mean()
+                     .reset_index().sort_values(["objective", "task", "tag_system_size"]))
+            keys = list(lines[["objective", "task"]].drop_duplicates().itertuples(index=False, name=None))
+            palette = colors(len(keys))
+            series[domain] = {}
+            for color, (objective, task) in zip(palette, keys):
+                line = lines[(lines["objective"] == objective) & (lines["task"] == task)]
+                xs = [int(k) for k in line["tag_system_size"]]
+                ys = [float(v) for v in line["value"]]
+                series[domain][f"{objective} / {task}"] = list(zip(xs, ys))
+                ax.plot(xs, ys, marker="o", color=color, label=f"{objective} / {task}")
+                below = base[(base["domain"] == domain) & (base["task"] == task)]["value"]
+                if len(below):
+                    baselines.setdefault(domain, {})[task] = float(below.mean())
+                    ax.axhline(float(below.mean()), color=color, linestyle="--", linewidth=0.8)
+            ax.set_xscale("log")
+            ks = sorted({int(k) for k in part["tag_system_size"]})
+            ax.set_xticks(ks, [_k_label(k) for k in ks])
+            ax.minorticks_off()
+            ax.set_title(domain)
+            ax.set_xlabel("tag-system size K")
+            ax.set_ylabel(_metric_label(part))
+            ax.legend(frameon=False, fontsize=6)
+        if baselines:
+            fig.text(0.01, -0.02, "dashed: random encoder", fontsize=7)
+        save(fig, stem)
+    return {"series": series, "baselines": baselines}
+
+
+def scaling_figure(frame, stem: str | Path) -> dict | None:
+    """Metric (mean over a domain's tasks) against pre-training clips, per objective.
+
+    Returns ``{domain: {objective: [(clips, value), ...]}}``, or ``None`` when no objective
+    was trained on two or more data sizes.
+    """
+    trained = frame[frame["train_clips"].notna()] if "train_clips" in frame else frame.iloc[0:0]
+    if trained.empty or trained.groupby("objective")["train_clips"].nunique().max() < 2:
+        return None
+    domains = _domains(trained)
+    series: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    objectives = sorted(set(trained["objective"]))
+    palette = dict(zip(objectives, colors(len(objectives))))
+    with figure(width=3.0 * len(domains), height=2.6, ncols=len(domains), squeeze=False) as (fig, axes):
+        for ax, domain in zip(axes[0], domains):
+            part = trained[trained["domain"] == domain]
+            per_task = part.groupby(["objective", "train_clips", "task"])["value"].mean()
+            curve = per_task.groupby(["objective", "train_clips"]).mean().reset_index()
+            series[domain] = {}
+            for objective in objectives:
+                line = curve[curve["objective"] == objective].sort_values("train_clips")
+                if line.empty:
+                    continue
+                points = [(int(n), float(v)) for n, v in zip(line["train_clips"], line["value"])]
+                series[domain][objective] = points
+                ax.plot(*zip(*points), marker="o", color=palette[objective], label=objective)
+            ax.set_xscale("log")
+            ax.set_title(domain)
+            ax.set_xlabel("pre-training clips")
+            ax.set_ylabel(f"mean {_metric_label(part)}")
+            ax.legend(frameon=False, fontsize=6)
+        save(fig, stem)
+    return {"series": series}
+
+
+def objective_domain_heatmap(frame, stem: str | Path) -> dict | None:
+    """Mean metric per objective (rows) and domain (columns): tasks, K, seeds averaged.
+
+    Each task is first averaged over seeds and tag systems, then tasks are averaged within a
+    domain, so a domain with many tasks counts once. Returns ``{"rows", "columns",
+    "values"}`` (values row-major, NaN where an objective has no task of a domain).
+    """
+    if frame.empty:
+        return None
+    import numpy as np
+
+    per_task = frame.groupby(["objective", "domain", "task"])["value"].mean()
+    grid = per_task.groupby(["objective", "domain"]).mean().unstack("domain")
+    domains = [d for d in _domains(frame) if d in grid.columns]
+    grid = grid.reindex(columns=domains)
+    order = [o for o in sorted(grid.index) if o != BASELINE] + ([BASELINE] if BASELINE in grid.index else [])
+    grid = grid.reindex(index=order)
+    values = grid.to_numpy(dtype=float)
+    with figure(width=1.0 + 1.1 * len(domains), height=0.8 + 0.35 * len(order)) as (fig, ax):
+        import seaborn as sns
+
+        sns.heatmap(grid, ax=ax, annot=True, fmt=".3f", cmap="viridis", cbar_kws={"label": _metric_label(frame)},
+                    linewidths=0.5, annot_kws={"fontsize": 7})
+        ax.set_xlabel("domain")
+        ax.set_ylabel("objective")
+        ax.grid(False)
+        save(fig, stem)
+    return {"rows": order, "columns": domains, "values": np.round(values, 6).tolist()}
+
+
+def _k_label(k: int) -> str:
+    return f"{k / 1000:g}k" if k >= 1000 else str(k)
