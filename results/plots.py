@@ -16,6 +16,7 @@ only, one data size only): the report says why instead of drawing an empty figur
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from results.style import colors, figure, save
@@ -45,36 +46,40 @@ def size_figure(frame, stem: str | Path) -> dict | None:
         return None
     base = frame[frame["objective"] == BASELINE]
     domains = _domains(sized)
+    objectives = sorted(set(sized["objective"]))
+    markers = dict(zip(objectives, itertools.cycle("os^Dv<>P")))
     series: dict[str, dict[str, list[tuple[int, float]]]] = {}
     baselines: dict[str, dict[str, float]] = {}
-    with figure(width=3.0 * len(domains), height=2.6, ncols=len(domains), squeeze=False) as (fig, axes):
-        for ax, domain in zip(axes[0], domains):
+    with figure(width=3.2 * len(domains), height=2.9, ncols=len(domains), squeeze=False) as (fig, axes):
+        for i, (ax, domain) in enumerate(zip(axes[0], domains)):
             part = sized[sized["domain"] == domain]
             lines = (part.groupby(["objective", "task", "tag_system_size"])["value"].mean()
                      .reset_index().sort_values(["objective", "task", "tag_system_size"]))
-            keys = list(lines[["objective", "task"]].drop_duplicates().itertuples(index=False, name=None))
-            palette = colors(len(keys))
+            tasks = sorted(set(lines["task"]))
+            palette = dict(zip(tasks, colors(len(tasks))))  # colour: task; marker: objective
             series[domain] = {}
-            for color, (objective, task) in zip(palette, keys):
+            for objective, task in lines[["objective", "task"]].drop_duplicates().itertuples(index=False):
                 line = lines[(lines["objective"] == objective) & (lines["task"] == task)]
                 xs = [int(k) for k in line["tag_system_size"]]
                 ys = [float(v) for v in line["value"]]
                 series[domain][f"{objective} / {task}"] = list(zip(xs, ys))
-                ax.plot(xs, ys, marker="o", color=color, label=f"{objective} / {task}")
+                ax.plot(xs, ys, marker=markers[objective], color=palette[task], label=f"{objective} / {task}")
+            for task in tasks:
                 below = base[(base["domain"] == domain) & (base["task"] == task)]["value"]
                 if len(below):
                     baselines.setdefault(domain, {})[task] = float(below.mean())
-                    ax.axhline(float(below.mean()), color=color, linestyle="--", linewidth=0.8)
+                    ax.axhline(float(below.mean()), color=palette[task], linestyle="--", linewidth=0.8)
             ax.set_xscale("log")
             ks = sorted({int(k) for k in part["tag_system_size"]})
             ax.set_xticks(ks, [_k_label(k) for k in ks])
             ax.minorticks_off()
             ax.set_title(domain)
             ax.set_xlabel("tag-system size K")
-            ax.set_ylabel(_metric_label(part))
-            ax.legend(frameon=False, fontsize=6)
+            ax.set_ylabel(_metric_label(part) if i == 0 else "")
+            ax.legend(frameon=False, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=2)
         if baselines:
-            fig.text(0.01, -0.02, "dashed: random encoder", fontsize=7)
+            fig.suptitle("dashed: random encoder, per task", fontsize=7, y=1.0)
+        fig.tight_layout()
         save(fig, stem)
     return {"series": series, "baselines": baselines}
 
@@ -92,8 +97,8 @@ def scaling_figure(frame, stem: str | Path) -> dict | None:
     series: dict[str, dict[str, list[tuple[int, float]]]] = {}
     objectives = sorted(set(trained["objective"]))
     palette = dict(zip(objectives, colors(len(objectives))))
-    with figure(width=3.0 * len(domains), height=2.6, ncols=len(domains), squeeze=False) as (fig, axes):
-        for ax, domain in zip(axes[0], domains):
+    with figure(width=3.2 * len(domains), height=2.6, ncols=len(domains), squeeze=False) as (fig, axes):
+        for i, (ax, domain) in enumerate(zip(axes[0], domains)):
             part = trained[trained["domain"] == domain]
             per_task = part.groupby(["objective", "train_clips", "task"])["value"].mean()
             curve = per_task.groupby(["objective", "train_clips"]).mean().reset_index()
@@ -108,8 +113,9 @@ def scaling_figure(frame, stem: str | Path) -> dict | None:
             ax.set_xscale("log")
             ax.set_title(domain)
             ax.set_xlabel("pre-training clips")
-            ax.set_ylabel(f"mean {_metric_label(part)}")
+            ax.set_ylabel(f"mean {_metric_label(part)}" if i == 0 else "")
             ax.legend(frameon=False, fontsize=6)
+        fig.tight_layout()
         save(fig, stem)
     return {"series": series}
 
