@@ -1,20 +1,63 @@
-"""Reading the results table and pivoting it into the paper's layout."""
+"""The results table as paper tables: a :class:`Table` model and its renderers.
+
+* :func:`load_results` reads ``runs/<study>/results.parquet``; :func:`pivot` is the plain
+  mean-per-(run, task) view.
+* :func:`build_table` turns the rows of one probe head into a :class:`Table`: rows are
+  *arms* (a run label without its `` s<seed>`` suffix, e.g. "data × objective"), columns
+  are tasks grouped by domain (speech, music, environment, then any other, A–Z), each
+  cell the mean over pre-training seeds ± the Student-t half-width, with its number of
+  seeds and a bold flag (:func:`results.stats.best_cells`).
+* :func:`with_paper` makes the comparison layout: per task the columns "paper", "this run"
+  and "Δ", each paper number footnoted with its source.
+* :func:`to_markdown`, :func:`to_latex` (booktabs) and :func:`to_csv` (tidy, one row per
+  cell) render a table. They are deterministic: the same frame gives byte-identical text
+  (fixed float formats, sorted rows and columns, no timestamps).
+
+Every rendering says how many pre-training seeds it rests on: a "seeds" column per row
+and a note line.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from results.stats import bold_rule_text, column_bold, summarise
+
+__all__ = [
+    "DOMAIN_ORDER", "KIND_LABELS", "METRIC_LABELS", "LOWER_IS_BETTER", "Cell", "Column", "Table",
+    "load_results", "pivot", "arm_label", "build_table", "build_tables", "with_paper",
+    "to_markdown", "to_latex", "to_csv", "latex_escape",
+]
 
 DOMAIN_ORDER = ["speech", "music", "environment"]
+KIND_LABELS = {"paper": "paper", "run": "this run", "delta": "Δ"}
+"""Sub-column titles of the comparison layout, in their order."""
+METRIC_LABELS = {"accuracy": "acc", "map": "mAP"}
+"""Short metric names for column headers."""
+LOWER_IS_BETTER = frozenset({"eer", "wer", "cer", "error", "loss"})
+"""Metrics where a smaller value is better (all others: larger is better)."""
 
+MISSING = "–"
+_SEED_SUFFIX = re.compile(r"\s+s-?\d+$")
+
+
+# --------------------------------------------------------------------------- reading
 
 def load_results(path: str | Path):
+    """The results table (``results.parquet``) as a pandas frame."""
     import pandas as pd
 
     return pd.read_parquet(path)
 
 
 def pivot(frame, head: str | None = None):
-    """Rows: runs; columns: tasks (grouped by domain); values: mean over seeds of the test metric."""
+    """Rows: runs; columns: tasks (grouped by domain); values: mean over probe seeds of the test metric."""
     if head is not None:
         frame = frame[frame["head"] == head]
     tasks = (frame[["domain", "task"]].drop_duplicates()
@@ -22,3 +65,423 @@ def pivot(frame, head: str | None = None):
              .sort_values(["order", "task"])["task"].tolist())
     grouped = frame.groupby(["run", "task"], sort=True)["value"].mean().unstack("task")
     return grouped.reindex(columns=tasks)
+
+
+# --------------------------------------------------------------------------- model
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell: ``mean`` ± ``ci`` (half-width; NaN without an interval) over ``n`` seeds."""
+
+    mean: float = math.nan
+    ci: float = math.nan
+    n: int = 0
+    bold: bool = False
+    note: int | None = None  # footnote number (a paper number's source)
+
+
+@dataclass(frozen=True, order=True)
+class Column:
+    """A task column; ``kind`` is ``run`` (this study), ``paper`` or ``delta`` (run − paper)."""
+
+    domain: str
+    task: str
+    metric: str
+    kind: str = "run"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A results table of one probe head; see the module docstring.
+
+    ``cells`` maps ``(row, column)`` to a :class:`Cell` (absent: no result, shown "–").
+    ``row_info`` holds each arm's grid coordinates (objective, source, tag_system, ...);
+    ``row_labels`` optional display names; ``sources`` the footnote texts (number i+1).
+    """
+
+    rows: tuple[str, ...]
+    columns: tuple[Column, ...]
+    cells: Mapping[tuple[str, Column], Cell]
+    head: str = ""
+    caption: str = ""
+    label: str = ""
+    confidence: float = 0.95
+    without_interval: str = "none"
+    row_info: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    row_labels: Mapping[str, str] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+
+    def cell(self, row: str, column: Column) -> Cell | None:
+        return self.cells.get((row, column))
+
+    @property
+    def comparison(self) -> bool:
+        """Whether the table has paper / Δ columns."""
+        return any(c.kind != "run" for c in self.columns)
+
+    def row_label(self, row: str) -> str:
+        return self.row_labels.get(row, row)
+
+    def row_seeds(self, row: str) -> tuple[int, int]:
+        """(fewest, most) pre-training seeds among the row's own cells; (0, 0) if none."""
+        ns = [c.n for (r, col), c in self.cells.items() if r == row and col.kind == "run" and c.n > 0]
+        return (min(ns), max(ns)) if ns else (0, 0)
+
+    def seed_counts(self) -> list[int]:
+        """The distinct numbers of pre-training seeds behind the table's own cells."""
+        return sorted({c.n for (_, col), c in self.cells.items() if col.kind == "run" and c.n > 0})
+
+    def task_label(self, column: Column) -> str:
+        """A task's display name: its last path component when those are unique, else its name."""
+        leaves = {c.task.rsplit("/", 1)[-1] for c in self.columns}
+        tasks = {c.task for c in self.columns}
+        name = column.task.rsplit("/", 1)[-1] if len(leaves) == len(tasks) else column.task
+        return f"{name} ({METRIC_LABELS.get(column.metric, column.metric)})"
+
+    def notes(self) -> list[str]:
+        """The note lines under the table: seeds, intervals, bold rule, comparison, sources."""
+        counts = self.seed_counts()
+        level = f"{self.confidence:.0%}"
+        if not counts:
+            lines = ["No results."]
+        elif counts == [1]:
+            lines = ["Rests on 1 pre-training seed per cell: single runs, no confidence intervals."]
+        elif len(counts) == 1:
+            lines = [f"Rests on {counts[0]} pre-training seeds per cell: mean ± half-width of the {level} "
+                     "Student-t confidence interval."]
+        else:
+            lines = [f"Rests on {counts[0]}–{counts[-1]} pre-training seeds per cell (column \"seeds\"): mean ± "
+                     f"half-width of the {level} Student-t confidence interval where a cell has 2 or more seeds."]
+        if counts:
+            higher = all(c.metric not in LOWER_IS_BETTER for c in self.columns)
+            lines.append(bold_rule_text(self.without_interval, self.confidence, higher))
+        if self.comparison:
+            lines.append("paper: the published number (its source in the footnote); this run: this study; "
+                         "Δ = this run − paper, ± this run's interval. – : no matching number.")
+        lines += [f"[{i}] {s}" for i, s in enumerate(self.sources, 1)]
+        return lines
+
+
+# --------------------------------------------------------------------------- building
+
+def arm_label(run: str) -> str:
+    """A run label without its `` s<seed>`` suffix: the arm that several seeds share."""
+    return _SEED_SUFFIX.sub("", str(run))
+
+
+def _natural_key(text: str) -> tuple:
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", str(text)) if p != "")
+
+
+def _domain_key(domain: str) -> tuple:
+    return (DOMAIN_ORDER.index(domain), "") if domain in DOMAIN_ORDER else (len(DOMAIN_ORDER), str(domain))
+
+
+def _column_key(column: Column) -> tuple:
+    return (_domain_key(column.domain), _natural_key(column.task), column.metric, list(KIND_LABELS).index(column.kind))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "table"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    return value
+
+
+_INFO_COLUMNS = ("objective", "source", "tag_system", "tag_system_size", "encoder")
+
+
+def build_table(frame, head: str | None = None, *, confidence: float = 0.95, without_interval: str = "none",
+                caption: str | None = None, label: str | None = None) -> Table:
+    """The :class:`Table` of one probe head from a results frame.
+
+    Args:
+        frame: the results table (:func:`load_results`), one row per (run, task, head,
+            probe seed); columns ``run, seed, task, domain, metric, head, value`` are used,
+            and the grid coordinates ``objective, source, tag_system, ...`` when present.
+        head: the probe head (e.g. ``"linear-mean"``); may be omitted when there is one.
+        confidence: level of the Student-t intervals.
+        without_interval: what bold means where there is no interval (one seed); see
+            :func:`results.stats.best_cells` (``"none"``: no bold; ``"highest"``).
+    """
+    if head is None:
+        heads = sorted(frame["head"].dropna().unique()) if "head" in frame.columns else []
+        if len(heads) > 1:
+            raise ValueError(f"the results hold several heads {heads}; choose one")
+        head = heads[0] if heads else ""
+    elif "head" in frame.columns:
+        frame = frame[frame["head"] == head]
+    frame = frame[frame["value"].notna()].copy()
+    frame["arm"] = frame["run"].map(arm_label)
+    unit = "seed" if "seed" in frame.columns else None
+    summary = summarise(frame, ["arm", "domain", "task", "metric"], unit=unit, confidence=confidence) \
+        if len(frame) else None
+
+    columns = sorted({Column(str(d), str(t), str(m)) for d, t, m in
+                      frame[["domain", "task", "metric"]].drop_duplicates().itertuples(index=False)}, key=_column_key)
+    rows = sorted({str(a) for a in frame["arm"]}, key=_natural_key)
+    values: dict[tuple[str, Column], tuple[float, float, int]] = {}
+    if summary is not None:
+        for s in summary.itertuples(index=False):
+            values[(s.arm, Column(str(s.domain), str(s.task), str(s.metric)))] = (float(s.mean), float(s.ci), int(s.n))
+    cells: dict[tuple[str, Column], Cell] = {}
+    for column in columns:
+        column_values = {row: values[(row, column)] for row in rows if (row, column) in values}
+        bold = column_bold(column_values, column.metric not in LOWER_IS_BETTER, without_interval)
+        for row, (mean, ci, n) in column_values.items():
+            cells[(row, column)] = Cell(mean, ci, n, bold[row])
+
+    info: dict[str, dict[str, Any]] = {}
+    ordered = frame.sort_values(["arm", "run"], kind="stable")
+    present = [c for c in _INFO_COLUMNS if c in frame.columns]
+    for arm, group in ordered.groupby("arm", sort=True):
+        first = group.iloc[0]
+        info[str(arm)] = {c: _plain(first[c]) for c in present}
+
+    if caption is None:
+        caption = f"Frozen-encoder probes, head {head}: test metric per task, tasks grouped by domain."
+    return Table(rows=tuple(rows), columns=tuple(columns), cells=cells, head=str(head), caption=caption,
+                 label=label if label is not None else f"tab:probe-{_slug(head)}", confidence=confidence,
+                 without_interval=without_interval, row_info=info)
+
+
+def build_tables(frame, **options) -> dict[str, Table]:
+    """One :func:`build_table` per probe head, keyed by head, in sorted order."""
+    return {head: build_table(frame, head, **options) for head in sorted(frame["head"].dropna().unique())}
+
+
+def with_paper(table: Table, paper=None, models: Mapping[str, Mapping[str, Any]] | None = None,
+               only_matched: bool = False, caption: str | None = None) -> Table:
+    """The comparison layout: per task, "paper", "this run" and "Δ" (this run − paper).
+
+    An arm gets the paper's number where it stands for a paper model
+    (:func:`results.paper.paper_model_for`: by objective and supervision), the task maps to
+    a paper task (:data:`results.paper.PAPER_TASKS`) with the same metric, and the pooling
+    of the table's head (``linear-<pooling>``) matches; the paper's numbers are linear
+    probes, so another head type gets none. Elsewhere the paper and Δ cells are "–".
+    Each paper number carries a footnote with its source; Δ carries this run's interval
+    (the published number has none).
+
+    Args:
+        paper: the published numbers (:func:`results.paper.paper_numbers`; the default).
+        only_matched: keep only the arms that match a paper model.
+    """
+    from results.paper import paper_model_for, paper_numbers, paper_task_for
+
+    paper = paper_numbers() if paper is None else paper
+    head_type, _, pooling = table.head.partition("-")
+    lookup: dict[tuple[str, str, str, str], tuple[float, str]] = {}
+    for r in paper.itertuples(index=False):
+        lookup[(str(r.model), str(r.pooling), str(r.paper_task), str(r.metric))] = (float(r.value), str(r.source))
+
+    models_of = {row: paper_model_for(table.row_info.get(row, {}), models) for row in table.rows}
+    rows = [r for r in table.rows if models_of[r] is not None] if only_matched else list(table.rows)
+    run_columns = [c for c in table.columns if c.kind == "run"]
+    columns = sorted({replace(c, kind=k) for c in run_columns for k in KIND_LABELS}, key=_column_key)
+    sources: list[str] = []
+    cells: dict[tuple[str, Column], Cell] = {}
+    for row in rows:
+        for column in run_columns:
+            own = table.cell(row, column)
+            if own is not None:
+                cells[(row, column)] = own
+            model, paper_task = models_of[row], paper_task_for(column.task)
+            found = None
+            if model is not None and paper_task is not None and head_type == "linear":
+                found = lookup.get((model, pooling, paper_task, column.metric))
+            if found is None:
+                continue
+            value, source = found
+            if source not in sources:
+                sources.append(source)
+            cells[(row, replace(column, kind="paper"))] = Cell(value, math.nan, 0, False, sources.index(source) + 1)
+            if own is not None:
+                cells[(row, replace(column, kind="delta"))] = Cell(own.mean - value, own.ci, own.n)
+    labels = {row: f"{table.row_label(row)} ({models_of[row]})" for row in rows if models_of[row] is not None}
+    return replace(table, rows=tuple(rows), columns=tuple(columns), cells=cells, row_labels=labels,
+                   sources=tuple(sources), label=f"{table.label}-paper",
+                   caption=caption if caption is not None else
+                   f"{table.caption} Published numbers (paper) beside this study's (this run).")
+
+
+# --------------------------------------------------------------------------- cell text
+
+def _fixed(value: float, digits: int, signed: bool = False) -> str:
+    text = f"{value:.{digits}f}"
+    if float(text) == 0.0:  # no "-0.000"
+        return f"{0.0:.{digits}f}"
+    return f"+{text}" if signed and value > 0 else text
+
+
+def _cell_parts(cell: Cell, column: Column, digits: int) -> tuple[str, str | None]:
+    """(value text, ± text or None) of a cell, with ASCII signs."""
+    value = _fixed(cell.mean, digits, signed=column.kind == "delta")
+    interval = _fixed(cell.ci, digits) if column.kind != "paper" and cell.n >= 2 and math.isfinite(cell.ci) else None
+    return value, interval
+
+
+def _seeds_text(table: Table, row: str) -> str:
+    low, high = table.row_seeds(row)
+    return "0" if high == 0 else (str(low) if low == high else f"{low}–{high}")
+
+
+def _group_spans(columns: Iterable[Column], key) -> list[tuple[Any, int]]:
+    spans: list[tuple[Any, int]] = []
+    for c in columns:
+        k = key(c)
+        if spans and spans[-1][0] == k:
+            spans[-1] = (k, spans[-1][1] + 1)
+        else:
+            spans.append((k, 1))
+    return spans
+
+
+# --------------------------------------------------------------------------- Markdown
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+
+
+def to_markdown(table: Table, digits: int = 3, caption: bool = True) -> str:
+    """A GitHub-flavoured Markdown table, its caption above and the note lines below.
+
+    Cells read ``0.812 ± 0.011`` (``0.812`` with one seed), bold as ``**…**``, "–" where
+    there is no result; headers read ``domain · task (metric)`` plus the sub-column in the
+    comparison layout; a "seeds" column gives each arm's number of pre-training seeds.
+    """
+    header = ["arm", "seeds"]
+    for c in table.columns:
+        title = f"{c.domain} · {table.task_label(c)}"
+        header.append(f"{title} {KIND_LABELS[c.kind]}" if table.comparison else title)
+    lines = []
+    if caption and table.caption:
+        lines += [f"**{_md_escape(table.caption)}**", ""]
+    lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+    lines.append("|:---|---:|" + "---:|" * len(table.columns))
+    for row in table.rows:
+        out = [_md_escape(table.row_label(row)), _seeds_text(table, row)]
+        for column in table.columns:
+            cell = table.cell(row, column)
+            if cell is None:
+                out.append(MISSING)
+                continue
+            value, interval = _cell_parts(cell, column, digits)
+            text = value if interval is None else f"{value} ± {interval}"
+            if cell.note is not None:
+                text += f" [{cell.note}]"
+            out.append(f"**{text}**" if cell.bold else text)
+        lines.append("| " + " | ".join(out) + " |")
+    lines.append("")
+    lines += [_md_escape(line) + "  " if i < len(table.notes()) - 1 else _md_escape(line)
+              for i, line in enumerate(table.notes())]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- LaTeX
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "−": r"$-$", "–": "--", "—": "---",
+    "·": r"$\cdot$", "→": r"$\rightarrow$", "<": r"\textless{}", ">": r"\textgreater{}",
+}
+_LATEX_PATTERN = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
+
+
+def latex_escape(text: str) -> str:
+    """``text`` safe in LaTeX text mode (pdflatex): specials escaped, a few symbols as math."""
+    return _LATEX_PATTERN.sub(lambda m: _LATEX_SPECIAL[m.group(0)], str(text))
+
+
+def _latex_number(text: str) -> str:
+    return f"$-${text[1:]}" if text.startswith("-") else (f"$+${text[1:]}" if text.startswith("+") else text)
+
+
+def to_latex(table: Table, digits: int = 3) -> str:
+    """A booktabs ``table`` float: caption and label, domain group headers (``\\multicolumn``
+    with ``\\cmidrule``), ``\\textbf`` bold, ``$\\pm$`` intervals, the note lines (seeds,
+    bold rule, sources) in a footnote-size paragraph under the tabular.
+
+    Needs only ``\\usepackage{booktabs}`` in the preamble.
+    """
+    n = len(table.columns)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{latex_escape(table.caption)}}}",
+             rf"\label{{{table.label}}}", rf"\begin{{tabular}}{{lr{'r' * n}}}", r"\toprule"]
+
+    def header_row(spans: list[tuple[str, int]], lead: tuple[str, str] = ("", "")) -> str:
+        parts = [lead[0], lead[1]] + [rf"\multicolumn{{{w}}}{{c}}{{{latex_escape(t)}}}" if w > 1 else
+                                      (rf"\multicolumn{{1}}{{c}}{{{latex_escape(t)}}}") for t, w in spans]
+        return " & ".join(parts) + r" \\"
+
+    def rules(spans: list[tuple[Any, int]]) -> str:
+        out, start = [], 3
+        for _, width in spans:
+            out.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+            start += width
+        return " ".join(out)
+
+    domains = _group_spans(table.columns, lambda c: c.domain)
+    lines.append(header_row([(d.capitalize(), w) for d, w in domains]))
+    lines.append(rules(domains))
+    if table.comparison:
+        tasks = _group_spans(table.columns, lambda c: (c.domain, c.task, c.metric))
+        lines.append(header_row([(table.task_label(Column(d, t, m)), w) for (d, t, m), w in tasks]))
+        lines.append(rules(tasks))
+        lines.append(" & ".join(["Arm", "Seeds"] + [latex_escape(KIND_LABELS[c.kind]) for c in table.columns]) + r" \\")
+    else:
+        lines.append(" & ".join(["Arm", "Seeds"] + [latex_escape(table.task_label(c)) for c in table.columns])
+                     + r" \\")
+    lines.append(r"\midrule")
+    for row in table.rows:
+        out = [latex_escape(table.row_label(row)), latex_escape(_seeds_text(table, row))]
+        for column in table.columns:
+            cell = table.cell(row, column)
+            if cell is None:
+                out.append("--")
+                continue
+            value, interval = _cell_parts(cell, column, digits)
+            text = _latex_number(value) + ("" if interval is None else rf" $\pm$ {interval}")
+            if cell.note is not None:
+                text += rf"\textsuperscript{{{cell.note}}}"
+            out.append(rf"\textbf{{{text}}}" if cell.bold else text)
+        lines.append(" & ".join(out) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip", r"{\footnotesize"]
+    notes = table.notes()
+    for line in notes:
+        match = re.match(r"\[(\d+)\] (.*)", line)
+        text = rf"\textsuperscript{{{match.group(1)}}}{latex_escape(match.group(2))}" if match else latex_escape(line)
+        lines.append(text + r"\par")
+    lines += ["}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- CSV
+
+CSV_COLUMNS = ["head", "arm", "domain", "task", "metric", "kind", "mean", "ci", "n", "bold", "source"]
+
+
+def _csv_float(value: float) -> str:
+    return "" if value is None or not math.isfinite(value) else _fixed(value, 6)
+
+
+def to_csv(table: Table) -> str:
+    """Tidy CSV: one line per present cell (rows, then columns, in table order) with
+    ``head, arm, domain, task, metric, kind, mean, ci, n, bold, source``; floats with 6
+    decimals, an empty field for no interval; ``source`` for paper cells."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in table.rows:
+        for column in table.columns:
+            cell = table.cell(row, column)
+            if cell is None:
+                continue
+            source = table.sources[cell.note - 1] if cell.note is not None else ""
+            writer.writerow([table.head, row, column.domain, column.task, column.metric, column.kind,
+                             _csv_float(cell.mean), _csv_float(cell.ci), cell.n, int(cell.bold), source])
+    return buffer.getvalue()
