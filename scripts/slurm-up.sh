@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# A real single-node Slurm cluster on this machine, for trying the Slurm executor and for CI.
+#
+#   sudo scripts/slurm-up.sh [--install] [SCRATCH]      # then: source SCRATCH/env.sh
+#   sudo scripts/slurm-down.sh [SCRATCH]
+#
+# Starts munged, MariaDB, slurmdbd (accounting: without it a cancelled job never ends for
+# submitit), slurmctld and slurmd, from Debian's packages (slurm-wlm 22.05, slurmdbd,
+# mariadb-server, munge; --install installs any that are missing with apt-get). Every
+# config, state, spool, log, socket and PID file lives under SCRATCH (default
+# $HARNESS_SLURM_DIR, else /tmp/harness-slurm); nothing under /etc is written. The node
+# declares what `slurmd -C` reports (CPUs, memory). Clients find the cluster through
+# SLURM_CONF, which SCRATCH/env.sh exports. slurm-down.sh stops exactly the daemons this
+# script started, by the PIDs in SCRATCH/run/. Needs root (no systemd needed).
+#
+# Ports (override with the environment): SLURMCTLD_PORT 6817, SLURMD_PORT 6818,
+# SLURMDBD_PORT 6819, HARNESS_SLURM_DB_PORT 33061 (MariaDB, 127.0.0.1 only).
+set -euo pipefail
+
+INSTALL=0
+if [ "${1:-}" = "--install" ]; then INSTALL=1; shift; fi
+S="${1:-${HARNESS_SLURM_DIR:-/tmp/harness-slurm}}"
+CTLD_PORT="${SLURMCTLD_PORT:-6817}"
+SLURMD_PORT="${SLURMD_PORT:-6818}"
+DBD_PORT="${SLURMDBD_PORT:-6819}"
+DB_PORT="${HARNESS_SLURM_DB_PORT:-33061}"
+PACKAGES=(slurm-wlm slurmdbd mariadb-server munge)
+
+t0=$(date +%s%N)
+say() { local ms=$(( ($(date +%s%N) - t0) / 1000000 )); printf '[slurm-up %d.%03ds] %s\n' $((ms / 1000)) $((ms % 1000)) "$*"; }
+die() { echo "slurm-up: error: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (slurmd and munged need it)"
+
+missing=()
+for bin in slurmctld slurmd slurmdbd munged mariadbd mysql_install_db sacct; do
+  command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$INSTALL" -eq 1 ]; then
+    echo "[slurm-up] installing ${PACKAGES[*]} (missing: ${missing[*]})"
+    ti=$(date +%s)
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >/tmp/slurm-up-apt.log 2>&1 || {
+      apt-get update -q >/tmp/slurm-up-apt-update.log 2>&1
+      apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >/tmp/slurm-up-apt.log 2>&1 ||
+        { tail -20 /tmp/slurm-up-apt.log >&2; die "apt-get install failed (log: /tmp/slurm-up-apt.log)"; }
+    }
+    echo "[slurm-up] apt-get install took $(( $(date +%s) - ti )) s"
+  else
+    die "missing ${missing[*]}: apt-get install ${PACKAGES[*]} (or pass --install)"
+  fi
+fi
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if alive "$S/run/slurmctld.pid" && alive "$S/run/slurmd.pid"; then
+  say "already up in $S (source $S/env.sh)"
+  exit 0
+fi
+
+mkdir -p "$S"/{etc,run,log,state,spool,munge,mysql}
+chmod 755 "$S" "$S/etc" "$S/run" "$S/log"
+mkdir -p "$S/munge/key"
+chown munge:munge "$S/munge" "$S/munge/key" && chmod 755 "$S/munge" && chmod 700 "$S/munge/key"
+chown mysql:mysql "$S/mysql"
+touch "$S/log/munged.log" && chown munge:munge "$S/log/munged.log"
+touch "$S/log/mariadb.log" && chown mysql:mysql "$S/log/mariadb.log"
+touch "$S/run/munged.pid" "$S/run/mariadb.pid"
+chown munge:munge "$S/run/munged.pid"; chown mysql:mysql "$S/run/mariadb.pid"
+MUNGE_SOCKET="$S/munge/munge.socket"
+
+# What this node really has (slurmd refuses a node that declares more).
+read -r CPUS MEM < <(slurmd -C | awk '{for(i=1;i<=NF;i++){split($i,a,"="); v[a[1]]=a[2]}} END{print v["CPUs"], v["RealMemory"]}')
+[ -n "$CPUS" ] && [ -n "$MEM" ] || die "could not read CPUs and memory from slurmd -C"
+
+cat >"$S/etc/slurm.conf" <<EOF
+# Written by scripts/slurm-up.sh: a single-node cluster under $S
+ClusterName=harness
+SlurmctldHost=localhost
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+CredType=cred/munge
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+StateSaveLocation=$S/state
+SlurmdSpoolDir=$S/spool
+SlurmctldPidFile=$S/run/slurmctld.pid
+SlurmdPidFile=$S/run/slurmd.pid
+SlurmctldLogFile=$S/log/slurmctld.log
+SlurmdLogFile=$S/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+SwitchType=switch/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+KillWait=5
+MinJobAge=300
+SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=5,sched_min_interval=100000
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoragePort=$DBD_PORT
+AccountingStoragePass=$MUNGE_SOCKET
+JobCompType=jobcomp/none
+MailProg=/bin/true
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+EOF
+
+cat >"$S/etc/slurmdbd.conf" <<EOF
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+DbdHost=localhost
+DbdPort=$DBD_PORT
+SlurmUser=root
+PidFile=$S/run/slurmdbd.pid
+LogFile=$S/log/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$DB_PORT
+StorageUser=slurm
+StoragePass=slurm
+StorageLoc=slurm_acct_db
+EOF
+chmod 600 "$S/etc/slurmdbd.conf"
+
+cat >"$S/env.sh" <<EOF
+# source this file to talk to the cluster under $S
+export SLURM_CONF=$S/etc/slurm.conf
+export HARNESS_SLURM_DIR=$S
+EOF
+export SLURM_CONF="$S/etc/slurm.conf"
+
+wait_for() {  # wait_for SECONDS WHAT COMMAND...
+  local limit=$1 what=$2; shift 2
+  local end=$(( $(date +%s) + limit ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || die "$what did not come up within ${limit}s (logs: $S/log)"
+    sleep 0.1
+  done
+}
+
+# munge: its own key, socket, seed, log and PID under SCRATCH.
+[ -s "$S/munge/key/munge.key" ] || { mungekey -c -k "$S/munge/key/munge.key" && chown munge:munge "$S/munge/key/munge.key"; }
+chmod 400 "$S/munge/key/munge.key"
+runuser -u munge -- /usr/sbin/munged --socket="$MUNGE_SOCKET" --key-file="$S/munge/key/munge.key" \
+  --pid-file="$S/run/munged.pid" --log-file="$S/log/munged.log" --seed-file="$S/munge/key/munged.seed"
+wait_for 10 munged test -S "$MUNGE_SOCKET"
+say "munged up"
+
+# MariaDB for slurmdbd, on 127.0.0.1:$DB_PORT only.
+if [ ! -d "$S/mysql/data/mysql" ]; then
+  mysql_install_db --user=mysql --datadir="$S/mysql/data" --skip-test-db >"$S/log/mysql_install_db.log" 2>&1 ||
+    { tail -20 "$S/log/mysql_install_db.log" >&2; die "mysql_install_db failed"; }
+fi
+runuser -u mysql -- /usr/sbin/mariadbd --no-defaults --datadir="$S/mysql/data" --socket="$S/mysql/mysqld.sock" \
+  --pid-file="$S/run/mariadb.pid" --log-error="$S/log/mariadb.log" --bind-address=127.0.0.1 --port="$DB_PORT" \
+  --innodb-buffer-pool-size=32M --skip-name-resolve >/dev/null 2>&1 &
+wait_for 60 mariadb mysqladmin --socket="$S/mysql/mysqld.sock" ping
+mysql --socket="$S/mysql/mysqld.sock" -uroot <<'EOF'
+CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
+CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
+EOF
+say "mariadb up"
+
+/usr/sbin/slurmdbd  # reads slurmdbd.conf next to $SLURM_CONF
+wait_for 30 slurmdbd bash -c "exec 3<>/dev/tcp/127.0.0.1/$DBD_PORT"
+say "slurmdbd up"
+
+/usr/sbin/slurmctld -i -f "$S/etc/slurm.conf"
+wait_for 30 slurmctld scontrol ping
+say "slurmctld up"
+/usr/sbin/slurmd -N localhost -f "$S/etc/slurm.conf"
+wait_for 30 "the node" bash -c "sinfo -h -N -o %T | grep -qE '^(idle|mixed|allocated)'"
+# slurmctld registers the cluster with slurmdbd on its own; sacct must answer.
+wait_for 30 "accounting (sacct)" sacct -n -X -S now
+say "cluster up: node localhost, $CPUS CPUs, $MEM MB; source $S/env.sh (export SLURM_CONF=$S/etc/slurm.conf)"
