@@ -167,8 +167,9 @@ def paired_bootstrap(y_true, scores_a, scores_b, metric: str | Callable = "accur
     """Compare arms A and B scored on the same test examples by a paired bootstrap.
 
     Each resample draws ``n`` example indices with replacement (all resamples at once:
-    ``numpy.random.default_rng(seed).integers(0, n, size=(n_boot, n))``, in row chunks
-    only when ``n_boot * n > max_elements``) and scores *both* arms on the same indices.
+    ``numpy.random.default_rng(seed).integers(0, n, size=(n_boot, n))``; when
+    ``n_boot * n > max_elements`` the rows are drawn in chunks, which numpy gives the same
+    indices) and scores *both* arms on the same indices.
 
     Args:
         y_true: class ids ``[N]`` (accuracy) or a 0/1 matrix ``[N, C]`` (mAP).
