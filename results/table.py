@@ -402,16 +402,21 @@ def _latex_number(text: str) -> str:
     return f"$-${text[1:]}" if text.startswith("-") else (f"$+${text[1:]}" if text.startswith("+") else text)
 
 
-def to_latex(table: Table, digits: int = 3) -> str:
+def to_latex(table: Table, digits: int = 3, fit_width: bool = False) -> str:
     """A booktabs ``table`` float: caption and label, domain group headers (``\\multicolumn``
     with ``\\cmidrule``), ``\\textbf`` bold, ``$\\pm$`` intervals, the note lines (seeds,
     bold rule, sources) in a footnote-size paragraph under the tabular.
 
-    Needs only ``\\usepackage{booktabs}`` in the preamble.
+    Needs only ``\\usepackage{booktabs}`` in the preamble; with ``fit_width`` the tabular
+    is scaled to the line width by ``\\resizebox`` (``\\usepackage{graphicx}`` too), for
+    the wide comparison layout.
     """
     n = len(table.columns)
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{latex_escape(table.caption)}}}",
-             rf"\label{{{table.label}}}", rf"\begin{{tabular}}{{lr{'r' * n}}}", r"\toprule"]
+             rf"\label{{{table.label}}}"]
+    if fit_width:
+        lines.append(r"\resizebox{\linewidth}{!}{%")
+    lines += [rf"\begin{{tabular}}{{lr{'r' * n}}}", r"\toprule"]
 
     def header_row(spans: list[tuple[str, int]], lead: tuple[str, str] = ("", "")) -> str:
         parts = [lead[0], lead[1]] + [rf"\multicolumn{{{w}}}{{c}}{{{latex_escape(t)}}}" if w > 1 else
@@ -450,7 +455,7 @@ def to_latex(table: Table, digits: int = 3) -> str:
                 text += rf"\textsuperscript{{{cell.note}}}"
             out.append(rf"\textbf{{{text}}}" if cell.bold else text)
         lines.append(" & ".join(out) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip", r"{\footnotesize"]
+    lines += [r"\bottomrule", r"\end{tabular}"] + (["}"] if fit_width else []) + [r"\par\smallskip", r"{\footnotesize"]
     notes = table.notes()
     for line in notes:
         match = re.match(r"\[(\d+)\] (.*)", line)

@@ -204,7 +204,9 @@ def _all_tables() -> dict[str, str]:
         "special": build_table(_frame(arms=weird), "linear-mean", caption="Specials: 100% _ & # $ ~ ^ \\ {x}"),
         "empty": build_table(_frame().iloc[:0], "linear-mean"),
     }
-    return {name: to_latex(t) for name, t in tables.items()}
+    out = {name: to_latex(t) for name, t in tables.items()}
+    out["paper-fit-width"] = to_latex(tables["paper"], fit_width=True)
+    return out
 
 
 def test_latex_structure():
@@ -218,6 +220,7 @@ def test_latex_structure():
         for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
             assert latex.count(rule) == 1, (name, rule)
         assert latex.index(r"\toprule") < latex.index(r"\midrule") < latex.index(r"\bottomrule")
+        assert (r"\resizebox{\linewidth}{!}{%" in latex) == (name == "paper-fit-width")
         assert r"\caption{" in latex and r"\label{tab:" in latex
         assert "pre-training seed" in latex or "No results." in latex
         body = latex.split(r"\begin{tabular}", 1)[1]
@@ -239,7 +242,8 @@ def test_latex_compiles(tmp_path):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended); "
                     "test_latex_structure checks the structure instead")
-    document = "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\begin{document}",
+    document = "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\usepackage{graphicx}",
+                          r"\begin{document}",
                           *_all_tables().values(), r"\end{document}", ""])
     (tmp_path / "tables.tex").write_text(document, encoding="utf-8")
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
