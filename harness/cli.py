@@ -61,7 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress display")
     study_command("plan", cmd_plan, "show the job graph per stage: counts, keys and what is already done")
     study_command("status", cmd_status, "show each job as pending, running, done or failed (with cause and log)")
-    study_command("report", cmd_report, "write the report (Markdown tables) to <out>/report/")
+    report = study_command("report", cmd_report, "write the report (tables in Markdown, LaTeX and CSV; figures in "
+                           "PNG and PDF; index.md and a self-contained index.html) to <out>/report/")
+    report.add_argument("--no-tag-figures", action="store_true",
+                        help="skip the word cloud, long-tail and t-SNE figures of the study's tags")
 
     from harness import tags_cli
 
@@ -175,8 +178,11 @@ def cmd_report(args) -> int:
     results = layout.out / RESULTS
     if not results.is_file():
         raise HarnessError(f"{results}: no results yet; run `harness run {args.study}` first")
-    out = write_report(results, layout.out / "report", title=study.config["report"]["title"] or study.name)
-    print(f"report: {out}")
+    started = time.time()
+    out = write_report(results, layout.out / "report", title=study.config["report"]["title"] or study.name,
+                       study=study, graph=graph, layout=layout, tag_figures=not args.no_tag_figures,
+                       log=lambda msg: print(msg, file=sys.stderr))
+    print(f"report: {out} and {out.with_suffix('.html')} ({time.time() - started:.1f} s)")
     return 0
 
 
