@@ -55,8 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     run = study_command("run", cmd_run, "run a study, or resume it (complete jobs are skipped)")
-    run.add_argument("--executor", choices=["local", "debug"], default=None,
+    run.add_argument("--executor", choices=["local", "debug", "slurm"], default=None,
                      help="where jobs run (default: the study's compute.executor)")
+    run.add_argument("--profile", type=Path, default=None,
+                     help="slurm: cluster profile YAML (default: the study's compute.profile); "
+                          "the study's compute.slurm values override it")
+    run.add_argument("--detach", action="store_true",
+                     help="slurm: queue the whole graph and return (follow it with `harness status`)")
     run.add_argument("--max-parallel", type=int, default=None, help="jobs at once (default: the study's, or CPU cores)")
     run.add_argument("--no-progress", action="store_true", help="no progress display")
     study_command("plan", cmd_plan, "show the job graph per stage: counts, keys and what is already done")
@@ -95,13 +100,30 @@ def cmd_run(args) -> int:
     study, graph, layout = _load(args)
     compute = study.config["compute"]
     executor = args.executor or compute["executor"]
+    slurm_settings = None
+    if executor == "slurm":  # every Slurm value is validated before anything is submitted
+        from harness import slurm
+
+        slurm_settings = slurm.resolve(compute, study.path, args.profile)
+        slurm.check_cluster()
+    elif args.detach or args.profile:
+        raise HarnessError("--detach and --profile are for --executor slurm")
     layout.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.out / "study.yaml", study.path.read_text(encoding="utf-8"))
     atomic_write_json(layout.out / "study.resolved.json", study.config)
     print(f"study {study.name}: {len(graph)} jobs, output in {layout.out}", file=sys.stderr)
     summary = run_graph(graph, layout, executor_kind=executor,
                         max_parallel=args.max_parallel or compute["max_parallel"],
-                        timeout_min=compute["timeout_min"], progress=not args.no_progress)
+                        timeout_min=compute["timeout_min"], progress=not args.no_progress,
+                        slurm=slurm_settings, detach=args.detach, study=study.name)
+    if args.detach:
+        jobs = sorted(set(summary.submitted.values()), key=lambda j: [int(x) for x in j.split("_")])
+        arrays = sorted({j.split("_")[0] for j in jobs}, key=int)
+        print(f"queued {len(summary.submitted)} jobs in {len(arrays)} Slurm submissions "
+              f"({', '.join(arrays[:8])}{' ...' if len(arrays) > 8 else ''}); {len(summary.skipped)} already done, "
+              f"in {time.time() - started:.1f} s", file=sys.stderr)
+        print(f"follow: harness status {args.study}" + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
+        return 0
     results = write_results(graph, layout, study.name)
     elapsed = time.time() - started
     print(f"{len(summary.done)} jobs run, {len(summary.skipped)} already done, {len(summary.failed)} failed, "
@@ -128,7 +150,12 @@ def cmd_plan(args) -> int:
 
 
 def job_states(graph, layout) -> list[dict]:
-    """The state of every node: done (in the store), else what its last dispatch recorded."""
+    """The state of every node: done (in the store), else what its last dispatch recorded;
+    jobs sent to Slurm are read back from sacct (COMPLETED, FAILED, TIMEOUT, ...)."""
+    if any((saved := _saved(layout, node)) and saved.get("executor") == "slurm" for node in graph):
+        from harness import slurm
+
+        return slurm.describe(graph, layout)
     rows = []
     for node in graph:
         row = {"id": node.id, "stage": node.stage, "key": node.key, "label": node.label, "state": "pending"}
@@ -147,6 +174,14 @@ def job_states(graph, layout) -> list[dict]:
     return rows
 
 
+def _saved(layout, node) -> dict | None:
+    path = layout.state_path(node)
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return None
+
+
 def _alive(job_id: str | None) -> bool:
     """Whether a local job's process (its id is the controller's pid) still runs."""
     try:
@@ -163,11 +198,16 @@ def cmd_status(args) -> int:
     for row in rows:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     print(f"study {study.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    from harness.slurm import FAILED_STATES
+
     for row in rows:
-        print(f"  {row['state']:<8} {row['stage']:<9} {row['key']}  {row['label']}")
-        if row["state"] == "failed":
+        job = f"  [job {row['job_id']}]" if row.get("slurm") and row.get("job_id") else ""
+        print(f"  {row['state']:<8} {row['stage']:<9} {row['key']}  {row['label']}{job}")
+        if row["state"] in FAILED_STATES:
             print(f"           cause: {row.get('cause', '?')}\n           log:   {row.get('stderr', '?')}")
-    return 1 if counts.get("failed") else 0
+            for line in row.get("tail", []):
+                print(f"           | {line}")
+    return 1 if any(counts.get(s) for s in FAILED_STATES) else 0
 
 
 def cmd_report(args) -> int:

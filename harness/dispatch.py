@@ -1,4 +1,4 @@
-"""Where jobs run: submitit executors (local, debug; slurm later) and the scheduler.
+"""Where jobs run: submitit executors (local, debug, slurm) and the scheduler.
 
 The scheduler submits every node whose inputs are complete, at most ``max_parallel`` at
 a time, and waits. Nodes already complete in the store are never submitted. A failed
@@ -88,6 +88,7 @@ class RunSummary:
     skipped: list[Node] = field(default_factory=list)  # already complete before it
     failed: dict[str, str] = field(default_factory=dict)  # node id -> cause
     blocked: list[Node] = field(default_factory=list)  # not run: an input failed
+    submitted: dict[str, str] = field(default_factory=dict)  # node id -> Slurm job id (slurm executor)
 
     @property
     def ok(self) -> bool:
@@ -95,9 +96,19 @@ class RunSummary:
 
 
 def run_graph(graph: Graph, layout: Layout, executor_kind: str = "local", max_parallel: int | None = None,
-              timeout_min: float = 240, progress: bool = True) -> RunSummary:
-    """Run every incomplete node of the graph; return what happened."""
+              timeout_min: float = 240, progress: bool = True, slurm: Any = None, detach: bool = False,
+              study: str = "harness") -> RunSummary:
+    """Run every incomplete node of the graph; return what happened.
+
+    ``executor_kind="slurm"`` needs ``slurm`` (resolved :class:`harness.slurm.SlurmSettings`);
+    with ``detach`` it returns once the whole graph is queued.
+    """
     from harness.progress import GraphProgress
+
+    if executor_kind == "slurm":
+        from harness import slurm as slurm_mod
+
+        return slurm_mod.run(graph, layout, slurm, study=study, detach=detach, progress=progress)
 
     summary = RunSummary()
     pending: list[Node] = []
@@ -179,6 +190,26 @@ def _describe(exc: BaseException) -> str:
         if not line.startswith((" ", "\t")):
             return line.strip()[:500]
     return "".join(traceback.format_exception_only(exc)).strip()[:500]
+
+
+def read_state(layout: Layout, node: Node) -> dict[str, Any] | None:
+    """The state record of a node's last dispatch, if any."""
+    import json
+
+    try:
+        return json.loads(layout.state_path(node).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_state(layout: Layout, node: Node, state: str, cause: str | None = None,
+                extra: dict[str, Any] | None = None) -> None:
+    """Record a node's dispatch state (Slurm: job id, logs, attempt, Slurm state)."""
+    record: dict[str, Any] = {"id": node.id, "stage": node.stage, "key": node.key, "label": node.label,
+                              **(extra or {}), "state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if cause:
+        record["cause"] = cause
+    atomic_write_json(layout.state_path(node), record)
 
 
 def _write_state(layout: Layout, node: Node, state: str, job: Any = None, cause: str | None = None) -> None:

@@ -81,7 +81,10 @@ class StageJob:
     cache_dir: str
     progress: bool = False
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> dict[str, Any] | None:
+        rank, world = _distributed_env(self.stage)
+        if world > 1:
+            return self._call_distributed(rank)
         store = Store(self.store_root)
         with store.lock(self.stage, self.key):
             record = store.record(self.stage, self.key)
@@ -90,22 +93,51 @@ class StageJob:
             work = store.work_path(self.stage, self.key)
             work.mkdir(parents=True, exist_ok=True)
             self._set_threads()
-            ctx = StageContext(
-                stage=self.stage, key=self.key, config=self.config, runtime=self.runtime,
-                inputs={name: InputRef(s, k, Store(root).path(s, k)) for name, (s, k, root) in self.inputs.items()},
-                workdir=work, cache_dir=Path(self.cache_dir), progress=self.progress, coords=self.coords,
-            )
+            ctx = self._context(work)
             started = time.time()
             outputs = stage_function(self.stage)(ctx) or {}
-            record = {
-                "stage": self.stage, "key": self.key, "version": self.version, "config": self.config,
-                "coords": self.coords, "inputs": {n: f"{s}/{k}" for n, (s, k, _) in self.inputs.items()},
-                "outputs": outputs, "seconds": round(time.time() - started, 3),
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
-                "python": platform.python_version(),
-            }
-            store.commit(self.stage, self.key, record)
-            return record
+            return self._commit(store, outputs, started)
+
+    def _commit(self, store: Store, outputs: dict[str, Any], started: float) -> dict[str, Any]:
+        record = {
+            "stage": self.stage, "key": self.key, "version": self.version, "config": self.config,
+            "coords": self.coords, "inputs": {n: f"{s}/{k}" for n, (s, k, _) in self.inputs.items()},
+            "outputs": outputs, "seconds": round(time.time() - started, 3),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
+            "python": platform.python_version(),
+        }
+        store.commit(self.stage, self.key, record)
+        return record
+
+    def _context(self, work: Path) -> StageContext:
+        return StageContext(
+            stage=self.stage, key=self.key, config=self.config, runtime=self.runtime,
+            inputs={name: InputRef(s, k, Store(root).path(s, k)) for name, (s, k, root) in self.inputs.items()},
+            workdir=work, cache_dir=Path(self.cache_dir), progress=self.progress, coords=self.coords,
+        )
+
+    def _call_distributed(self, rank: int) -> dict[str, Any] | None:
+        """One of several processes of a multi-GPU pre-training job (Slurm tasks). Every rank
+        runs the stage (the trainer joins the process group from the environment that
+        submitit's TorchDistributedEnvironment exported); only rank 0 writes the store, once
+        every rank is through."""
+        store = Store(self.store_root)
+        record = store.record(self.stage, self.key)
+        if record is not None:
+            return record if rank == 0 else None
+        work = store.work_path(self.stage, self.key)
+        work.mkdir(parents=True, exist_ok=True)
+        self._set_threads()
+        started = time.time()
+        outputs = stage_function(self.stage)(self._context(work)) or {}
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        if rank != 0:
+            return None
+        with store.lock(self.stage, self.key):
+            return self._commit(store, outputs, started)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit calls this on preemption or timeout: requeue the same job, which resumes."""
@@ -120,6 +152,21 @@ class StageJob:
             import torch
 
             torch.set_num_threads(threads)
+
+
+def _distributed_env(stage: str) -> tuple[int, int]:
+    """(rank, world size) of this process. In a Slurm job with several tasks (multi-GPU
+    pre-training), export what ``torch.distributed`` needs (MASTER_ADDR, MASTER_PORT, RANK,
+    WORLD_SIZE, LOCAL_RANK) from submitit's environment; the trainer reads it."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+        return 0, 1
+    import submitit
+
+    env = submitit.helpers.TorchDistributedEnvironment()
+    if stage == "pretrain":
+        # keep every GPU visible: the trainer picks cuda:LOCAL_RANK
+        env.export(set_cuda_visible_devices=False, overwrite=True)
+    return env.rank, env.world_size
 
 
 def stage_function(stage: str) -> Callable[[StageContext], dict[str, Any] | None]:

@@ -17,6 +17,7 @@ from harness import tasks as task_registry
 from harness.errors import StudyError
 from harness.yamlio import display as _display, load_with_includes
 from harness.schema import MISSING, Any_, Bool, Context, File, List, Map, Num, Obj, Str
+from harness.slurm import SLURM
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
@@ -128,10 +129,12 @@ PROBES = Obj({
 })
 
 COMPUTE = Obj({
-    "executor": Str("local", choices=["local", "debug"]),
+    "executor": Str("local", choices=["local", "debug", "slurm"]),
     "max_parallel": Num(None, integer=True, min=1, doc="jobs at once (default: CPU cores)"),
     "threads_per_job": Num(1, integer=True, min=1, doc="torch threads in each job (fixed: results do not depend on it)"),
     "timeout_min": Num(240, min=1),
+    "profile": File(None, doc="slurm: cluster profile (YAML with the keys of compute.slurm), overlaid by them"),
+    "slurm": SLURM,  # harness/slurm.py: partition, account, qos, GPUs, time, retries, ... (strictly validated)
 }, default={})
 
 REPORT = Obj({"title": Str("", doc="title of the report")}, default={})

@@ -1,0 +1,516 @@
+"""Slurm: settings (study overlaid on a cluster profile), whole-graph submission as job
+arrays with ``afterok`` dependencies, and the state of every job read back from sacct.
+
+Everything here goes through submitit: jobs are submitted with ``SlurmExecutor``
+(``executor.batch()`` makes one array per group of nodes that wait on the same jobs), and
+states are read with submitit's sacct watcher. No torch is imported.
+
+How a graph is submitted. Stages go in in graph order (dataset, captions, ..., probe).
+Within a stage, the nodes to run are grouped by the set of Slurm jobs they wait on; each
+group is one job array whose ``--dependency=afterok:...`` names exactly those jobs, with
+``--kill-on-invalid-dep=yes``: when a job fails, Slurm cancels the jobs that wait on it
+(reported as *blocked*), while every branch that does not depend on it runs on. Nodes
+already complete in the store are never submitted, and a node whose job is still queued
+or running (from an earlier ``--detach``) is waited on, not submitted again.
+
+Failures. Each finished job is classified from its sacct state and its submitit result:
+COMPLETED, FAILED (with the traceback's last line and the log's tail), TIMEOUT,
+PREEMPTED, OUT_OF_MEMORY, CANCELLED, NODE_FAIL. Every job is requeued by submitit on the
+time-limit signal (``StageJob.checkpoint``), at most ``retries`` times; preemption and node
+failures are resubmitted by a waiting ``harness run``, at most ``retries`` times. Code
+errors are never retried.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.schema import Context, Num, Obj, Str
+
+# Names that reach sbatch arguments: a strict charset, so no value can carry shell or
+# sbatch syntax (spaces, quotes, $, ;, newlines, '=' or '#').
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}"
+NAMES = rf"{NAME}(,{NAME})*"  # partition lists: gpu,gpu-long
+CONSTRAINT = r"[A-Za-z0-9_.,&|:-]{1,256}"  # node features: a100&ib, v100|a100
+
+STAGES = ["dataset", "captions", "tags", "tagsystem", "pretrain", "embed", "probe"]
+
+RESOURCES = {
+    "partition": Str(None, pattern=NAMES, doc="partition(s), comma-separated"),
+    "account": Str(None, pattern=NAME, doc="account charged"),
+    "qos": Str(None, pattern=NAME, doc="quality of service"),
+    "constraint": Str(None, pattern=CONSTRAINT, doc="node features (sbatch --constraint)"),
+    "nodes": Num(None, integer=True, min=1, max=1024, doc="nodes per job (pre-training only; other stages use 1)"),
+    "gpus_per_node": Num(None, integer=True, min=0, max=64, doc="GPUs per node"),
+    "tasks_per_node": Num(None, integer=True, min=1, max=256,
+                          doc="processes per node (pre-training only; default: one per GPU, else 1)"),
+    "cpus_per_task": Num(None, integer=True, min=1, max=1024, doc="CPUs per process (default: compute.threads_per_job)"),
+    "mem_gb": Num(None, min=0.1, max=1e6, doc="memory per node, GB"),
+    "time_min": Num(None, integer=True, min=1, max=525600, doc="time limit per job, minutes (default: compute.timeout_min)"),
+}
+
+SLURM = Obj({
+    **RESOURCES,
+    "array_parallelism": Num(None, integer=True, min=1, max=100000, doc="array tasks running at once"),
+    "retries": Num(None, integer=True, min=0, max=20,
+                   doc="requeues after a time limit, and resubmissions after preemption or node failure"),
+    "signal_delay_s": Num(None, integer=True, min=10, max=3600,
+                          doc="seconds before the time limit at which jobs are signalled to checkpoint"),
+    "poll_s": Num(None, min=0.5, max=600, doc="seconds between sacct polls while waiting"),
+    "stages": Obj({stage: Obj(dict(RESOURCES), default=None) for stage in STAGES}, default={},
+                  doc="per-stage overrides of the resources (e.g. GPUs for pretrain only)"),
+}, default={}, doc="Slurm settings; override the cluster profile's")
+
+DEFAULTS = {"nodes": 1, "gpus_per_node": 0, "array_parallelism": 256, "retries": 2, "signal_delay_s": 90,
+            "poll_s": 2.0}
+
+# sacct states, by what they mean here.
+ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING", "SIGNALING",
+          "STAGE_OUT", "REQUEUE_FED", "REQUEUE_HOLD", "SPECIAL_EXIT", "RESV_DEL_HOLD", "STOPPED", "UNKNOWN"}
+RETRYABLE = {"PREEMPTED", "NODE_FAIL"}  # resubmitted by a waiting run, bounded; code errors never
+CLASSES = {"BOOT_FAIL": "NODE_FAIL", "DEADLINE": "TIMEOUT", "REVOKED": "CANCELLED"}
+
+
+@dataclass
+class SlurmSettings:
+    """Resolved Slurm settings: global values and per-stage overrides."""
+
+    values: dict[str, Any]
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profile: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def resources(self, stage: str) -> dict[str, Any]:
+        out = {k: self.values.get(k) for k in RESOURCES}
+        out.update({k: v for k, v in (self.stages.get(stage) or {}).items() if v is not None})
+        if stage != "pretrain":  # only pre-training runs one process per GPU (DDP)
+            out["nodes"], out["tasks_per_node"] = 1, 1
+        elif out.get("tasks_per_node") is None:
+            out["tasks_per_node"] = max(1, out.get("gpus_per_node") or 0)
+        return out
+
+
+def resolve(compute: dict[str, Any], study_path: Path | str | None = None,
+            profile: Path | str | None = None) -> SlurmSettings:
+    """The study's ``compute.slurm`` overlaid on the cluster profile (``--profile`` or
+    ``compute.profile``); every value validated; HarnessError lists every problem."""
+    study_values = compute.get("slurm") or {}
+    profile_path = Path(profile).expanduser().resolve() if profile else (
+        Path(compute["profile"]) if compute.get("profile") else None)
+    profile_values: dict[str, Any] = {}
+    if profile_path is not None:
+        profile_values = load_profile(profile_path)
+    merged = {k: study_values.get(k) if study_values.get(k) is not None else profile_values.get(k)
+              for k in SLURM.fields if k != "stages"}
+    stages: dict[str, dict[str, Any]] = {}
+    for stage in STAGES:
+        a = (profile_values.get("stages") or {}).get(stage) or {}
+        b = (study_values.get("stages") or {}).get(stage) or {}
+        both = {k: b.get(k) if b.get(k) is not None else a.get(k) for k in RESOURCES}
+        if any(v is not None for v in both.values()):
+            stages[stage] = both
+    for key, value in DEFAULTS.items():
+        if merged.get(key) is None:
+            merged[key] = value
+    if merged.get("cpus_per_task") is None:
+        merged["cpus_per_task"] = int(compute.get("threads_per_job") or 1)
+    if merged.get("time_min") is None:
+        merged["time_min"] = max(1, int(round(float(compute.get("timeout_min") or 240))))
+    return SlurmSettings(merged, stages, str(profile_path) if profile_path else None)
+
+
+def load_profile(path: Path) -> dict[str, Any]:
+    """A cluster profile: a YAML mapping of the keys of ``compute.slurm``."""
+    from harness.yamlio import display, read_yaml
+
+    if not path.is_file():
+        raise HarnessError(f"{display(path)}: cluster profile not found")
+    raw = read_yaml(path)
+    if isinstance(raw.get("slurm"), dict) and len(raw) == 1:  # also accept {slurm: {...}}
+        raw = raw["slurm"]
+    ctx = Context(base_dir=path.parent)
+    values = SLURM.validate(raw, "slurm", ctx)
+    if ctx.problems:
+        raise HarnessError([f"{display(path)}: {p.path}: {p.message}" for p in ctx.problems])
+    return values
+
+
+def check_cluster() -> None:
+    """Fail before anything is submitted when no Slurm cluster answers."""
+    for tool in ("sbatch", "sacct", "scontrol"):
+        if shutil.which(tool) is None:
+            raise HarnessError(f"slurm: {tool} not found on PATH (is this a Slurm login node? "
+                               "To try Slurm on one machine: scripts/slurm-up.sh)")
+    try:
+        proc = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise HarnessError("slurm: `scontrol ping` did not answer within 30 s") from None
+    if proc.returncode != 0 or "UP" not in proc.stdout:
+        text = (proc.stdout + proc.stderr).strip().splitlines()
+        raise HarnessError(f"slurm: the controller does not answer (`scontrol ping`: {text[-1] if text else '?'})")
+
+
+def executor_parameters(settings: SlurmSettings, stage: str, study: str) -> dict[str, Any]:
+    """``SlurmExecutor.update_parameters`` keywords for one stage."""
+    res = settings.resources(stage)
+    params: dict[str, Any] = {
+        "job_name": f"{_safe(study)}.{stage}",
+        "time": int(res["time_min"]),
+        "nodes": int(res["nodes"]),
+        "ntasks_per_node": int(res["tasks_per_node"]),
+        "cpus_per_task": int(res["cpus_per_task"]),
+        "array_parallelism": int(settings["array_parallelism"]),
+        "signal_delay_s": int(settings["signal_delay_s"]),
+        "additional_parameters": {"kill-on-invalid-dep": "yes", "requeue": True},
+    }
+    if res.get("gpus_per_node"):
+        params["gpus_per_node"] = int(res["gpus_per_node"])
+    for key in ("partition", "account", "qos", "constraint"):
+        if res.get(key):
+            params[key] = res[key]
+    if res.get("mem_gb"):
+        params["mem"] = f"{int(round(res['mem_gb'] * 1024))}MB"
+    return params
+
+
+def _safe(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:64] or "harness"
+
+
+def make_executor(folder: Path, settings: SlurmSettings):
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(settings["retries"]))
+    executor._throttling = 0.02  # sbatch answers fast; submitit's 0.2 s pause per job is for big clusters
+    return executor
+
+
+# ---------------------------------------------------------------- job states from sacct
+
+
+def sacct(job_ids: list[str]) -> dict[str, dict[str, str]]:
+    """sacct rows (State, Reason, ExitCode, Elapsed, NodeList) of these jobs, through submitit's
+    watcher; array tasks are keyed ``<array>_<index>``."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    class Watcher(SlurmInfoWatcher):
+        def _make_command(self):
+            command = super()._make_command()
+            if command is not None:
+                command[2] = "JobID,State,Reason,ExitCode,Elapsed,NodeList"
+            return command
+
+    watcher = Watcher(delay_s=0)
+    for job_id in job_ids:
+        watcher.register_job(str(job_id))
+    watcher.update()
+    return {job_id: watcher._info_dict.get(str(job_id), {}) for job_id in job_ids}
+
+
+@dataclass
+class JobView:
+    """What one Slurm job of a node tells."""
+
+    job_id: str
+    cls: str  # PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT, PREEMPTED, OUT_OF_MEMORY, CANCELLED, NODE_FAIL
+    raw: str = ""
+    reason: str = ""
+    cause: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    by_dependency: bool = False  # cancelled by Slurm because a job it waited on failed
+
+    @property
+    def active(self) -> bool:
+        return self.cls in ("PENDING", "RUNNING")
+
+
+def job_paths(log_dir: Path, job_id: str):
+    from submitit.core.utils import JobPaths
+
+    return JobPaths(log_dir / "%j", job_id=job_id, task_id=0)
+
+
+def view(job_id: str, row: dict[str, str], log_dir: Path, in_store: bool) -> JobView:
+    """Classify one job from its sacct row, its submitit result and the store."""
+    paths = job_paths(log_dir, job_id)
+    raw = (row.get("State") or "UNKNOWN").strip()
+    word = raw.split()[0].rstrip("+").upper() if raw else "UNKNOWN"
+    out = JobView(job_id, word, raw, row.get("Reason", ""), stdout=str(paths.stdout), stderr=str(paths.stderr))
+    outcome, trace = _result(paths.result_pickle)
+    if in_store:
+        out.cls = "COMPLETED"
+        return out
+    if word in ACTIVE:
+        out.cls = "RUNNING" if word in ("RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT") else "PENDING"
+        return out
+    out.cls = CLASSES.get(word, word)
+    if word == "CANCELLED" and raw == "CANCELLED" and "Dependency" in out.reason:
+        out.by_dependency = True  # Slurm cancelled it (an input failed); a user's scancel reads 'CANCELLED by UID'
+    if outcome == "error":
+        out.cause = _last_error_line(trace)
+        if "timed-out too many times" in trace:
+            out.cls, out.cause = "TIMEOUT", f"time limit reached after {out.cause.split('because: ')[-1]}"
+        elif out.cls == "COMPLETED":
+            out.cls = "FAILED"
+    elif out.cls == "COMPLETED":
+        out.cls, out.cause = "FAILED", "the job ended without publishing its output"
+    if not out.cause:
+        out.cause = {
+            "TIMEOUT": "time limit reached", "OUT_OF_MEMORY": "out of memory (raise compute.slurm.mem_gb)",
+            "CANCELLED": "cancelled" + (" (an input failed)" if out.by_dependency else f" ({raw.lower()})"),
+            "NODE_FAIL": "node failure", "PREEMPTED": "preempted",
+            "FAILED": f"the job failed (exit code {row.get('ExitCode', '?')}) without a Python error",
+        }.get(out.cls, f"slurm state {raw}")
+    return out
+
+
+def _result(path: Path) -> tuple[str | None, str]:
+    if not path.exists():
+        return None, ""
+    try:
+        from submitit.core.utils import pickle_load
+
+        outcome, value = pickle_load(path)
+        return outcome, value if isinstance(value, str) else ""
+    except Exception:  # noqa: BLE001 - a result being written, or unreadable: no verdict from it
+        return None, ""
+
+
+def _last_error_line(trace: str) -> str:
+    lines = [line.rstrip() for line in trace.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if not line.startswith((" ", "\t")):
+            return line.strip()[:500]
+    return (lines[-1].strip() if lines else "")[:500]
+
+
+def log_tail(path: str | Path, lines: int = 12) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+# ---------------------------------------------------------------- the scheduler
+
+
+def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False, progress: bool = True):
+    """Submit every incomplete node of the graph; with ``detach`` return at once, else wait,
+    resubmitting retryable failures. Returns a :class:`harness.dispatch.RunSummary`."""
+    from harness.dispatch import RunSummary, read_state, write_state
+    from harness.progress import GraphProgress
+
+    check_cluster()
+    summary = RunSummary()
+    nodes = list(graph)
+    by_id = {n.id: n for n in nodes}
+    for node in nodes:
+        if layout.is_done(node):
+            summary.skipped.append(node)
+    todo = [n for n in nodes if not layout.is_done(n)]
+    if not todo:
+        return summary
+    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    layout.log_dir.mkdir(parents=True, exist_ok=True)
+    # What an earlier invocation submitted (a detached run): wait on live jobs, never submit twice.
+    records = {n.id: r for n in todo if (r := read_state(layout, n)) and r.get("executor") == "slurm"
+               and r.get("job_id")}
+    ours: set[str] = set()  # jobs submitted by this invocation
+    attempts: dict[str, int] = {}
+    final: dict[str, str] = {}  # node id -> outcome reported (done, failed, blocked)
+    executor = make_executor(layout.log_dir / "%j", settings)
+    poll = float(settings["poll_s"])
+
+    with GraphProgress(graph, {n.id for n in summary.skipped}, enabled=progress) as bar:
+        while True:
+            live_ids = [r["job_id"] for nid, r in records.items() if nid not in final]
+            rows = sacct(live_ids) if live_ids else {}
+            views: dict[str, JobView] = {}
+            for nid, rec in records.items():
+                if nid in final:
+                    continue
+                node = by_id[nid]
+                views[nid] = view(rec["job_id"], rows.get(rec["job_id"], {}), layout.log_dir, layout.is_done(node))
+                if rec["job_id"] in ours and views[nid].cls == "UNKNOWN":
+                    views[nid].cls = "PENDING"  # just submitted: sacct has not seen it yet
+            # Decide, in graph order: done, live, failed for good, blocked, or to submit.
+            status: dict[str, str] = {}
+            submit: list = []
+            for node in nodes:
+                nid = node.id
+                if layout.is_done(node):
+                    status[nid] = "done"
+                    continue
+                v = views.get(nid)
+                if nid in final:
+                    status[nid] = final[nid]
+                    continue
+                if v is not None and v.active:
+                    status[nid] = "live"
+                    continue
+                if v is not None and v.cls != "UNKNOWN" and records[nid]["job_id"] in ours:
+                    retry = v.cls in RETRYABLE and attempts.get(nid, 0) <= int(settings["retries"])
+                    if not (retry or v.by_dependency):
+                        status[nid] = "failed"
+                        continue
+                inputs = [status.get(dep.id, "done") for dep in node.inputs.values()]
+                if any(s in ("failed", "blocked") for s in inputs):
+                    status[nid] = "blocked"
+                elif all(s in ("done", "live", "submit") for s in inputs):
+                    status[nid] = "submit"
+                    submit.append(node)
+                else:
+                    status[nid] = "blocked"
+            # Submit stage by stage: one array per group of nodes that wait on the same jobs.
+            if submit:
+                groups: dict[tuple[str, tuple[str, ...]], list] = {}
+                for node in submit:  # grouped by the nodes they wait on (their jobs exist once submitted)
+                    waits = tuple(sorted({d.id for d in node.inputs.values() if status.get(d.id) in ("live", "submit")}))
+                    groups.setdefault((node.stage, waits), []).append(node)
+                for stage in STAGES:
+                    for (gstage, waits), group in groups.items():
+                        if gstage != stage:
+                            continue
+                        deps = tuple(sorted({records[d]["job_id"] for d in waits}))
+                        jobs = _submit(executor, settings, stage, study, group, deps, layout)
+                        for node, job in zip(group, jobs):
+                            attempts[node.id] = attempts.get(node.id, 0) + 1
+                            prev = records.get(node.id) or {}
+                            paths = job_paths(layout.log_dir, str(job.job_id))
+                            records[node.id] = {
+                                "executor": "slurm", "job_id": str(job.job_id), "stdout": str(paths.stdout),
+                                "stderr": str(paths.stderr), "attempt": int(prev.get("attempt", 0)) + 1,
+                                "dependency": list(deps), "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                            ours.add(str(job.job_id))
+                            write_state(layout, node, "submitted", extra=records[node.id])
+                        summary.submitted.update({n.id: records[n.id]["job_id"] for n in group})
+            # Report what ended.
+            for node in nodes:
+                nid = node.id
+                if nid in final:
+                    continue
+                s, v = status[nid], views.get(nid)
+                if s == "done" and node not in summary.skipped:
+                    final[nid] = "done"
+                    summary.done.append(node)
+                    if nid in records:
+                        write_state(layout, node, "done", extra={**records[nid], "slurm_state": "COMPLETED"})
+                    bar.advance(node, "done")
+                elif s == "failed" and v is not None:
+                    final[nid] = "failed"
+                    summary.failed[nid] = f"{v.cls}: {v.cause}"
+                    write_state(layout, node, "failed", cause=v.cause,
+                                extra={**records[nid], "slurm_state": v.cls, "raw_state": v.raw})
+                    bar.advance(node, "failed", f"{v.cls}: {v.cause} (log: {v.stderr})")
+                elif s == "blocked" and not detach and not any(
+                        status.get(n.id) in ("live", "submit") for n in _upstream(node)):
+                    final[nid] = "blocked"
+                    summary.blocked.append(node)
+                    write_state(layout, node, "blocked", extra={**records.get(nid, {}), "slurm_state": "BLOCKED"},
+                                cause="an input failed")
+                    bar.advance(node, "blocked")
+            if detach:
+                break
+            if not any(status[n.id] in ("live", "submit") for n in nodes):
+                break
+            time.sleep(poll)
+    return summary
+
+
+def _upstream(node) -> list:
+    out, stack, seen = [], list(node.inputs.values()), set()
+    while stack:
+        dep = stack.pop()
+        if dep.id in seen:
+            continue
+        seen.add(dep.id)
+        out.append(dep)
+        stack.extend(dep.inputs.values())
+    return out
+
+
+def _submit(executor, settings: SlurmSettings, stage: str, study: str, group: list, deps: tuple[str, ...], layout):
+    from harness.dispatch import make_job
+
+    params = executor_parameters(settings, stage, study)
+    if deps:
+        params["dependency"] = "afterok:" + ":".join(deps)
+    executor.update_parameters(**params)
+    jobs = []
+    try:
+        with executor.batch():
+            for node in group:
+                jobs.append(executor.submit(make_job(node, layout)))
+    except Exception as exc:  # noqa: BLE001 - sbatch refused: say why, in one line
+        text = str(exc).strip().splitlines()
+        raise HarnessError(f"slurm: sbatch refused the {stage} jobs: {text[-1] if text else exc}") from None
+    return jobs
+
+
+# ---------------------------------------------------------------- status
+
+
+def describe(graph, layout) -> list[dict[str, Any]]:
+    """The state of every node of a study run through Slurm, read from sacct."""
+    from harness.dispatch import read_state
+
+    rows, pending_rows = [], []
+    for node in graph:
+        row = {"id": node.id, "stage": node.stage, "key": node.key, "label": node.label, "state": "pending"}
+        rec = read_state(layout, node)
+        if rec:
+            row.update({k: rec[k] for k in ("job_id", "stdout", "stderr", "cause", "attempt") if k in rec})
+        if layout.is_done(node):
+            row["state"] = "done"
+        elif rec and rec.get("executor") == "slurm" and rec.get("job_id"):
+            pending_rows.append((row, node))
+        elif rec and rec.get("state") == "failed":
+            row["state"] = "failed"
+        rows.append(row)
+    if pending_rows:
+        states = sacct([row["job_id"] for row, _ in pending_rows])
+        for row, node in pending_rows:
+            v = view(row["job_id"], states.get(row["job_id"], {}), layout.log_dir, False)
+            row["slurm"] = v.cls
+            if v.active:
+                row["state"] = v.cls
+            elif v.cls == "UNKNOWN":
+                row["state"] = "pending"
+            elif v.by_dependency or (v.cls == "CANCELLED" and "Dependency" in v.reason and any(
+                    states.get((read_state(layout, d) or {}).get("job_id", ""), {}).get("State", "").split(" ")[0]
+                    not in ("", "COMPLETED") for d in node.inputs.values())):
+                row["state"], row["cause"] = "BLOCKED", "an input failed"
+            else:
+                row["state"], row["cause"] = v.cls, v.cause
+                if v.cls != "COMPLETED":
+                    row["tail"] = log_tail(v.stderr)
+            row["stderr"] = v.stderr
+    return rows
+
+
+FAILED_STATES = {"FAILED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "BLOCKED", "failed"}
+
+
+def in_slurm_job() -> bool:
+    return os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and "SLURM_JOB_ID" in os.environ
+
+
+__all__ = ["SLURM", "SlurmSettings", "resolve", "run", "describe", "sacct", "view", "check_cluster",
+           "executor_parameters", "FAILED_STATES", "in_slurm_job", "sys"]
