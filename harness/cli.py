@@ -5,6 +5,7 @@
     harness status STUDY                                      each job: pending, running, done, failed
     harness report STUDY                                      runs/<study>/report/
     harness tags parse|build|stats ...                        captions -> tags -> tag systems, on files
+    harness figure tsne|longtail|wordcloud ...                the tag-system figures (UTS Fig. 2), on files
     harness assets [NAME ...]                                 public assets, checked by sha256
 
 Bad input (a malformed study file, an unknown key, a missing file) prints one line per
@@ -74,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     from harness import tags_cli
 
     tags_cli.add_parser(sub)
+    from harness import figure_cli
+
+    figure_cli.add_parser(sub)
     assets = sub.add_parser("assets", help="fetch public assets (URL + sha256; HARNESS_MIRROR for a local copy)")
     assets.add_argument("names", nargs="*", help="assets to fetch (default: list them)")
     assets.set_defaults(func=cmd_assets)
