@@ -99,7 +99,8 @@ def cmd_tsne(args) -> int:
     for d in result["d"]:
         print(f"  within d={d:g}: {result['audioset_covered'][d]:6.1%} of AudioSet labels have a tag, "
               f"{result['tags_covered'][d]:6.1%} of tags have an AudioSet label")
-    for key, what in (("nn_audioset_to_tag", "AudioSet -> nearest tag"), ("nn_tag_to_audioset", "tag -> nearest AudioSet")):
+    for key, what in (("nn_audioset_to_tag", "AudioSet -> nearest tag"),
+                      ("nn_tag_to_audioset", "tag -> nearest AudioSet")):
         q = result[key]
         print(f"  {what}: median {q['q50']:.3f}, 90th percentile {q['q90']:.3f}, max {q['q100']:.3f}")
     print(f"wrote {_written(stem, True)} in {time.time() - started:.1f} s", file=sys.stderr)

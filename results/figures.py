@@ -89,7 +89,8 @@ def tag_frequencies(path: str | os.PathLike, column: str = "tags") -> Counter:
 
 def _iter_jsonl_tags(path: Path) -> Iterable[list[str]]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    expected = "expected one JSON object per line with a 'tags' list (TAGS.jsonl) or a Lhotse cut with custom 'audio_tag'"
+    expected = ("expected one JSON object per line with a 'tags' list (TAGS.jsonl) "
+                "or a Lhotse cut with custom 'audio_tag'")
     try:
         with opener(path, "rt", encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
@@ -243,8 +244,8 @@ def wordcloud_figure(freqs: Mapping[str, int], stem: str | os.PathLike, max_word
     """Word cloud of the most frequent tags (UTS Fig. 2a): ``stem.png`` and ``stem.pdf``.
 
     Word size follows the tag frequency; the layout is fixed by ``seed`` (the same input
-    gives the same bytes). The colours come from ``colormap`` (viridis: perceptually
-    uniform and colour-blind safe) on a white background.
+    gives the same bytes). Colours follow the frequency rank along ``colormap`` (viridis:
+    perceptually uniform and colour-blind safe; its light yellow end is left out), on white.
 
     Returns ``{"n_words": words drawn, "words": drawn words (largest first),
     "top": [[tag, count], ...] the ten most frequent tags, "n_tags": distinct tags}``.
@@ -256,9 +257,19 @@ def wordcloud_figure(freqs: Mapping[str, int], stem: str | os.PathLike, max_word
     ranked = _check_freqs(freqs)
     if max_words < 1:
         raise HarnessError(f"max_words: expected a positive number, found {max_words}")
-    cloud = WordCloud(width=1400, height=700, background_color="white", colormap=colormap, max_words=max_words,
-                      random_state=seed, prefer_horizontal=0.9, relative_scaling=0.5, min_font_size=6,
-                      normalize_plurals=False, collocations=False, margin=2)
+    import matplotlib
+
+    cmap = matplotlib.colormaps[colormap]
+    rank = {t: i for i, (t, _) in enumerate(ranked[:max_words])}
+    last = max(1, len(rank) - 1)
+
+    def color_by_rank(word, **_):  # frequent words dark, rare ones light; no yellow on white
+        r, g, b, _a = cmap(0.85 * rank.get(word, last) / last)
+        return f"rgb({round(255 * r)}, {round(255 * g)}, {round(255 * b)})"
+
+    cloud = WordCloud(width=1400, height=700, background_color="white", color_func=color_by_rank,
+                      max_words=max_words, random_state=seed, prefer_horizontal=0.9, relative_scaling=0.5,
+                      min_font_size=6, normalize_plurals=False, collocations=False, margin=2)
     cloud.generate_from_frequencies(dict(ranked[:max_words]))
     words = [word for (word, _), *_ in cloud.layout_]
     with figure(width=7.0, height=3.5) as (fig, ax):
@@ -314,7 +325,7 @@ def longtail_figure(freqs: Mapping[str, int], stem: str | os.PathLike, ks: Itera
         ax.set_title(f"{len(counts):,} tags, {int(counts.sum()):,} occurrences")
         ax.legend(loc="lower left", frameon=False)
         save(fig, stem)
-    out = {"n_tags": int(len(counts)), "total": int(counts.sum()), "singletons": int((counts == 1).sum()),
+    out = {"n_tags": len(counts), "total": int(counts.sum()), "singletons": int((counts == 1).sum()),
            "ks_marked": marked, "head_share": head, "tail_share": {k: 1.0 - v for k, v in head.items()}}
     if return_figure:
         out["figure"] = fig
