@@ -202,11 +202,11 @@ def _merge_config(merge: dict[str, Any] | None) -> tuple[dict[str, Any], dict[st
 
 
 def dataset_node(kind: str, args: dict[str, Any]) -> Node:
-    """A generated or adapted dataset (shared across studies)."""
-    if kind != "minisuite":
-        raise ValueError(f"unknown dataset kind {kind!r}")
-    config = {"kind": kind, "seed": int(args.get("seed", 0)), "scale": float(args.get("scale", 1.0))}
-    return make_node("dataset", config, {}, _v("dataset", components.minisuite_version()), {"dataset": kind})
+    """A generated or adapted dataset (shared across studies): keyed by the adapter and its args."""
+    from harness.adapters import node_config
+
+    config, version = node_config(kind, args)
+    return make_node("dataset", config, {}, _v("dataset", version), {"dataset": kind})
 
 
 def _v(stage: str, *component_versions: str) -> str:

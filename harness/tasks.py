@@ -1,9 +1,12 @@
 """The probe-task registry: one small YAML file per task under ``probes/tasks/``.
 
-A task file gives name, version, domain, kind, metric, splits and the source adapter
-with its arguments; ``include:`` makes a variant a few lines long. The registry reads
-YAML only (no torch), so validating a study stays fast. Extra task folders can be
-added with the ``HARNESS_TASK_PATH`` environment variable (``os.pathsep``-separated).
+A task file gives name, version, domain, kind, metric, splits (or folds) and the source
+adapter with its arguments; ``include:`` makes a variant a few lines long. The adapter
+(``harness.adapters``) checks its own arguments, e.g. that ``args.root`` is a folder in
+the dataset's official layout, so a bad path fails when the study is planned, in one
+line naming the task file and the key. The registry reads YAML only (no torch), so
+validating a study stays fast. Extra task folders can be added with the
+``HARNESS_TASK_PATH`` environment variable (``os.pathsep``-separated). See docs/tasks.md.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness import adapters
 from harness.errors import StudyError
 from harness.schema import Any_, Context, Map, Num, Obj, Str
 from harness.yamlio import display, load_with_includes
@@ -29,7 +33,8 @@ TASK = Obj({
     "metric": Str(choices=["accuracy", "map", "recall@1", "recall@5", "recall@10"]),
     "description": Str(""),
     "splits": Obj({"train": Str("train"), "valid": Str("valid"), "test": Str("test")}, default={}),
-    "adapter": Str(choices=["minisuite"]),
+    "folds": Num(None, integer=True, min=2, doc="k-fold tasks: the number of folds (results average them)"),
+    "adapter": Str(choices=adapters.names()),
     "args": Map(Any_(), default={}),
 })
 
@@ -66,7 +71,18 @@ def load_task(name: str) -> dict[str, Any]:
     raw, _ = load_with_includes(path)
     ctx = Context(base_dir=path.parent)
     task = TASK.validate(raw, "", ctx)
+    if not ctx.problems:
+        adapter = adapters.get(task["adapter"])
+        task["args"] = adapter.check(task["args"], ctx, "args")
+        if task["kind"] not in adapter.kinds:
+            ctx.error("kind", f"the {task['adapter']!r} adapter gives {' or '.join(adapter.kinds)} clips; "
+                      f"expected one of {', '.join(repr(k) for k in adapter.kinds)}, found {task['kind']!r}")
+        if adapter.folds and task["folds"] not in (None, adapter.folds):
+            ctx.error("folds", f"{adapter.title} has {adapter.folds} official folds; expected {adapter.folds}, "
+                      f"found {task['folds']}")
     if ctx.problems:
         raise StudyError([f"{display(path)}: {p.path}: {p.message}" for p in ctx.problems])
     task["name"] = task["name"] or name
+    if task.get("folds") is None:
+        task.pop("folds", None)  # absent, not null: the declarations of tasks without folds keep their keys
     return task

@@ -1,8 +1,10 @@
-"""Datasets a study reads: the built-in mini suite (generated once, shared by all studies).
+"""Datasets a study reads: the built-in mini suite (generated once, shared by all studies)
+and the datasets that task adapters read from a user's folder (``harness.adapters``).
 
 The node's folder holds ``dataset.json``, which points at the dataset's root in the shared
-cache (``$HARNESS_HOME/datasets/<key>/``): its pre-training pool manifest and one manifest
-per probe task, all Lhotse CutSets.
+cache (``$HARNESS_HOME/datasets/<key>/``): for the mini suite its pre-training pool
+manifest and one manifest per probe task; for an adapter one task manifest and a report
+of the clips left out (missing or unreadable audio). All manifests are Lhotse CutSets.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ POINTER = "dataset.json"
 
 
 def run(ctx: StageContext) -> dict:
+    if ctx.config["kind"] != "minisuite":
+        return _run_adapter(ctx)
     from harness.minisuite import build
 
     root = ctx.cache_dir / "datasets" / ctx.key
@@ -28,6 +32,25 @@ def run(ctx: StageContext) -> dict:
     atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
     ctx.log(f"mini suite at {root}: {index['pretrain']['num_clips']} pool clips, {len(index['tasks'])} tasks")
     return {"root": str(root), "pool_clips": index["pretrain"]["num_clips"], "tasks": sorted(index["tasks"])}
+
+
+def _run_adapter(ctx: StageContext) -> dict:
+    from harness.adapters.build import build
+
+    kind = ctx.config["kind"]
+    root = ctx.cache_dir / "datasets" / ctx.key
+    index = build(root, kind, ctx.config["args"], progress=ctx.progress, log=ctx.log,
+                  workers=min(16, 4 * (os.cpu_count() or 1)))
+    atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
+    info = index["tasks"][kind]
+    ctx.log(f"{kind} at {root}: {info['num_clips']} clips {info['counts']}, "
+            f"{index['missing']} missing, {index['unreadable']} unreadable")
+    report = json.loads((root / index["report"]).read_text())
+    return {"root": str(root), "tasks": sorted(index["tasks"]), "num_clips": info["num_clips"],
+            "counts": info["counts"], "missing": index["missing"], "unreadable": index["unreadable"],
+            "report": str(root / index["report"]),
+            # the first few, so the record names them; report.json lists them all
+            "missing_clips": report["missing"][:20], "unreadable_clips": report["unreadable"][:20]}
 
 
 def _pointer(node_dir: Path) -> dict:
@@ -47,3 +70,19 @@ def task_manifest(node_dir: Path, task: str) -> Path:
     if task not in tasks:
         raise KeyError(f"the dataset has no task {task!r}; it has: {', '.join(sorted(tasks))}")
     return Path(p["root"]) / tasks[task]["path"]
+
+
+def task_manifest_for(node_dir: Path, task: dict) -> Path:
+    """The manifest of a task declaration (``harness.tasks.load_task``) in its dataset node."""
+    if task["adapter"] == "minisuite":
+        return task_manifest(node_dir, task["args"]["task"])
+    return task_manifest(node_dir, task["adapter"])
+
+
+def left_out(node_dir: Path) -> dict:
+    """The clips an adapter dataset left out: {"missing": [...], "unreadable": [...]} (empty for the mini suite)."""
+    p = _pointer(node_dir)
+    report = p["index"].get("report")
+    if not report:
+        return {"missing": [], "unreadable": []}
+    return json.loads((Path(p["root"]) / report).read_text())

@@ -3,6 +3,12 @@
 The cache key is the checkpoint's content digest, the feature settings, the task
 manifest's digest and the layer: two studies (or two graph nodes) that would compute the
 same embeddings find them in ``$HARNESS_HOME/embeddings/<key>/``.
+
+A clip whose audio cannot be decoded (corrupt, truncated, removed since the dataset was
+built) or is shorter than one feature frame is skipped: it is left out of the embeddings
+and of ``clips.json`` (so the probe stage never sees it and indices stay aligned),
+counted and listed (id, path, error) in the job's record, in ``skipped.json`` next to the
+embeddings, and in the log. It never stops the run.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ from harness.job import StageContext
 from harness.store import atomic_write_json, digest, file_digest
 
 VERSION = "2"
+SKIPPED_IN_RECORD = 100  # skipped clips listed in the job record; skipped.json lists them all
 
 
 def run(ctx: StageContext) -> dict:
-    from harness.stages.dataset import task_manifest
+    from harness.stages.dataset import task_manifest_for
 
     task = ctx.config["task"]
-    manifest = task_manifest(ctx.inputs["data"].path, task["args"]["task"])
+    manifest = task_manifest_for(ctx.inputs["data"].path, task)
     pretrain = ctx.inputs["pretrain"]
     ckpt = pretrain.path / pretrain.record["outputs"]["checkpoint"]
     key = digest({"checkpoint": pretrain.record["outputs"]["digest"], "features": ctx.config["features"],
@@ -34,16 +41,83 @@ def run(ctx: StageContext) -> dict:
     meta = json.loads((target / "meta.json").read_text())
     atomic_write_json(ctx.workdir / "embeddings.json", {"cache_key": key, "path": str(target)})
     ctx.log(f"{'reused' if reused else 'extracted'} {meta['num_clips']} embeddings ({key})")
-    return {"cache_key": key, "num_clips": meta["num_clips"], "dim": meta["dim"], "reused": reused}
+    skipped = meta.get("skipped", [])
+    if skipped:
+        atomic_write_json(ctx.workdir / "skipped.json", skipped)
+        if reused:  # the extraction that found them logged each one
+            ctx.log(f"{len(skipped)} clips skipped (unreadable audio), listed in {ctx.workdir / 'skipped.json'}")
+    return {"cache_key": key, "num_clips": meta["num_clips"], "dim": meta["dim"], "reused": reused,
+            "skipped": len(skipped), "skipped_clips": skipped[:SKIPPED_IN_RECORD]}
+
+
+def decode_features(manifest: Path, features: dict, progress: bool = False, log=print) -> tuple[list, list, list]:
+    """(ids, [frames, mel] float32 tensors, skipped) for every cut of a manifest that decodes.
+
+    ``skipped`` lists ``{"id", "path", "error"}`` for each cut whose audio fails to load
+    or gives no feature frame; each is logged. Order follows the manifest.
+    """
+    from lhotse import CutSet
+
+    from encoders.features import fbank
+    from harness.adapters.build import short_error
+
+    ids, feats, skipped = [], [], []
+    cuts = CutSet.from_file(manifest)
+    if progress:
+        from rich.progress import track
+
+        cuts = track(cuts, description="features")
+    for cut in cuts:
+        try:
+            audio = cut.load_audio()  # [channels, samples]
+            wave = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
+            frames = fbank(wave, int(cut.sampling_rate), num_mel_bins=features["num_mel_bins"])
+            if frames.shape[0] == 0:
+                raise ValueError(f"{audio.shape[-1]} samples: shorter than one 25 ms feature frame")
+        except Exception as exc:  # noqa: BLE001 - a bad clip is reported and skipped, never fatal
+            paths = [s.source for s in getattr(cut.recording, "sources", []) if s.type == "file"]
+            item = {"id": cut.id, "path": paths[0] if paths else None, "error": short_error(exc)}
+            skipped.append(item)
+            log(f"skipping clip {item['id']} ({item['path']}): {item['error']}")
+            continue
+        ids.append(cut.id)
+        feats.append(frames)
+    return ids, feats, skipped
+
+
+def load_clip_features(manifest: Path, features: dict, cache_dir: Path, progress: bool = False,
+                       log=print) -> tuple[list, list, list]:
+    """:func:`decode_features`, cached by the manifest's digest and the feature settings."""
+    import torch
+
+    key = digest({"manifest": file_digest(manifest), "features": features, "skips": "unreadable"})
+    path = cache_dir / "features" / f"{key}.pt"
+    if path.is_file():
+        blob = torch.load(path, weights_only=True)
+        for item in blob["skipped"]:
+            log(f"skipping clip {item['id']} ({item['path']}): {item['error']}")
+        return blob["ids"], blob["features"], blob["skipped"]
+    ids, feats, skipped = decode_features(manifest, features, progress=progress, log=log)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"ids": ids, "features": feats, "skipped": skipped}, tmp)
+    tmp.replace(path)
+    log(f"computed features for {len(ids)} clips ({len(skipped)} skipped) -> {path}")
+    return ids, feats, skipped
 
 
 def _extract(ctx: StageContext, ckpt: Path, manifest: Path, target: Path) -> None:
     from encoders.checkpoint import load_encoder
-    from harness.stages.audio import load_features
     from harness.stages.manifests import iter_cut_dicts
     from probes.embed import extract_embeddings, save_shards
 
-    ids, feats = load_features(manifest, ctx.config["features"], ctx.cache_dir, progress=ctx.progress, log=ctx.log)
+    ids, feats, skipped = load_clip_features(manifest, ctx.config["features"], ctx.cache_dir,
+                                             progress=ctx.progress, log=ctx.log)
+    if skipped:
+        ctx.log(f"{len(skipped)} of {len(ids) + len(skipped)} clips skipped (unreadable audio)")
+    if not ids:
+        raise RuntimeError(f"no clip of {manifest} could be decoded ({len(skipped)} skipped); first error: "
+                           f"{skipped[0]['error'] if skipped else 'the manifest is empty'}")
     custom = {c["id"]: c.get("custom") or {} for c in iter_cut_dicts(manifest)}
     encoder, _ = load_encoder(ckpt)
     embeddings = extract_embeddings(encoder, feats, layer=ctx.config["layer"], progress=ctx.progress)
@@ -51,11 +125,15 @@ def _extract(ctx: StageContext, ckpt: Path, manifest: Path, target: Path) -> Non
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_shards(tmp, embeddings)
-    rows = [{"id": i, "label": custom[i].get("label"), "labels": custom[i].get("labels"), "split": custom[i].get("split")}
+    # One row per embedding, in the same order: skipped clips are in neither.
+    rows = [{"id": i, "label": custom[i].get("label"), "labels": custom[i].get("labels"), "split": custom[i].get("split"),
+             "fold": custom[i].get("fold")}
             for i in ids]
     atomic_write_json(tmp / "clips.json", rows)
+    atomic_write_json(tmp / "skipped.json", skipped)
     atomic_write_json(tmp / "meta.json", {"num_clips": len(ids), "dim": int(embeddings[0].shape[-1]),
-                                          "checkpoint": str(ckpt), "manifest": str(manifest)})
+                                          "checkpoint": str(ckpt), "manifest": str(manifest),
+                                          "skipped": skipped})
     atomic_write_json(tmp / "_done.json", {"ok": True})
     try:
         os.rename(tmp, target)

@@ -1,0 +1,31 @@
+"""The built-in mini suite as a task adapter (built by :mod:`harness.minisuite`, not read from a root)."""
+
+from __future__ import annotations
+
+from harness.adapters.base import Adapter
+from harness.schema import Num, Str
+
+VERSION = "1"
+
+
+class MiniSuite(Adapter):
+    name = "minisuite"
+    title = "mini suite"
+    layout = "generated into the shared cache"
+    root_required = False
+
+    @property
+    def args(self):  # noqa: D102 - the task names are the suite's
+        from harness.minisuite.spec import TASKS
+
+        return {"task": Str(choices=sorted(TASKS)), "seed": Num(0, integer=True, min=0),
+                "scale": Num(1.0, min=0.0)}
+
+    def schema(self):
+        from harness.schema import Obj
+
+        return Obj(dict(self.args), default={})
+
+    def check(self, args, ctx, path="args"):
+        out = self.schema().validate(args, path, ctx)
+        return out if isinstance(out, dict) else {}

@@ -1,0 +1,238 @@
+"""Dataset adapters: tiny trees in each dataset's official layout, with generated audio.
+
+Every test writes a few short clips (0.3 s at 16 kHz) where the dataset keeps them, points
+a task at the tree, and checks the records and the Lhotse manifest the dataset stage
+writes against what it wrote: ids, splits and folds, labels, multi-label sets, captions,
+missing and unreadable clips counted and listed, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from harness import adapters, tasks
+from harness.adapters.build import build
+from harness.errors import StudyError
+from harness.stages.manifests import iter_cut_dicts
+
+SR = 16000
+
+
+def wav(path: Path, seconds: float = 0.3, freq: float = 440.0, fmt: str | None = None) -> Path:
+    """A short sine + noise clip; ``fmt='MP3'`` writes MP3 (libsndfile >= 1.1)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * SR)) / SR
+    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
+    sf.write(path, x.astype(np.float32), SR, format=fmt)
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def task_with_data(name: str, data: Path, monkeypatch) -> dict:
+    monkeypatch.setenv("HARNESS_DATA", str(data))
+    return tasks.load_task(name)
+
+
+def built(task: dict, tmp_path: Path) -> tuple[dict, list[dict], dict]:
+    """(index, manifest cuts as dicts, report) of the task's dataset built under tmp_path."""
+    out = tmp_path / "built" / task["name"].replace("/", "-")
+    index = build(out, task["adapter"], task["args"], log=lambda m: None, workers=2)
+    info = index["tasks"][task["adapter"]]
+    cuts = list(iter_cut_dicts(out / info["path"]))
+    report = json.loads((out / index["report"]).read_text())
+    return index, cuts, report
+
+
+def by_id(cuts: list[dict]) -> dict[str, dict]:
+    return {c["id"]: c["custom"] for c in cuts}
+
+
+# ---------------------------------------------------------------------------------------
+# ESC-50 and UrbanSound8K: k-fold, default split fold 1 test, fold 2 valid, rest train.
+
+
+def esc50_tree(root: Path) -> dict[str, tuple[int, str]]:
+    rows = {"1-100-A-0": (1, "dog"), "2-200-A-1": (2, "rooster"), "3-300-A-0": (3, "dog"),
+            "4-400-A-1": (4, "rooster"), "5-500-A-0": (5, "dog"), "5-501-A-1": (5, "rooster")}
+    lines = ["filename,fold,target,category,esc10,src_file,take"]
+    for i, (stem, (fold, cat)) in enumerate(rows.items()):
+        lines.append(f"{stem}.wav,{fold},{0 if cat == 'dog' else 1},{cat},{'True' if i % 2 == 0 else 'False'},100,A")
+        wav(root / "audio" / f"{stem}.wav", freq=300 + 50 * i)
+    write(root / "meta" / "esc50.csv", "\n".join(lines) + "\n")
+    return rows
+
+
+def test_esc50_folds_and_labels(tmp_path, monkeypatch):
+    rows = esc50_tree(tmp_path / "data" / "ESC-50-master")
+    task = task_with_data("paper/esc50", tmp_path / "data", monkeypatch)
+    assert task["folds"] == 5 and task["kind"] == "multiclass" and task["metric"] == "accuracy"
+    index, cuts, report = built(task, tmp_path)
+    got = by_id(cuts)
+    assert set(got) == set(rows)
+    for stem, (fold, cat) in rows.items():
+        split = "test" if fold == 1 else "valid" if fold == 2 else "train"
+        assert got[stem] == {"split": split, "fold": fold, "label": cat}
+    assert index["tasks"]["esc50"]["counts"] == {"train": 4, "valid": 1, "test": 1}
+    assert index["missing"] == 0 and report == {"missing": [], "unreadable": []}
+    # the audio path is absolute and decodes
+    src = cuts[0]["recording"]["sources"][0]["source"]
+    assert Path(src).is_absolute() and sf.info(src).samplerate == SR
+
+
+def test_esc10_variant_and_fold_choice(tmp_path, monkeypatch):
+    esc50_tree(tmp_path / "data" / "ESC-50-master")
+    task = task_with_data("paper/esc10", tmp_path / "data", monkeypatch)
+    assert task["args"]["subset"] == "esc10" and task["adapter"] == "esc50"
+    _, cuts, _ = built(task, tmp_path)
+    assert sorted(by_id(cuts)) == ["1-100-A-0", "3-300-A-0", "5-500-A-0"]
+    records = adapters.get("esc50").load({**task["args"], "subset": None, "test_fold": 5, "valid_fold": 4})
+    splits = {r.id: r.split for r in records}
+    assert splits["5-500-A-0"] == splits["5-501-A-1"] == "test" and splits["4-400-A-1"] == "valid"
+
+
+def test_urbansound8k(tmp_path, monkeypatch):
+    root = tmp_path / "data" / "UrbanSound8K"
+    lines = ["slice_file_name,fsID,start,end,salience,fold,classID,class"]
+    rows = {}
+    for fold in (1, 2, 3, 10):
+        name = f"{100 + fold}-3-0-{fold}.wav"
+        cls = "siren" if fold % 2 else "dog_bark"
+        lines.append(f"{name},{100 + fold},0.0,0.3,1,{fold},{fold % 2},{cls}")
+        wav(root / "audio" / f"fold{fold}" / name)
+        rows[name[:-4]] = (fold, cls)
+    write(root / "metadata" / "UrbanSound8K.csv", "\n".join(lines) + "\n")
+    task = task_with_data("paper/urbansound8k", tmp_path / "data", monkeypatch)
+    assert task["folds"] == 10
+    _, cuts, _ = built(task, tmp_path)
+    got = by_id(cuts)
+    assert {k: (v["fold"], v["label"]) for k, v in got.items()} == rows
+    assert [got[k]["split"] for k in sorted(got, key=lambda k: rows[k][0])] == ["test", "valid", "train", "train"]
+
+
+# ---------------------------------------------------------------------------------------
+# FSD50K: multi-label, dev train/val + eval; a missing clip is counted, not fatal.
+
+
+def test_fsd50k_multilabel_and_missing(tmp_path, monkeypatch):
+    root = tmp_path / "data" / "FSD50K"
+    write(root / "FSD50K.ground_truth" / "dev.csv",
+          'fname,labels,mids,split\n'
+          '11,"Speech,Human_voice",/m/09x0r,train\n'
+          '12,Bark,/m/05tny_,train\n'
+          '13,"Bark,Dog,Animal","/m/05tny_,/m/0bt9lr,/m/0jbk",val\n'
+          '14,Speech,/m/09x0r,train\n')  # 14 has no audio
+    write(root / "FSD50K.ground_truth" / "eval.csv", 'fname,labels,mids\n11,"Dog,Speech","/m/0bt9lr,/m/09x0r"\n')
+    for name in ("11", "12", "13"):
+        wav(root / "FSD50K.dev_audio" / f"{name}.wav")
+    wav(root / "FSD50K.eval_audio" / "11.wav")
+    task = task_with_data("paper/fsd50k", tmp_path / "data", monkeypatch)
+    assert (task["kind"], task["metric"]) == ("multilabel", "map")
+    index, cuts, report = built(task, tmp_path)
+    got = by_id(cuts)
+    assert got == {"dev-11": {"split": "train", "labels": ["Speech", "Human_voice"]},
+                   "dev-12": {"split": "train", "labels": ["Bark"]},
+                   "dev-13": {"split": "valid", "labels": ["Bark", "Dog", "Animal"]},
+                   "eval-11": {"split": "test", "labels": ["Dog", "Speech"]}}
+    assert index["missing"] == 1 and [m["id"] for m in report["missing"]] == ["dev-14"]
+    assert index["tasks"]["fsd50k"]["labels"] == ["Animal", "Bark", "Dog", "Human_voice", "Speech"]
+
+
+# ---------------------------------------------------------------------------------------
+# The generic task: a CSV or JSONL, no code.
+
+
+def generic_task(tmp_path: Path, manifest: str, extra: str = "kind: multiclass\nmetric: accuracy\n") -> str:
+    tasks_dir = tmp_path / "tasks"
+    write(tasks_dir / "birds.yaml", f"domain: environment\n{extra}adapter: generic\nargs: {{manifest: {manifest}}}\n")
+    return str(tasks_dir)
+
+
+def test_generic_csv(tmp_path, monkeypatch):
+    data = tmp_path / "birds"
+    for name in ("a", "b", "c", "d"):
+        wav(data / "clips" / f"{name}.wav")
+    write(data / "clips.csv", "path,label,split\nclips/a.wav,owl,train\nclips/b.wav,crow,val\n"
+                              "clips/c.wav,owl,test\nclips/d.wav,crow,train\nclips/gone.wav,owl,train\n")
+    monkeypatch.setenv("HARNESS_TASK_PATH", generic_task(tmp_path, str(data / "clips.csv")))
+    task = tasks.load_task("birds")
+    index, cuts, report = built(task, tmp_path)
+    assert by_id(cuts) == {"clips/a": {"split": "train", "label": "owl", "labels": ["owl"]},
+                           "clips/b": {"split": "valid", "label": "crow", "labels": ["crow"]},
+                           "clips/c": {"split": "test", "label": "owl", "labels": ["owl"]},
+                           "clips/d": {"split": "train", "label": "crow", "labels": ["crow"]}}
+    assert index["missing"] == 1 and report["missing"][0]["id"] == "clips/gone"
+
+
+def test_generic_jsonl_multilabel_folds(tmp_path, monkeypatch):
+    data = tmp_path / "sfx"
+    rows = [{"id": f"x{i}", "path": str(wav(data / f"{i}.wav")), "labels": labels, "fold": fold}
+            for i, (labels, fold) in enumerate([(["door", "knock"], 1), ("door;steps", 2), (["steps"], 3)])]
+    write(data / "clips.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv("HARNESS_TASK_PATH",
+                       generic_task(tmp_path, "../sfx/clips.jsonl", "kind: multilabel\nmetric: map\nfolds: 3\n"))
+    task = tasks.load_task("birds")
+    assert task["args"]["manifest"] == str(data / "clips.jsonl")  # relative to the task file
+    _, cuts, _ = built(task, tmp_path)
+    got = by_id(cuts)
+    assert got["x0"]["labels"] == ["door", "knock"] and got["x1"]["labels"] == ["door", "steps"]
+    assert [got[f"x{i}"]["split"] for i in range(3)] == ["test", "valid", "train"]
+    assert [got[f"x{i}"]["fold"] for i in range(3)] == [1, 2, 3]
+
+
+def test_generic_errors_are_one_line(tmp_path, monkeypatch):
+    write(tmp_path / "bad.csv", "file,category\na.wav,x\n")
+    monkeypatch.setenv("HARNESS_TASK_PATH", generic_task(tmp_path, str(tmp_path / "bad.csv")))
+    with pytest.raises(StudyError) as err:
+        tasks.load_task("birds")
+    text = str(err.value)
+    assert "birds.yaml: args.manifest: expected a column for labels or captions" in text
+    assert "a split or fold" in text
+    monkeypatch.setenv("HARNESS_TASK_PATH", generic_task(tmp_path, str(tmp_path / "nope.csv")))
+    with pytest.raises(StudyError, match=r"birds\.yaml: args\.manifest: expected a CSV.*no such file"):
+        tasks.load_task("birds")
+
+
+# ---------------------------------------------------------------------------------------
+# The registry: adapters, root errors, every paper task.
+
+
+def test_missing_root_is_one_line_naming_file_key_and_layout(tmp_path, monkeypatch):
+    monkeypatch.delenv("ESC50_ROOT", raising=False)
+    monkeypatch.delenv("HARNESS_DATA", raising=False)
+    with pytest.raises(StudyError) as err:
+        tasks.load_task("paper/esc50")
+    (line,) = str(err.value).strip().splitlines()
+    assert "paper/esc50.yaml: args.root: expected the ESC-50 folder (meta/esc50.csv" in line
+    assert "ESC50_ROOT and HARNESS_DATA not set" in line
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
+    with pytest.raises(StudyError, match=r"args\.root: .*ESC-50-master'.*no such folder"):
+        tasks.load_task("paper/esc50")
+    (tmp_path / "ESC-50-master").mkdir()
+    with pytest.raises(StudyError, match=r"args\.root: expected the ESC-50 folder .* without meta/esc50.csv, audio/"):
+        tasks.load_task("paper/esc50")
+
+
+def test_unknown_adapter_and_bad_args(tmp_path, monkeypatch):
+    write(tmp_path / "t" / "x.yaml", "domain: music\nkind: multiclass\nmetric: accuracy\nadapter: esc51\n")
+    write(tmp_path / "t" / "y.yaml", "domain: music\nkind: multilabel\nmetric: map\nadapter: esc50\n"
+                                     "args: {root: /, test_fold: 9, colour: red}\n")
+    monkeypatch.setenv("HARNESS_TASK_PATH", str(tmp_path / "t"))
+    with pytest.raises(StudyError, match=r"x\.yaml: adapter: expected one of .*'esc50'.*did you mean 'esc50'"):
+        tasks.load_task("x")
+    with pytest.raises(StudyError) as err:
+        tasks.load_task("y")
+    text = str(err.value)
+    assert "y.yaml: args.colour: unknown key" in text
+    assert "y.yaml: args.test_fold: expected a fold in 1..5, found 9" in text
+    assert "y.yaml: kind: the 'esc50' adapter gives multiclass clips" in text
