@@ -236,3 +236,81 @@ def test_unknown_adapter_and_bad_args(tmp_path, monkeypatch):
     assert "y.yaml: args.colour: unknown key" in text
     assert "y.yaml: args.test_fold: expected a fold in 1..5, found 9" in text
     assert "y.yaml: kind: the 'esc50' adapter gives multiclass clips" in text
+
+
+# ---------------------------------------------------------------------------------------
+# Corrupt audio: the dataset stage leaves out what it cannot open; extraction skips what
+# fails to decode later. Both are counted and listed; the probe stage never sees them.
+
+
+def _ctx(stage: str, config: dict, workdir: Path, home: Path, inputs: dict | None = None):
+    from harness.job import StageContext
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    return StageContext(stage=stage, key=f"{stage}-test", config=config, runtime={}, inputs=inputs or {},
+                        workdir=workdir, cache_dir=home)
+
+
+def test_corrupt_audio_is_skipped_counted_and_listed(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from encoders import build_encoder
+    from encoders.checkpoint import checkpoint_digest, save_encoder
+    from harness import components
+    from harness.graph import dataset_node
+    from harness.job import InputRef
+    from harness.stages import dataset as dataset_stage, embed as embed_stage, probe as probe_stage
+    from probes.embed import load_shards
+
+    data, home = tmp_path / "clips", tmp_path / "home"
+    rows = ["path,label,split"]
+    for i in range(12):
+        wav(data / f"c{i:02d}.wav", freq=300 if i % 2 else 900)
+        rows.append(f"c{i:02d}.wav,{'low' if i % 2 else 'high'},{['train', 'train', 'valid', 'test'][i % 4]}")
+    write(data / "bad-header.wav", "this is not audio")  # unreadable at the dataset stage
+    rows.append("bad-header.wav,low,train")
+    write(data / "clips.csv", "\n".join(rows) + "\n")
+    monkeypatch.setenv("HARNESS_TASK_PATH", generic_task(tmp_path, str(data / "clips.csv")))
+    task = tasks.load_task("birds")
+
+    node = dataset_node(task["adapter"], task["args"])
+    ds_out = dataset_stage.run(_ctx("dataset", node.config, tmp_path / "ds", home))
+    assert ds_out["num_clips"] == 12 and ds_out["unreadable"] == 1 and ds_out["missing"] == 0
+    assert ds_out["unreadable_clips"][0]["id"] == "bad-header" and ds_out["unreadable_clips"][0]["error"]
+
+    # After the manifest is written, one file is truncated and one overwritten with garbage.
+    good = (data / "c00.wav").read_bytes()
+    (data / "c00.wav").write_bytes(good[: len(good) // 4])
+    (data / "c05.wav").write_bytes(b"\x00garbage" * 64)
+
+    torch.manual_seed(0)
+    encoder = build_encoder("transformer", size="tiny")
+    (tmp_path / "pre").mkdir()
+    save_encoder(tmp_path / "pre" / "encoder.pt", encoder, "transformer", {"size": "tiny"})
+    (tmp_path / "pre" / "_done.json").write_text(json.dumps(
+        {"outputs": {"checkpoint": "encoder.pt", "digest": checkpoint_digest(tmp_path / "pre" / "encoder.pt")}}))
+    inputs = {"pretrain": InputRef("pretrain", "p", tmp_path / "pre"), "data": InputRef("dataset", "d", tmp_path / "ds")}
+    config = {"task": task, "layer": -1, "features": components.FEATURES}
+    capsys.readouterr()
+    out = embed_stage.run(_ctx("embed", config, tmp_path / "emb", home, inputs))
+    assert out["num_clips"] == 10 and out["skipped"] == 2
+    skipped = {s["id"]: s for s in out["skipped_clips"]}
+    assert set(skipped) == {"c00", "c05"}
+    assert skipped["c00"]["path"] == str(data / "c00.wav") and skipped["c05"]["error"]
+    assert "skipping clip c00" in capsys.readouterr().out
+    assert json.loads((tmp_path / "emb" / "skipped.json").read_text()) == out["skipped_clips"]
+
+    cache = Path(json.loads((tmp_path / "emb" / "embeddings.json").read_text())["path"])
+    clips = json.loads((cache / "clips.json").read_text())
+    assert len(clips) == len(load_shards(cache)) == 10
+    assert {c["id"] for c in clips} == {f"c{i:02d}" for i in range(12)} - {"c00", "c05"}
+
+    # A second run reuses the cache and still reports the skipped clips.
+    again = embed_stage.run(_ctx("embed", config, tmp_path / "emb2", home, inputs))
+    assert again["reused"] and again["skipped"] == 2
+
+    probe_cfg = {"heads": ["linear"], "poolings": ["mean"], "lrs": [1e-2], "weight_decays": [0.0], "epochs": 2,
+                 "batch_size": 8, "seed": 0, "task": task}
+    result = probe_stage.run(_ctx("probe", probe_cfg, tmp_path / "probe", home,
+                                  {"embed": InputRef("embed", "e", tmp_path / "emb")}))
+    assert result["n_train"] + result["n_valid"] + result["n_test"] == 10

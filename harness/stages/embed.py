@@ -69,6 +69,7 @@ def decode_features(manifest: Path, features: dict, progress: bool = False, log=
         cuts = track(cuts, description="features")
     for cut in cuts:
         try:
+            _check_length(cut)
             audio = cut.load_audio()  # [channels, samples]
             wave = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
             frames = fbank(wave, int(cut.sampling_rate), num_mel_bins=features["num_mel_bins"])
@@ -83,6 +84,20 @@ def decode_features(manifest: Path, features: dict, progress: bool = False, log=
         ids.append(cut.id)
         feats.append(frames)
     return ids, feats, skipped
+
+
+def _check_length(cut) -> None:
+    """Raise if a file is shorter than the cut needs (a truncated file: Lhotse may fill the gap silently)."""
+    import soundfile
+
+    need = (cut.start + cut.duration) * cut.sampling_rate
+    tolerance = 0.025 * cut.sampling_rate  # Lhotse's own duration tolerance
+    for source in getattr(cut.recording, "sources", []):
+        if source.type != "file":
+            continue
+        frames = soundfile.info(source.source).frames
+        if frames < need - tolerance:
+            raise ValueError(f"truncated: the file holds {frames} samples, the manifest declares {round(need)}")
 
 
 def load_clip_features(manifest: Path, features: dict, cache_dir: Path, progress: bool = False,
