@@ -1,0 +1,54 @@
+"""Pre-training data sources: released corpora read into Lhotse CutSets with uniform
+supervision fields.
+
+Every reader returns ``(cuts, report)``: a ``lhotse.CutSet`` whose cuts carry, in
+``cut.custom``, the fields of :data:`UNIFORM_FIELDS`
+
+- ``caption``: the clip's main caption (or None),
+- ``captions``: all captions of that kind for the clip (AudioCaps and Clotho have 5),
+- ``original_caption``: the corpus's original, weaker text where it has one (UTS, WavCaps),
+- ``tags``: a list of tags (UTS ``audio_tag``, FreeSound tags, a generic file's tags),
+- ``labels``: a list of class names (AudioSet display names, a generic file's labels),
+- ``source``: the source name,
+
+plus a few per-corpus extras (``split``, ``youtube_id``, ``subset``, ...); and a
+:class:`SourceReport` counting rows read, clips kept, missing and unreadable audio, and
+duplicate rows merged. Missing audio is reported, never raised; a malformed metadata file
+is a :class:`~harness.errors.HarnessError` naming the file and what was expected.
+
+Readers are registered by name and resolved lazily (``module:function``), so importing
+this package imports neither lhotse nor torch. See docs/sources.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from harness.errors import HarnessError
+from harness.sources._common import UNIFORM_FIELDS, SourceReport, youtube_id
+
+SOURCES: dict[str, str] = {
+    "uts": "harness.sources.uts:read_uts",
+    "audiocaps": "harness.sources.audiocaps:read_audiocaps",
+    "clotho": "harness.sources.clotho:read_clotho",
+    "wavcaps": "harness.sources.wavcaps:read_wavcaps",
+    "audioset": "harness.sources.audioset:read_audioset",
+    "generic": "harness.sources.generic:read_generic",
+}
+
+
+def reader(name: str) -> Callable[..., tuple[Any, SourceReport]]:
+    """The reader function registered under ``name``."""
+    if name not in SOURCES:
+        raise HarnessError(f"unknown data source {name!r}; known: {', '.join(sorted(SOURCES))}")
+    module, _, attr = SOURCES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def read_source(name: str, **kwargs: Any) -> tuple[Any, SourceReport]:
+    """Read the source registered under ``name`` with the reader's keyword arguments."""
+    return reader(name)(**kwargs)
+
+
+__all__ = ["SOURCES", "UNIFORM_FIELDS", "SourceReport", "read_source", "reader", "youtube_id"]
