@@ -450,6 +450,7 @@ def _submit(executor, settings: SlurmSettings, stage: str, study: str, group: li
     from harness.dispatch import make_job
 
     params = executor_parameters(settings, stage, study)
+    executor.parameters.clear()  # parameters persist across calls: no dependency or GPU may leak to the next group
     if deps:
         params["dependency"] = "afterok:" + ":".join(deps)
     executor.update_parameters(**params)

@@ -80,7 +80,7 @@ SlurmctldHost=localhost
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$MUNGE_SOCKET
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=10
 CredType=cred/munge
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
@@ -97,10 +97,11 @@ SwitchType=switch/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
+# Short waits so that cancelled and requeued jobs move on quickly (a requeued job waits cred_expire).
 KillWait=5
 MinJobAge=300
 SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=5,sched_min_interval=100000
+SchedulerParameters=bf_interval=2,sched_interval=2,sched_min_interval=100000
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
