@@ -220,7 +220,13 @@ class AudioIndex:
         for folder in self.folders:
             if not folder.is_dir():
                 raise HarnessError(f"{folder}: no such folder (expected the audio folder)")
+            visited: set[str] = set()
             for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+                real = os.path.realpath(dirpath)
+                if real in visited:  # a symlink loop, or a folder linked twice
+                    dirnames[:] = []
+                    continue
+                visited.add(real)
                 dirnames.sort()
                 for name in filenames:
                     stem, ext = os.path.splitext(name)

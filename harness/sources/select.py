@@ -72,7 +72,10 @@ def nested_subsets(ids: Iterable[str], sizes: Iterable[int], seed: int) -> dict[
 
 def subset(cuts: Iterable[Any], size: int, seed: int) -> list[Any]:
     """The ``size`` cuts of ``cuts`` that :func:`nested_subsets` picks, in the seed's order."""
+    cuts = list(cuts)
     by_id = {cut_id(c): c for c in cuts}
+    if len(by_id) != len(cuts):
+        raise HarnessError(f"{len(cuts) - len(by_id)} repeated clip id(s) among {len(cuts)} cuts; ids must be unique")
     return [by_id[i] for i in nested_subsets(list(by_id), [size], seed)[size]]
 
 
