@@ -314,3 +314,268 @@ def test_corrupt_audio_is_skipped_counted_and_listed(tmp_path, monkeypatch, caps
     result = probe_stage.run(_ctx("probe", probe_cfg, tmp_path / "probe", home,
                                   {"embed": InputRef("embed", "e", tmp_path / "emb")}))
     assert result["n_train"] + result["n_valid"] + result["n_test"] == 10
+
+
+# ---------------------------------------------------------------------------------------
+# The other paper datasets, in one tree under $HARNESS_DATA (built once for the module).
+
+
+def us8k_tree(root: Path) -> None:
+    write(root / "metadata" / "UrbanSound8K.csv",
+          "slice_file_name,fsID,start,end,salience,fold,classID,class\n1-0-0-0.wav,1,0,0.3,1,1,0,siren\n")
+    wav(root / "audio" / "fold1" / "1-0-0-0.wav")
+
+
+def fsd50k_tree(root: Path) -> None:
+    write(root / "FSD50K.ground_truth" / "dev.csv", "fname,labels,mids,split\n1,Bark,/m/x,train\n")
+    write(root / "FSD50K.ground_truth" / "eval.csv", "fname,labels,mids\n1,Bark,/m/x\n")
+    wav(root / "FSD50K.dev_audio" / "1.wav")
+    wav(root / "FSD50K.eval_audio" / "1.wav")
+
+
+def vggsound_tree(root: Path) -> dict:
+    rows = [("abc", 30, "dog barking", "train"), ("def", 0, "playing piano", "train"),
+            ("ghi", 5, "dog barking", "test"), ("jkl", 120, "playing piano", "test"),
+            ("zzz", 10, "dog barking", "train")]  # zzz: not downloaded
+    write(root / "vggsound.csv", "".join(f'{y},{s},"{lab}",{sp}\n' for y, s, lab, sp in rows))
+    wav(root / "video" / "abc_000030.wav")
+    wav(root / "video" / "sub" / "def_000000.flac")
+    (root / "video" / "def_000000.mp4").write_bytes(b"not read: the flac is preferred")
+    wav(root / "audio" / "ghi_5.wav")
+    wav(root / "audio" / "jkl.wav")
+    return {"abc_000030": ("train", "dog barking"), "def_000000": ("train", "playing piano"),
+            "ghi_000005": ("test", "dog barking"), "jkl_000120": ("test", "playing piano")}
+
+
+def voxceleb1_tree(root: Path) -> dict:
+    rows = {"id10001/vidA/00001": "1", "id10001/vidA/00002": "1", "id10001/vidB/00001": "2", "id10001/vidC/00001": "3",
+            "id10002/vidD/00001": "1", "id10002/vidE/00001": "3"}
+    write(root / "iden_split.txt", "".join(f"{code} {rel}.wav\n" for rel, code in rows.items()))
+    for rel in rows:
+        if rel != "id10002/vidE/00001":
+            wav(root / "wav" / f"{rel}.wav")
+    wav(root / "wav" / "id10002/vidE/00001.flac")  # converted: found with another extension
+    return {rel: ({"1": "train", "2": "valid", "3": "test"}[code], rel.split("/")[0]) for rel, code in rows.items()}
+
+
+def voxceleb2_tree(root: Path) -> None:
+    for spk, videos in (("id00012", ["v1", "v2", "v3", "v4"]), ("id00015", ["w1", "w2"])):
+        for v in videos:
+            for clip in ("00001", "00002"):
+                wav(root / "dev" / "aac" / spk / v / f"{clip}.wav", seconds=0.2)
+
+
+def cremad_tree(root: Path) -> dict:
+    out = {}
+    for actor in range(1001, 1008):
+        for emo, name in (("ANG", "anger"), ("NEU", "neutral")):
+            stem = f"{actor}_IEO_{emo}_{'HI' if emo == 'ANG' else 'XX'}"
+            wav(root / "AudioWAV" / f"{stem}.wav", seconds=0.2)
+            out[stem] = ((actor - 1001) % 5 + 1, name)
+    return out
+
+
+def mtat_tree(root: Path, fmt: str = "MP3") -> dict:
+    tags = ["guitar", "piano", "rock", "quiet"]
+    clips = [(2, "0/a-b-1.mp3", {"guitar", "rock"}), (6, "b/c-d-2.mp3", {"piano"}), (9, "c/e-f-3.mp3", {"guitar"}),
+             (12, "d/g-h-4.mp3", {"rock", "quiet"}), (15, "f/i-j-5.mp3", {"piano", "guitar"}),
+             (20, "e/k-l-6.mp3", {"quiet"})]
+    header = "\t".join(f'"{c}"' for c in ["clip_id", *tags, "mp3_path"])
+    lines = [header]
+    for cid, path, on in clips:
+        lines.append("\t".join([f'"{cid}"', *(f'"{int(t in on)}"' for t in tags), f'"{path}"']))
+        wav(root / "mp3" / path, fmt=fmt)
+    write(root / "annotations_final.csv", "\n".join(lines) + "\n")
+    return {str(cid): (path, on) for cid, path, on in clips}
+
+
+def nsynth_tree(root: Path) -> dict:
+    out = {}
+    for split, notes in (("train", ["guitar_acoustic_000-060-100", "bass_synthetic_001-040-075"]),
+                         ("valid", ["keyboard_electronic_002-062-050"]), ("test", ["guitar_electronic_003-064-127"])):
+        examples = {}
+        for note in notes:
+            family = note.split("_")[0]
+            examples[note] = {"note_str": note, "instrument_family_str": family, "pitch": int(note.split("-")[1]),
+                              "instrument_source_str": note.split("_")[1]}
+            wav(root / f"nsynth-{split}" / "audio" / f"{note}.wav")
+            out[note] = (split, family)
+        write(root / f"nsynth-{split}" / "examples.json", json.dumps(examples))
+    return out
+
+
+def audiocaps_tree(root: Path) -> None:
+    write(root / "dataset" / "train.csv", "audiocap_id,youtube_id,start_time,caption\n"
+          "1,aaa,30,A dog barks\n2,bbb,0,Rain falls\n")
+    write(root / "dataset" / "val.csv", "audiocap_id,youtube_id,start_time,caption\n"
+          "3,ccc,10,Wind blows\n4,ccc,10,Strong wind\n")
+    write(root / "dataset" / "test.csv", "audiocap_id,youtube_id,start_time,caption\n"
+          '5,ddd,20,"A man speaks, then a car passes"\n6,ddd,20,Speech and a car\n7,eee,0,Missing clip\n')
+    wav(root / "audio" / "train" / "Yaaa.wav")
+    wav(root / "audio" / "train" / "bbb_0.wav")
+    wav(root / "audio" / "val" / "ccc.wav")
+    wav(root / "audio" / "test" / "5.wav")  # named by audiocap_id
+
+
+def clotho_tree(root: Path) -> None:
+    for part, names in (("development", ["rain on roof.wav", "birds.wav"]), ("validation", ["car.wav"]),
+                        ("evaluation", ["sea.wav"])):
+        rows = ["file_name,caption_1,caption_2,caption_3,caption_4,caption_5"]
+        for name in names:
+            rows.append(f'{name},"{name} one",{name} two,{name} three,{name} four,{name} five')
+            wav(root / ("clotho_audio_validation" if part == "validation" else part) / name)
+        write(root / f"clotho_captions_{part}.csv", "\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def paper_data(tmp_path_factory):
+    data = tmp_path_factory.mktemp("paper-data")
+    expected = {
+        "esc50": esc50_tree(data / "ESC-50-master"),
+        "vggsound": vggsound_tree(data / "VGGSound"),
+        "voxceleb1": voxceleb1_tree(data / "VoxCeleb1"),
+        "cremad": cremad_tree(data / "CREMA-D"),
+        "mtat": mtat_tree(data / "MagnaTagATune"),
+        "nsynth": nsynth_tree(data / "NSynth"),
+    }
+    us8k_tree(data / "UrbanSound8K")
+    fsd50k_tree(data / "FSD50K")
+    voxceleb2_tree(data / "VoxCeleb2")
+    audiocaps_tree(data / "AudioCaps")
+    clotho_tree(data / "Clotho")
+    return data, expected
+
+
+PAPER_TASKS = {"esc50": "esc50", "esc10": "esc50", "urbansound8k": "urbansound8k", "fsd50k": "fsd50k",
+               "vggsound": "vggsound", "voxceleb1": "voxceleb1", "voxceleb2": "voxceleb2", "cremad": "cremad",
+               "mtat": "mtat", "nsynth": "nsynth", "nsynth_pitch": "nsynth", "audiocaps": "audiocaps",
+               "clotho": "clotho"}
+
+
+def test_every_paper_task_validates_and_builds(paper_data, monkeypatch, tmp_path):
+    from harness.graph import dataset_node
+
+    data, _ = paper_data
+    monkeypatch.setenv("HARNESS_DATA", str(data))
+    names = sorted(n for n in tasks.available() if n.startswith("paper/"))
+    assert names == sorted(f"paper/{n}" for n in PAPER_TASKS)
+    metrics = {"fsd50k": "map", "vggsound": "accuracy", "voxceleb2": "accuracy", "cremad": "accuracy",
+               "mtat": "map", "nsynth": "accuracy"}
+    keys = set()
+    for name in names:
+        task = tasks.load_task(name)
+        leaf = name.split("/")[1]
+        assert task["adapter"] == PAPER_TASKS[leaf]
+        assert task["domain"] in tasks.DOMAINS and task["args"]["root"].startswith(str(data))
+        if leaf in metrics:
+            assert task["metric"] == metrics[leaf], name
+        keys.add(dataset_node(task["adapter"], task["args"]).key)
+        index, cuts, _ = built(task, tmp_path)
+        assert cuts, name
+        splits = {c["custom"]["split"] for c in cuts}
+        assert splits <= {"train", "valid", "test"}, name
+        if task["kind"] == "retrieval":
+            assert all(c["custom"]["captions"] for c in cuts)
+    assert len(keys) == len(names)  # variants get their own dataset node
+
+
+def test_vggsound_missing_clips_are_counted(paper_data, monkeypatch, tmp_path):
+    data, expected = paper_data
+    task = task_with_data("paper/vggsound", data, monkeypatch)
+    index, cuts, report = built(task, tmp_path)
+    got = by_id(cuts)
+    assert set(got) == set(expected["vggsound"])
+    for cid, (split, label) in expected["vggsound"].items():
+        assert got[cid]["label"] == label
+        assert got[cid]["split"] == split or (split == "train" and got[cid]["split"] == "valid")
+    paths = {c["id"]: c["recording"]["sources"][0]["source"] for c in cuts}
+    assert paths["def_000000"].endswith("def_000000.flac")
+    assert index["missing"] == 1 and report["missing"] == [
+        {"id": "zzz_000010", "path": str(data / "VGGSound" / "zzz_000010.wav")}]
+
+
+def test_voxceleb1_official_split(paper_data, monkeypatch, tmp_path):
+    data, expected = paper_data
+    task = task_with_data("paper/voxceleb1", data, monkeypatch)
+    _, cuts, _ = built(task, tmp_path)
+    got = by_id(cuts)
+    assert {k: (v["split"], v["label"]) for k, v in got.items()} == expected["voxceleb1"]
+
+
+def test_voxceleb2_video_disjoint_split(paper_data, monkeypatch, tmp_path):
+    data, _ = paper_data
+    task = task_with_data("paper/voxceleb2", data, monkeypatch)
+    _, cuts, _ = built(task, tmp_path)
+    got = by_id(cuts)
+    assert len(got) == 12 and {v["label"] for v in got.values()} == {"id00012", "id00015"}
+    split_of_video: dict[str, set] = {}
+    for cid, v in got.items():
+        split_of_video.setdefault(cid.rsplit("/", 1)[0], set()).add(v["split"])
+    assert all(len(s) == 1 for s in split_of_video.values())  # a video is in one split
+    big = [next(iter(split_of_video[f"id00012/{v}"])) for v in ("v1", "v2", "v3", "v4")]
+    assert sorted(big) == ["test", "train", "train", "valid"]
+    assert all(split_of_video[f"id00015/{v}"] == {"train"} for v in ("w1", "w2"))
+    # with a split list in the VoxCeleb1 format, that list decides
+    write(data / "VoxCeleb2" / "my_split.txt", "1 id00012/v1/00001.wav\n3 id00012/v2/00001.wav\n")
+    records = adapters.get("voxceleb2").load({**task["args"], "split_list": "my_split.txt"})
+    assert [(r.id, r.split) for r in records] == [("id00012/v1/00001", "train"), ("id00012/v2/00001", "test")]
+
+
+def test_cremad_speaker_disjoint_folds(paper_data, monkeypatch, tmp_path):
+    data, expected = paper_data
+    task = task_with_data("paper/cremad", data, monkeypatch)
+    assert task["folds"] == 5
+    _, cuts, _ = built(task, tmp_path)
+    got = by_id(cuts)
+    assert {k: (v["fold"], v["label"]) for k, v in got.items()} == expected["cremad"]
+    speakers: dict[str, set] = {}
+    for v in got.values():
+        speakers.setdefault(v["speaker"], set()).add(v["split"])
+    assert all(len(s) == 1 for s in speakers.values())
+    assert {v["split"] for v in got.values()} == {"train", "valid", "test"}
+
+
+def test_mtat_top_tags_mp3_and_folder_split(paper_data, monkeypatch, tmp_path):
+    data, expected = paper_data
+    task = task_with_data("paper/mtat", data, monkeypatch)
+    index, cuts, report = built(task, tmp_path)
+    got = by_id(cuts)
+    assert report["unreadable"] == []  # the mp3 files decode (libsndfile >= 1.1)
+    splits = {"0": "train", "b": "train", "c": "valid", "d": "test", "e": "test", "f": "test"}
+    for cid, (path, on) in expected["mtat"].items():
+        assert got[cid]["split"] == splits[path[0]]
+        assert set(got[cid]["labels"]) == on
+    # top_k 2 keeps the two most frequent tags (guitar 3, then piano/rock/quiet 2: piano by name)
+    records = adapters.get("mtat").load({**task["args"], "top_k": 2})
+    kept = {r.id: set(r.labels) for r in records}
+    assert kept == {"2": {"guitar"}, "6": {"piano"}, "9": {"guitar"}, "15": {"piano", "guitar"}}
+    assert index["tasks"]["mtat"]["labels"] == ["guitar", "piano", "quiet", "rock"]
+
+
+def test_nsynth_instrument_family(paper_data, monkeypatch, tmp_path):
+    data, expected = paper_data
+    task = task_with_data("paper/nsynth", data, monkeypatch)
+    _, cuts, _ = built(task, tmp_path)
+    assert {k: (v["split"], v["label"]) for k, v in by_id(cuts).items()} == expected["nsynth"]
+    pitch = task_with_data("paper/nsynth_pitch", data, monkeypatch)
+    records = adapters.get("nsynth").load(pitch["args"])
+    assert {r.id: r.label for r in records}["guitar_acoustic_000-060-100"] == "60"
+
+
+def test_retrieval_manifests_carry_captions(paper_data, monkeypatch, tmp_path):
+    data, _ = paper_data
+    caps = task_with_data("paper/audiocaps", data, monkeypatch)
+    index, cuts, report = built(caps, tmp_path)
+    got = by_id(cuts)
+    assert got == {"aaa_30": {"split": "train", "captions": ["A dog barks"]},
+                   "bbb_0": {"split": "train", "captions": ["Rain falls"]},
+                   "ccc_10": {"split": "valid", "captions": ["Wind blows", "Strong wind"]},
+                   "ddd_20": {"split": "test", "captions": ["A man speaks, then a car passes", "Speech and a car"]}}
+    assert [m["id"] for m in report["missing"]] == ["eee_0"]
+    clotho = task_with_data("paper/clotho", data, monkeypatch)
+    _, cuts, _ = built(clotho, tmp_path)
+    got = by_id(cuts)
+    assert {k: v["split"] for k, v in got.items()} == {
+        "development/rain on roof": "train", "development/birds": "train", "validation/car": "valid",
+        "evaluation/sea": "test"}
+    assert got["evaluation/sea"]["captions"] == [f"sea.wav {n}" for n in ("one", "two", "three", "four", "five")]

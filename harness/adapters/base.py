@@ -112,17 +112,35 @@ def read_csv(path: Path, delimiter: str = ",", header: bool = True,
 
 
 def index_audio(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> dict[str, str]:
-    """Audio files under ``folder`` (recursively) by file stem; the first one found wins."""
-    found: dict[str, str] = {}
+    """Audio files under ``folder`` (recursively) by file stem.
+
+    When a stem exists with several extensions, the earliest in ``extensions`` wins (a
+    ``.wav`` or ``.flac`` extracted next to the original ``.mp4`` is the one read).
+    """
+    found: dict[str, tuple[int, str]] = {}
     if not folder.is_dir():
-        return found
+        return {}
+    rank = {e: i for i, e in enumerate(extensions)}
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         for name in sorted(filenames):
             stem, ext = os.path.splitext(name)
-            if ext.lower() in extensions:
-                found.setdefault(stem, os.path.join(dirpath, name))
-    return found
+            r = rank.get(ext.lower())
+            if r is not None and (stem not in found or r < found[stem][0]):
+                found[stem] = (r, os.path.join(dirpath, name))
+    return {stem: path for stem, (_, path) in found.items()}
+
+
+def with_audio_extension(path: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> Path:
+    """``path`` if it exists, else the first existing file with its stem and an audio extension
+    (``.../00001.wav`` listed, ``.../00001.flac`` on disk), else ``path`` itself (then missing)."""
+    if path.is_file():
+        return path
+    for ext in extensions:
+        other = path.with_suffix(ext)
+        if other.is_file():
+            return other
+    return path
 
 
 # ---------------------------------------------------------------------------------------
