@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +18,7 @@ from harness.errors import HarnessError
 from harness.sources import SOURCES, UNIFORM_FIELDS, read_source, reader, youtube_id
 from harness.sources.select import apportion, exclude, mix, nested_subsets, order, subset, write_cutset
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "mirror"
-if not MIRROR.is_dir():
-    MIRROR = Path("/work/shared/mirror")
+MIRROR = Path(os.environ.get("HARNESS_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "mirror")
 SR = 16000
 
 
@@ -57,6 +58,13 @@ def check_uniform(cuts, source: str, report=None) -> None:
         assert isinstance(cut.custom["captions"], list) and isinstance(cut.custom["tags"], list)
         assert isinstance(cut.custom["labels"], list)
         assert cut.recording is not None and cut.duration == pytest.approx(0.3, abs=0.01)
+
+
+def test_importing_sources_and_select_imports_no_lhotse_or_torch():
+    code = ("import sys, harness.sources, harness.sources.select; "
+            "print(sorted(m for m in ('torch', 'lhotse', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_registry_is_lazy_and_complete():
@@ -299,7 +307,7 @@ SEGMENTS_HEAD = (
 )
 
 
-def test_audioset_tree(tmp_path):
+def test_audioset_tree(tmp_path, monkeypatch):
     classes = MIRROR / "audioset_class_labels_indices.csv"
     if not classes.is_file():
         pytest.skip("no shared mirror of the AudioSet class labels")
@@ -325,6 +333,11 @@ def test_audioset_tree(tmp_path):
     assert c["--ZhevVpy1s"]["labels"] == ["Toothbrush"]
     assert c["--aO5cdqSAg"]["labels"] == ["Music", "/m/not_a_mid"]
     assert c["--PJHxphWEs"]["caption"] is None and c["--PJHxphWEs"]["youtube_id"] == "--PJHxphWEs"
+
+    monkeypatch.setenv("HARNESS_MIRROR", str(MIRROR))  # classes=None: the verified audioset-classes asset
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    default, _ = read_source("audioset", segments=[seg, ev], audio_dir=audio)
+    assert custom_of(default) == c
 
     ontology = MIRROR / "audioset_ontology.json"
     if ontology.is_file():  # the ontology JSON maps the same mids to the same names

@@ -116,8 +116,8 @@ def split_list(value: Any, sep: str = ";") -> list[str]:
 
 def as_paths(value: Pathlike | Sequence[Pathlike]) -> list[Path]:
     if isinstance(value, (str, os.PathLike)):
-        return [Path(value)]
-    return [Path(v) for v in value]
+        return [Path(value).expanduser()]
+    return [Path(v).expanduser() for v in value]
 
 
 def require_file(path: Path, what: str) -> None:

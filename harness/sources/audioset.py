@@ -40,7 +40,7 @@ def load_classes(path: Pathlike | None = None) -> dict[str, str]:
         from harness.assets import fetch
 
         path = fetch("audioset-classes")
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.suffix.lower() == ".json":
         what = "the AudioSet ontology JSON (a list of nodes with id and name)"
         require_file(path, what)

@@ -38,8 +38,8 @@ def read_clotho(root: Pathlike, *, splits: Sequence[str] | None = None, audio_di
     uniform fields (``caption`` = ``caption_1``, ``captions`` = all five) plus ``split``
     and ``file_name``.
     """
-    root = Path(root)
-    audio_root = Path(audio_dir) if audio_dir is not None else root
+    root = Path(root).expanduser()
+    audio_root = Path(audio_dir).expanduser() if audio_dir is not None else root
     if splits is None:
         splits = [s for s in SPLITS if (root / f"clotho_captions_{s}.csv").is_file()]
         if not splits:

@@ -28,8 +28,8 @@ WHAT_JSONL = "JSON lines, each an object with path and optionally id, caption, c
 
 def read_generic(path: Pathlike, *, audio_root: Pathlike | None = None, source: str = "generic"):
     """A generic CSV (``.csv``) or JSONL (``.jsonl``, ``.jsonl.gz``, ``.json``) → ``(CutSet, SourceReport)``."""
-    path = Path(path)
-    root = Path(audio_root) if audio_root is not None else path.parent
+    path = Path(path).expanduser()
+    root = Path(audio_root).expanduser() if audio_root is not None else path.parent
     name = path.name.lower()
     if name.endswith(".csv"):
         rows = [(lineno, row, WHAT_CSV) for lineno, row in read_csv(path, ("path",), WHAT_CSV)]

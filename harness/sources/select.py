@@ -208,7 +208,7 @@ def write_cutset(cuts: Iterable[Any], path: str | os.PathLike) -> Path:
     """
     from harness.minisuite.builder import _write_cutset
 
-    path = Path(path)
+    path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     items = [_DictCut(c) if isinstance(c, Mapping) else c for c in cuts]
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

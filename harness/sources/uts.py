@@ -43,7 +43,7 @@ def read_uts(manifests: Pathlike | Sequence[Pathlike], *, audio_root: Pathlike |
     from lhotse import MonoCut, CutSet
 
     report = SourceReport(source)
-    root = Path(audio_root) if audio_root is not None else None
+    root = Path(audio_root).expanduser() if audio_root is not None else None
     index: AudioIndex | None = None
     seen: set[str] = set()
     cuts = []

@@ -112,8 +112,8 @@ def _audio_folder(audio_dir, subset: str) -> Path | None:
         return None
     if isinstance(audio_dir, Mapping):
         folder = audio_dir.get(subset)
-        return Path(folder) if folder is not None else None
-    audio_dir = Path(audio_dir)
+        return Path(folder).expanduser() if folder is not None else None
+    audio_dir = Path(audio_dir).expanduser()
     if audio_dir.is_dir():
         for child in sorted(audio_dir.iterdir()):
             if child.is_dir() and child.name.lower().startswith(subset.lower()):
