@@ -40,7 +40,8 @@ def add_parser(sub) -> None:
     tsne.add_argument("--name", default=None, help="legend name of the tag system (default: from the file name)")
     tsne.add_argument("--model", type=Path, default=None,
                       help="a local sentence-transformers folder (default: all-MiniLM-L6-v2 from its wheel)")
-    tsne.add_argument("--jobs", type=int, default=None, help="t-SNE threads (default: the available cores)")
+    tsne.add_argument("--jobs", type=int, default=None,
+                      help="t-SNE threads (default: one per 5,000 labels, at most the available cores)")
     tsne.add_argument("--no-progress", action="store_true", help="no progress display")
     tsne.set_defaults(func=cmd_tsne)
 
