@@ -71,18 +71,27 @@ def load_task(name: str) -> dict[str, Any]:
     raw, _ = load_with_includes(path)
     ctx = Context(base_dir=path.parent)
     task = TASK.validate(raw, "", ctx)
-    if not ctx.problems:
-        adapter = adapters.get(task["adapter"])
-        task["args"] = adapter.check(task["args"], ctx, "args")
-        if task["kind"] not in adapter.kinds:
-            ctx.error("kind", f"the {task['adapter']!r} adapter gives {' or '.join(adapter.kinds)} clips; "
-                      f"expected one of {', '.join(repr(k) for k in adapter.kinds)}, found {task['kind']!r}")
-        if adapter.folds and task["folds"] not in (None, adapter.folds):
-            ctx.error("folds", f"{adapter.title} has {adapter.folds} official folds; expected {adapter.folds}, "
-                      f"found {task['folds']}")
+    if task.get("adapter") in adapters.ADAPTERS:
+        _check_adapter(task, ctx)
     if ctx.problems:
         raise StudyError([f"{display(path)}: {p.path}: {p.message}" for p in ctx.problems])
     task["name"] = task["name"] or name
     if task.get("folds") is None:
         task.pop("folds", None)  # absent, not null: the declarations of tasks without folds keep their keys
     return task
+
+
+def _check_adapter(task: dict[str, Any], ctx: Context) -> None:
+    """The adapter checks its args; the task's kind and folds must fit what the adapter gives."""
+    adapter = adapters.get(task["adapter"])
+    if isinstance(task.get("args"), dict):
+        task["args"] = adapter.check(task["args"], ctx, "args")
+    kinds = list(adapter.kinds)
+    if {"multiclass", "multilabel"} & set(kinds):
+        kinds.append("zero-shot")  # class names as text prompts: any labelled clips
+    if task.get("kind") in KINDS and task["kind"] not in kinds:
+        ctx.error("kind", f"the {task['adapter']!r} adapter gives {' or '.join(adapter.kinds)} clips; "
+                  f"expected one of {', '.join(repr(k) for k in kinds)}, found {task['kind']!r}")
+    if adapter.folds and isinstance(task.get("folds"), int) and task["folds"] != adapter.folds:
+        ctx.error("folds", f"{adapter.title} has {adapter.folds} official folds; expected {adapter.folds}, "
+                  f"found {task['folds']}")

@@ -427,6 +427,16 @@ def clotho_tree(root: Path) -> None:
         write(root / f"clotho_captions_{part}.csv", "\n".join(rows) + "\n")
 
 
+def musiccaps_tree(root: Path) -> None:
+    write(root / "musiccaps-public.csv",
+          "ytid,start_s,end_s,audioset_positive_labels,aspect_list,caption,author_id,is_balanced_subset,is_audioset_eval\n"
+          "m1,30,40,\"['/m/04rlf']\",\"['low quality', 'piano']\",\"A solo piano, slow.\",1,False,True\n"
+          "m2,0,10,[],\"['drums']\",Fast drums.,2,False,False\n"
+          "m3,10,20,[],[],Not downloaded.,3,False,False\n")
+    wav(root / "clips" / "m1.wav")
+    wav(root / "clips" / "[m2]-[0-10].wav")
+
+
 @pytest.fixture(scope="module")
 def paper_data(tmp_path_factory):
     data = tmp_path_factory.mktemp("paper-data")
@@ -443,13 +453,14 @@ def paper_data(tmp_path_factory):
     voxceleb2_tree(data / "VoxCeleb2")
     audiocaps_tree(data / "AudioCaps")
     clotho_tree(data / "Clotho")
+    musiccaps_tree(data / "MusicCaps")
     return data, expected
 
 
 PAPER_TASKS = {"esc50": "esc50", "esc10": "esc50", "urbansound8k": "urbansound8k", "fsd50k": "fsd50k",
                "vggsound": "vggsound", "voxceleb1": "voxceleb1", "voxceleb2": "voxceleb2", "cremad": "cremad",
                "mtat": "mtat", "nsynth": "nsynth", "nsynth_pitch": "nsynth", "audiocaps": "audiocaps",
-               "clotho": "clotho"}
+               "clotho": "clotho", "musiccaps": "musiccaps"}
 
 
 def test_every_paper_task_validates_and_builds(paper_data, monkeypatch, tmp_path):
@@ -579,6 +590,25 @@ def test_retrieval_manifests_carry_captions(paper_data, monkeypatch, tmp_path):
         "development/rain on roof": "train", "development/birds": "train", "validation/car": "valid",
         "evaluation/sea": "test"}
     assert got["evaluation/sea"]["captions"] == [f"sea.wav {n}" for n in ("one", "two", "three", "four", "five")]
+    music = task_with_data("paper/musiccaps", data, monkeypatch)
+    assert music["domain"] == "music"
+    index, cuts, report = built(music, tmp_path)
+    got = by_id(cuts)
+    assert got["m1_30"] == {"split": "test", "captions": ["A solo piano, slow."], "aspects": ["low quality", "piano"]}
+    assert got["m2_0"]["captions"] == ["Fast drums."] and got["m2_0"]["split"] in ("train", "valid")
+    assert [m["id"] for m in report["missing"]] == ["m3_10"]
+
+
+def test_zero_shot_tasks_use_labelled_adapters(paper_data, monkeypatch, tmp_path):
+    data, _ = paper_data
+    write(tmp_path / "t" / "zs.yaml", "include: " + str(Path(tasks.__file__).parents[1] / "probes/tasks/paper/esc50.yaml")
+          + "\nkind: zero-shot\n")
+    write(tmp_path / "t" / "bad.yaml", "include: " + str(Path(tasks.__file__).parents[1] / "probes/tasks/paper/clotho.yaml")
+          + "\nkind: multiclass\n")
+    monkeypatch.setenv("HARNESS_TASK_PATH", str(tmp_path / "t"))
+    assert task_with_data("zs", data, monkeypatch)["adapter"] == "esc50"
+    with pytest.raises(StudyError, match=r"bad\.yaml: kind: the 'clotho' adapter gives retrieval clips"):
+        task_with_data("bad", data, monkeypatch)
 
 
 def test_docs_generic_example_runs(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ an adapter's version is its module's ``VERSION`` constant, read without importin
     nsynth         NSynth instrument family                  harness.adapters.nsynth
     audiocaps      AudioCaps (retrieval, captions)           harness.adapters.audiocaps
     clotho         Clotho (retrieval, captions)              harness.adapters.clotho
+    musiccaps      MusicCaps (retrieval, captions)           harness.adapters.musiccaps
 
 See docs/tasks.md for each layout.
 """
@@ -43,6 +44,7 @@ ADAPTERS: dict[str, str] = {
     "nsynth": "harness.adapters.nsynth:NSynth",
     "audiocaps": "harness.adapters.audiocaps:AudioCaps",
     "clotho": "harness.adapters.clotho:Clotho",
+    "musiccaps": "harness.adapters.musiccaps:MusicCaps",
 }
 
 
