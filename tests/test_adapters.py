@@ -631,3 +631,18 @@ def test_docs_generic_example_runs(tmp_path, monkeypatch):
     assert {k: (v["label"], v["split"]) for k, v in by_id(cuts).items()} == {
         "audio/001": ("owl", "train"), "audio/002": ("crow", "train"), "audio/003": ("owl", "valid"),
         "audio/004": ("crow", "test")}
+
+
+def test_max_per_split_and_valid_fraction_are_deterministic():
+    from harness.adapters.base import Record, finalize
+
+    def make():
+        return [Record(id=f"c{i}", path="x", split="test" if i < 10 else "train", label="a") for i in range(100)]
+
+    a = finalize(make(), {"valid_fraction": 0.2, "max_per_split": {"train": 30}})
+    b = finalize(make(), {"valid_fraction": 0.2, "max_per_split": {"train": 30}})
+    assert [(r.id, r.split) for r in a] == [(r.id, r.split) for r in b]
+    counts = {s: sum(r.split == s for r in a) for s in ("train", "valid", "test")}
+    assert counts["train"] == 30 and counts["test"] == 10 and 8 <= counts["valid"] <= 30
+    with pytest.raises(ValueError, match="appears twice"):
+        finalize(make() + make()[:1], {})

@@ -258,15 +258,14 @@ def finalize(records: list[Record], args: dict[str, Any]) -> list[Record]:
                 r.split = "valid"
     caps = args.get("max_per_split") or {}
     if caps:
-        kept = []
         by_split: dict[str, list[Record]] = {}
         for r in records:
             by_split.setdefault(r.split or "", []).append(r)
-        keep_ids: set[str] = set()
+        keep: set[str] = set()
         for split, rows in by_split.items():
             cap = caps.get(split)
-            chosen = rows if cap is None or len(rows) <= cap else sorted(rows, key=lambda r: stable_fraction("cap", r.id))[:cap]
-            keep_ids.update(r.id for r in chosen)
-        kept = [r for r in records if r.id in keep_ids]
-        records = kept
+            if cap is not None and len(rows) > cap:
+                rows = sorted(rows, key=lambda r: stable_fraction("cap", r.id))[:cap]
+            keep.update(r.id for r in rows)
+        records = [r for r in records if r.id in keep]
     return records
