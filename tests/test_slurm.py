@@ -1,0 +1,328 @@
+"""The Slurm executor, on a real Slurm cluster (no mocks).
+
+Tests marked ``slurm`` need a running cluster that ``sbatch``/``sacct`` reach (SLURM_CONF):
+``scripts/slurm-up.sh`` starts one on this machine and ``.ci/run`` does so in CI. Without a
+cluster they skip with the reason, except where HARNESS_REQUIRE_SLURM=1 (CI), where they
+fail. The validation tests at the top need no cluster.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError, StudyError
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ROOT / "studies" / "base" / "mini.yaml"
+
+STUDY = """
+include: {base}
+name: {name}
+tagging: {{sizes: [8], files: {files}}}
+pretrain:
+  encoder: {{name: transformer, size: tiny}}
+  objectives: [mtc]
+  baselines: {baselines}
+  steps: {steps}
+  batch_size: 16
+  checkpoint_every: {every}
+probes: {{tasks: [mini/env_event], epochs: 5, lrs: [0.01], weight_decays: [0.0]}}
+compute: {{slurm: {slurm}}}
+"""
+
+
+def write_study(folder: Path, name: str = "slurmtest", steps: int = 4, every: int = 100, files: list | None = None,
+                baselines: list | None = None, slurm: dict | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(STUDY.format(base=BASE, name=name, steps=steps, every=every, files=json.dumps(files or []),
+                                 baselines=json.dumps(["random"] if baselines is None else baselines),
+                                 slurm=json.dumps({"time_min": 20, "poll_s": 1, **(slurm or {})})))
+    return path
+
+
+# ------------------------------------------------------------------ validation (no cluster)
+
+
+def test_names_that_reach_sbatch_are_a_strict_charset(tmp_path):
+    from harness.study import load_study
+
+    path = write_study(tmp_path, slurm={
+        "partition": "gpu --wrap=reboot", "account": "a b", "qos": "x;y", "constraint": "a100$(id)",
+        "mem_gb": -1, "gpus_per_node": 100, "time_min": 0, "retries": 99, "nodes": "two",
+        "stages": {"pretrain": {"partition": "ok\nbad"}, "probes": {}}})
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    lines = err.value.problems
+    for key in ("partition", "account", "qos", "constraint", "mem_gb", "gpus_per_node", "time_min", "retries",
+                "nodes", "stages.pretrain.partition", "stages.probes"):
+        assert any(f"compute.slurm.{key}:" in line for line in lines), (key, lines)
+    assert all(line.startswith(os.path.relpath(path)) for line in lines)
+    assert len(lines) == 11
+
+
+def test_profile_is_overlaid_by_the_study_and_validated(tmp_path):
+    from harness import slurm
+    from harness.study import load_study
+
+    profile = tmp_path / "cluster.yaml"
+    profile.write_text("partition: gpu\naccount: lab\ntime_min: 600\ngpus_per_node: 8\n"
+                       "stages: {probe: {gpus_per_node: 0, partition: cpu, time_min: 30}}\n")
+    study = load_study(write_study(tmp_path, slurm={"time_min": 120, "retries": 3}))
+    settings = slurm.resolve(study.config["compute"], study.path, profile)
+    assert settings["partition"] == "gpu" and settings["account"] == "lab"
+    assert settings["time_min"] == 120 and settings["retries"] == 3  # the study wins
+    pre = slurm.executor_parameters(settings, "pretrain", "s")
+    assert pre["gpus_per_node"] == 8 and pre["ntasks_per_node"] == 8 and pre["time"] == 120
+    probe = slurm.executor_parameters(settings, "probe", "s")
+    assert "gpus_per_node" not in probe and probe["ntasks_per_node"] == 1 and probe["partition"] == "cpu"
+    assert probe["additional_parameters"]["kill-on-invalid-dep"] == "yes"
+
+    profile.write_text("partition: 'gpu;reboot'\nqos: [a]\nbogus: 1\n")
+    with pytest.raises(HarnessError) as err:
+        slurm.resolve(study.config["compute"], study.path, profile)
+    assert [line.split(": ")[1] for line in err.value.problems] == ["slurm.bogus", "slurm.partition", "slurm.qos"]
+    assert all(line.startswith(os.path.relpath(profile)) for line in err.value.problems)
+    with pytest.raises(HarnessError, match="cluster profile not found"):
+        slurm.resolve(study.config["compute"], study.path, tmp_path / "missing.yaml")
+
+
+def test_cli_refuses_before_submitting_when_no_cluster_answers(tmp_path, harness_env):
+    path = write_study(tmp_path)
+    (tmp_path / "bin").mkdir()
+    env = {**harness_env, "PATH": str(tmp_path / "bin")}  # no sbatch
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--executor", "slurm", "--out",
+                           str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: slurm: sbatch not found on PATH (is this a Slurm login node? To try Slurm on one machine: "
+        "scripts/slurm-up.sh)"]
+    assert not (tmp_path / "out" / "state").exists()
+
+
+def test_job_states_are_classified(tmp_path):
+    from harness.slurm import view
+
+    def cls(state, reason="None", store=False):
+        v = view("7", {"State": state, "Reason": reason, "ExitCode": "1:0"}, tmp_path, store)
+        return v.cls, v.by_dependency
+
+    assert cls("RUNNING") == ("RUNNING", False) and cls("REQUEUED") == ("PENDING", False)
+    assert cls("COMPLETED", store=True) == ("COMPLETED", False)
+    assert cls("COMPLETED") == ("FAILED", False)  # ended without publishing its output
+    assert cls("CANCELLED by 0") == ("CANCELLED", False)
+    assert cls("CANCELLED", "Dependency") == ("CANCELLED", True)
+    for state in ("TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "FAILED"):
+        assert cls(state) == (state, False)
+    assert cls("BOOT_FAIL") == ("NODE_FAIL", False)
+
+
+# ------------------------------------------------------------------ on a real cluster
+
+
+def _cluster_problem() -> str | None:
+    for tool in ("sbatch", "sacct", "scontrol", "scancel"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not on PATH"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+        if ping.returncode != 0 or "UP" not in ping.stdout:
+            return f"the Slurm controller does not answer: {(ping.stdout + ping.stderr).strip()[-200:]}"
+        acct = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True, timeout=20)
+        if acct.returncode != 0:
+            return f"Slurm accounting (sacct) does not answer: {acct.stderr.strip()[-200:]}"
+    except subprocess.TimeoutExpired as exc:
+        return f"{exc.cmd[0]} did not answer"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    problem = _cluster_problem()
+    if problem:
+        message = f"no Slurm cluster ({problem}); start one with scripts/slurm-up.sh and export SLURM_CONF"
+        if os.environ.get("HARNESS_REQUIRE_SLURM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def harness(*args, env, timeout=600):
+    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def status_rows(path: Path, out: Path, env) -> tuple[int, list[dict], str]:
+    proc = harness("status", path, "--out", out, env=env, timeout=120)
+    rows = []
+    for line in proc.stdout.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 3 and not line.startswith("           "):
+            rows.append({"state": parts[0], "stage": parts[1], "key": parts[2], "line": line})
+    return proc.returncode, rows, proc.stdout
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def state(out: Path, stage: str, objective: str | None = None) -> dict:
+    for path in sorted((out / "state").glob(f"{stage}-*.json")):
+        record = json.loads(path.read_text())
+        if objective is None or objective in record["label"]:
+            return record
+    raise AssertionError(f"no {stage} state in {out}")
+
+
+def sacct_state(job_id: str) -> str:
+    proc = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True)
+    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+
+
+def values(out: Path) -> list[tuple]:
+    import pandas as pd
+
+    frame = pd.read_parquet(out / "results.parquet").sort_values(["run", "task"])
+    return list(frame[["run", "task", "value"]].itertuples(index=False, name=None))
+
+
+def losses(folder: Path) -> list[tuple[str, str]]:
+    with open(folder / "train_log.csv") as f:
+        return [(row["step"], row["loss"]) for row in csv.DictReader(f)]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_detach_status_requeue_and_same_results_as_local(cluster, tmp_path, harness_env):
+    """--detach queues the graph in seconds; status tracks it; a pre-training requeued by
+    `scontrol requeue` resumes from its checkpoint; results and the per-step losses equal
+    the local executor's."""
+    path = write_study(tmp_path, steps=300, every=25)
+    local, out = tmp_path / "local", tmp_path / "slurm"
+    ref = harness("run", path, "--out", local, "--no-progress", env=harness_env)
+    assert ref.returncode == 0, ref.stderr
+
+    t0 = time.time()
+    detached = harness("run", path, "--executor", "slurm", "--detach", "--out", out, env=harness_env)
+    took = time.time() - t0
+    assert detached.returncode == 0, detached.stderr
+    assert took < 20, f"--detach took {took:.1f} s"
+    assert "queued 10 jobs" in detached.stderr
+    assert not (out / "results.parquet").exists()
+    pre = state(out, "pretrain", "mtc")
+    assert pre["executor"] == "slurm" and pre["job_id"] and pre["dependency"]  # waits on its inputs' jobs
+
+    # requeue the pre-training once it has written a checkpoint
+    work = out / "store" / "pretrain" / f"{pre['key']}.work"
+    wait_for(lambda: (work / "train_state.pt").exists(), 240, "the first pre-training checkpoint", every=0.2)
+    assert sacct_state(pre["job_id"]) == "RUNNING"
+    subprocess.run(["scontrol", "requeue", pre["job_id"]], check=True)
+
+    seen: set[str] = set()
+
+    def finished():
+        code, rows, text = status_rows(path, out, harness_env)
+        seen.update(r["state"] for r in rows)
+        return text if code == 0 and all(r["state"] == "done" for r in rows) else None
+
+    text = wait_for(finished, 400, "the graph to complete", every=2)
+    assert text.splitlines()[0].endswith(": 10 done")
+    assert seen & {"PENDING", "RUNNING"}
+
+    # a plain run now finds everything done, submits nothing, and writes the results
+    again = harness("run", path, "--executor", "slurm", "--out", out, "--no-progress", env=harness_env)
+    assert again.returncode == 0, again.stderr
+    assert "0 jobs run, 10 already done" in again.stderr
+    assert values(out) == values(local)
+    folder = out / "store" / "pretrain" / pre["key"]
+    assert losses(folder) == losses(local / "store" / "pretrain" / pre["key"]) and len(losses(folder)) == 300
+    log = Path(pre["stderr"]).read_text()
+    assert log.count("Starting with JobEnvironment") == 2, log[-2000:]  # it did run twice
+
+
+@pytest.mark.slurm
+def test_scancel_is_reported_cancelled_and_not_waited_on(cluster, tmp_path, harness_env):
+    path = write_study(tmp_path, name="cancel", steps=100000, baselines=[])
+    out = tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--executor", "slurm", "--out",
+                            str(out), "--no-progress"], env=harness_env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_for(lambda: (out / "state").is_dir() and state(out, "pretrain")["job_id"], 60, "submission")
+        wait_for(lambda: sacct_state(job) == "RUNNING", 240, "the pre-training to run")
+        subprocess.run(["scancel", job], check=True)
+        t0 = time.time()
+        _, stderr = run.communicate(timeout=30)  # the waiting run ends: nothing is waited on forever
+        assert run.returncode == 1
+        assert f"FAILED pretrain/" in stderr and "CANCELLED" in stderr, stderr
+    finally:
+        if run.poll() is None:
+            run.kill()
+
+    code, rows, text = status_rows(path, out, harness_env)
+    assert time.time() - t0 < 30
+    assert code == 1
+    by_stage = {r["stage"]: r["state"] for r in rows}
+    assert by_stage["pretrain"] == "CANCELLED"  # not done
+    assert by_stage["embed"] == "BLOCKED" and by_stage["probe"] == "BLOCKED"
+    assert f"[job {job}]" in text and "log:" in text
+    assert not (out / "store" / "pretrain" / state(out, "pretrain")["key"]).exists()
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_failing_job_reports_traceback_and_independent_branches_complete(cluster, tmp_path, harness_env):
+    bad = tmp_path / "label_bad.json"
+    bad.write_text('{"0": "rain", "2": "wind"}')  # indices must be 0..K-1
+    path = write_study(tmp_path, name="failing", files=[bad.name])
+    out = tmp_path / "out"
+    proc = harness("run", path, "--executor", "slurm", "--out", out, "--no-progress", env=harness_env)
+    assert proc.returncode == 1, proc.stderr
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED tagsystem/")]
+    assert len(failed) == 1 and "FAILED: ValueError" in failed[0] and "label_bad.json" in failed[0]
+    assert "Traceback" in Path(proc.stderr.split("log: ")[1].split()[0]).read_text()
+    # the K=8 branch and the random baseline completed
+    assert {run for run, _, _ in values(out)} == {"mini/mtc K=8 s0", "random s0"}
+
+    code, rows, text = status_rows(path, out, harness_env)
+    assert code == 1
+    states = sorted(r["state"] for r in rows)
+    assert states.count("FAILED") == 1 and states.count("BLOCKED") == 3 and states.count("done") == 10
+    i = text.splitlines().index(next(line for line in text.splitlines() if line.strip().startswith("FAILED")))
+    after = text.splitlines()[i + 1:i + 40]
+    assert after[0].strip().startswith("cause: ValueError") and after[1].strip().startswith("log:")
+    assert any(line.strip().startswith("| Traceback") or "label_bad.json" in line for line in after[2:])
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_time_limit_requeues_bounded_by_retries(cluster, tmp_path, harness_env):
+    """A pre-training over its 1-minute limit is signalled, checkpoints, is requeued
+    `retries` times and then reported as TIMEOUT (not retried further)."""
+    path = write_study(tmp_path, name="timeout", steps=100000, every=50, baselines=[],
+                       slurm={"time_min": 1, "retries": 1, "signal_delay_s": 30})
+    out = tmp_path / "out"
+    t0 = time.time()
+    proc = harness("run", path, "--executor", "slurm", "--out", out, "--no-progress", env=harness_env, timeout=420)
+    assert proc.returncode == 1, proc.stderr
+    assert "FAILED pretrain/" in proc.stderr and "TIMEOUT" in proc.stderr, proc.stderr
+    log = Path(state(out, "pretrain")["stderr"]).read_text()
+    assert log.count("Starting with JobEnvironment") == 2, log[-3000:]
+    assert log.count("Requeued job") == 1
+    code, rows, _ = status_rows(path, out, harness_env)
+    assert {r["stage"]: r["state"] for r in rows}["pretrain"] == "TIMEOUT"
+    print(f"time-limit test took {time.time() - t0:.0f} s")
