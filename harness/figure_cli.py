@@ -83,6 +83,8 @@ def cmd_tsne(args) -> int:
     stem = _stem(args.out)
     if not args.d or any(not 0.0 <= d <= 2.0 for d in args.d):
         raise HarnessError(f"--d: expected cosine distances in [0, 2], found {args.d}")
+    if args.jobs is not None and args.jobs < 1:
+        raise HarnessError(f"--jobs: expected a positive number of threads, found {args.jobs}")
     if args.model is not None and not args.model.is_dir():
         raise HarnessError(f"--model {args.model}: sentence-transformers folder not found")
     tags = load_label_file(args.uts)
