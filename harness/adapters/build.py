@@ -43,15 +43,28 @@ def short_error(exc: BaseException) -> str:
 
 
 def probe_audio(record: Record):
-    """(Recording, None) for a readable clip, (None, 'missing') or (None, error) otherwise."""
-    from lhotse import Recording
+    """(Recording, None) for a readable clip, (None, 'missing') or (None, error) otherwise.
+
+    The header is read with soundfile (about 3x faster than ``Recording.from_file``, which
+    matters for NSynth's 300k notes); formats soundfile cannot open get Lhotse's other
+    audio backends as a second chance.
+    """
+    import soundfile
+    from lhotse import AudioSource, Recording
 
     if not os.path.isfile(record.path):
         return None, "missing"
     try:
-        rec = Recording.from_file(record.path, recording_id=record.id)
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a reported, skipped clip
-        return None, short_error(exc)
+        info = soundfile.info(record.path)
+        rec = Recording(id=record.id, sources=[AudioSource(type="file", channels=list(range(info.channels)),
+                                                             source=record.path)],
+                        sampling_rate=int(info.samplerate), num_samples=int(info.frames),
+                        duration=info.frames / info.samplerate)
+    except Exception as first:  # noqa: BLE001 - any decoder failure is a reported, skipped clip
+        try:
+            rec = Recording.from_file(record.path, recording_id=record.id)
+        except Exception:  # noqa: BLE001
+            return None, short_error(first)
     if rec.num_samples <= 0:
         return None, "no audio samples"
     return rec, None

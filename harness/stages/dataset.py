@@ -40,7 +40,7 @@ def _run_adapter(ctx: StageContext) -> dict:
     kind = ctx.config["kind"]
     root = ctx.cache_dir / "datasets" / ctx.key
     index = build(root, kind, ctx.config["args"], progress=ctx.progress, log=ctx.log,
-                  workers=min(16, 4 * (os.cpu_count() or 1)))
+                  workers=min(8, 2 * (os.cpu_count() or 1)))  # threads hide file-system latency (NFS)
     atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
     info = index["tasks"][kind]
     ctx.log(f"{kind} at {root}: {info['num_clips']} clips {info['counts']}, "
