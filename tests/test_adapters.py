@@ -9,6 +9,7 @@ missing and unreadable clips counted and listed, never fatal.
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ def wav(path: Path, seconds: float = 0.3, freq: float = 440.0, fmt: str | None =
     """A short sine + noise clip; ``fmt='MP3'`` writes MP3 (libsndfile >= 1.1)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * SR)) / SR
-    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(path.name.encode()))
     x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
     sf.write(path, x.astype(np.float32), SR, format=fmt)
     return path
