@@ -33,7 +33,7 @@ pretrain:
   objectives: [mtc]
   baselines: {baselines}
   steps: {steps}
-  batch_size: 16
+  batch_size: 8
   checkpoint_every: {every}
 probes: {{tasks: [mini/env_event], epochs: 5, lrs: [0.01], weight_decays: [0.0]}}
 compute: {{slurm: {slurm}}}
@@ -211,7 +211,7 @@ def test_detach_status_requeue_and_same_results_as_local(cluster, tmp_path, harn
     """--detach queues the graph in seconds; status tracks it; a pre-training requeued by
     `scontrol requeue` resumes from its checkpoint; results and the per-step losses equal
     the local executor's."""
-    path = write_study(tmp_path, steps=300, every=25)
+    path = write_study(tmp_path, steps=60, every=10)
     local, out = tmp_path / "local", tmp_path / "slurm"
     ref = harness("run", path, "--out", local, "--no-progress", env=harness_env)
     assert ref.returncode == 0, ref.stderr
@@ -221,7 +221,7 @@ def test_detach_status_requeue_and_same_results_as_local(cluster, tmp_path, harn
     took = time.time() - t0
     assert detached.returncode == 0, detached.stderr
     assert took < 20, f"--detach took {took:.1f} s"
-    assert "queued 10 jobs" in detached.stderr
+    assert "queued 9 jobs" in detached.stderr and "1 already done" in detached.stderr  # the dataset is shared
     assert not (out / "results.parquet").exists()
     pre = state(out, "pretrain", "mtc")
     assert pre["executor"] == "slurm" and pre["job_id"] and pre["dependency"]  # waits on its inputs' jobs
@@ -249,9 +249,12 @@ def test_detach_status_requeue_and_same_results_as_local(cluster, tmp_path, harn
     assert "0 jobs run, 10 already done" in again.stderr
     assert values(out) == values(local)
     folder = out / "store" / "pretrain" / pre["key"]
-    assert losses(folder) == losses(local / "store" / "pretrain" / pre["key"]) and len(losses(folder)) == 300
-    log = Path(pre["stderr"]).read_text()
+    assert losses(folder) == losses(local / "store" / "pretrain" / pre["key"]) and len(losses(folder)) == 60
+    log = Path(pre["stdout"]).read_text() + Path(pre["stderr"]).read_text()
     assert log.count("Starting with JobEnvironment") == 2, log[-2000:]  # it did run twice
+    assert "DUE TO JOB REQUEUE" in log
+    resumed = json.loads((folder / "_done.json").read_text())["outputs"]["train"]["resumed_from"]
+    assert 0 < resumed < 60  # from its checkpoint, not from scratch
 
 
 @pytest.mark.slurm
@@ -320,7 +323,8 @@ def test_time_limit_requeues_bounded_by_retries(cluster, tmp_path, harness_env):
     proc = harness("run", path, "--executor", "slurm", "--out", out, "--no-progress", env=harness_env, timeout=420)
     assert proc.returncode == 1, proc.stderr
     assert "FAILED pretrain/" in proc.stderr and "TIMEOUT" in proc.stderr, proc.stderr
-    log = Path(state(out, "pretrain")["stderr"]).read_text()
+    record = state(out, "pretrain")
+    log = Path(record["stdout"]).read_text() + Path(record["stderr"]).read_text()
     assert log.count("Starting with JobEnvironment") == 2, log[-3000:]
     assert log.count("Requeued job") == 1
     code, rows, _ = status_rows(path, out, harness_env)
