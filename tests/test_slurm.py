@@ -92,6 +92,8 @@ def test_profile_is_overlaid_by_the_study_and_validated(tmp_path):
         slurm.resolve(study.config["compute"], study.path, profile)
     assert [line.split(": ")[1] for line in err.value.problems] == ["slurm.bogus", "slurm.partition", "slurm.qos"]
     assert all(line.startswith(os.path.relpath(profile)) for line in err.value.problems)
+    example = slurm.resolve(study.config["compute"], study.path, ROOT / "studies" / "clusters" / "example.yaml")
+    assert slurm.executor_parameters(example, "pretrain", "s")["ntasks_per_node"] == 8
     with pytest.raises(HarnessError, match="cluster profile not found"):
         slurm.resolve(study.config["compute"], study.path, tmp_path / "missing.yaml")
 
@@ -136,7 +138,8 @@ def _cluster_problem() -> str | None:
     try:
         ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
         if ping.returncode != 0 or "UP" not in ping.stdout:
-            return f"the Slurm controller does not answer: {(ping.stdout + ping.stderr).strip()[-200:]}"
+            said = (ping.stdout + ping.stderr).strip().splitlines()
+            return f"the Slurm controller does not answer: {said[-1] if said else ping.returncode}"
         acct = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True, timeout=20)
         if acct.returncode != 0:
             return f"Slurm accounting (sacct) does not answer: {acct.stderr.strip()[-200:]}"
@@ -330,3 +333,23 @@ def test_time_limit_requeues_bounded_by_retries(cluster, tmp_path, harness_env):
     code, rows, _ = status_rows(path, out, harness_env)
     assert {r["stage"]: r["state"] for r in rows}["pretrain"] == "TIMEOUT"
     print(f"time-limit test took {time.time() - t0:.0f} s")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_pretraining_with_two_tasks_runs_ddp_through_submitit(cluster, tmp_path, harness_env):
+    """tasks_per_node: 2 runs the pre-training as 2 DDP ranks (gloo on CPU) from submitit's
+    distributed environment; its losses match one process's, and rank 0 alone publishes."""
+    path = write_study(tmp_path, name="ddp", steps=6, every=3, baselines=[],
+                       slurm={"stages": {"pretrain": {"tasks_per_node": 2}}})
+    local, out = tmp_path / "local", tmp_path / "slurm"
+    ref = harness("run", path, "--out", local, "--no-progress", env=harness_env)
+    assert ref.returncode == 0, ref.stderr
+    proc = harness("run", path, "--executor", "slurm", "--out", out, "--no-progress", env=harness_env)
+    assert proc.returncode == 0, proc.stderr
+    record = state(out, "pretrain")
+    job = record["job_id"]
+    assert Path(record["stdout"].replace(f"{job}_0_log", f"{job}_1_log")).is_file()  # a second task ran
+    a, b = losses(local / "store" / "pretrain" / record["key"]), losses(out / "store" / "pretrain" / record["key"])
+    assert [s for s, _ in a] == [s for s, _ in b] and len(a) == 6
+    assert [float(x) for _, x in b] == pytest.approx([float(x) for _, x in a], rel=1e-4)
