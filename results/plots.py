@@ -85,31 +85,38 @@ def size_figure(frame, stem: str | Path) -> dict | None:
 
 
 def scaling_figure(frame, stem: str | Path) -> dict | None:
-    """Metric (mean over a domain's tasks) against pre-training clips, per objective.
+    """Metric (mean over a domain's tasks) against pre-training clips, a line per arm.
 
-    Returns ``{domain: {objective: [(clips, value), ...]}}``, or ``None`` when no objective
-    was trained on two or more data sizes.
+    An arm is an objective with its tag system; a line needs the arm trained on two or
+    more data sizes (a tag-system size that keeps fewer clips is not a data-scaling point).
+    Returns ``{domain: {arm: [(clips, value), ...]}}``, or ``None`` when no arm has two sizes.
     """
-    trained = frame[frame["train_clips"].notna()] if "train_clips" in frame else frame.iloc[0:0]
-    if trained.empty or trained.groupby("objective")["train_clips"].nunique().max() < 2:
+    if "train_clips" not in frame or frame["train_clips"].isna().all():
         return None
+    trained = frame[frame["train_clips"].notna()].copy()
+    systems = trained["tag_system"].fillna("-") if "tag_system" in trained else ["-"] * len(trained)
+    trained["arm"] = [o if s == "-" else f"{o} {s}" for o, s in zip(trained["objective"], systems)]
+    sizes = trained.groupby("arm")["train_clips"].nunique()
+    arms = sorted(sizes[sizes >= 2].index)
+    if not arms:
+        return None
+    trained = trained[trained["arm"].isin(arms)]
     domains = _domains(trained)
     series: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    objectives = sorted(set(trained["objective"]))
-    palette = dict(zip(objectives, colors(len(objectives))))
+    palette = dict(zip(arms, colors(len(arms))))
     with figure(width=3.2 * len(domains), height=2.6, ncols=len(domains), squeeze=False) as (fig, axes):
         for i, (ax, domain) in enumerate(zip(axes[0], domains)):
             part = trained[trained["domain"] == domain]
-            per_task = part.groupby(["objective", "train_clips", "task"])["value"].mean()
-            curve = per_task.groupby(["objective", "train_clips"]).mean().reset_index()
+            per_task = part.groupby(["arm", "train_clips", "task"])["value"].mean()
+            curve = per_task.groupby(["arm", "train_clips"]).mean().reset_index()
             series[domain] = {}
-            for objective in objectives:
-                line = curve[curve["objective"] == objective].sort_values("train_clips")
+            for arm in arms:
+                line = curve[curve["arm"] == arm].sort_values("train_clips")
                 if line.empty:
                     continue
                 points = [(int(n), float(v)) for n, v in zip(line["train_clips"], line["value"])]
-                series[domain][objective] = points
-                ax.plot(*zip(*points), marker="o", color=palette[objective], label=objective)
+                series[domain][arm] = points
+                ax.plot(*zip(*points), marker="o", color=palette[arm], label=arm)
             ax.set_xscale("log")
             ax.set_title(domain)
             ax.set_xlabel("pre-training clips")

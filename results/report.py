@@ -331,7 +331,7 @@ def _tag_sections(writer: ReportWriter, graph, layout, log) -> None:
     longtail = writer.figure(section, "longtail", "Tag frequency against rank (log-log); markers: the "
                              "tag-system sizes K.", lambda stem: figures.longtail_figure(freqs, stem, ks=ks))
     if longtail is not None:
-        writer.json("longtail", longtail)
+        writer.json("longtail", figures.jsonable(longtail))
         shares = "; ".join(f"K = {k}: {100 * v:.1f}%" for k, v in sorted(longtail["head_share"].items(),
                                                                           key=lambda kv: int(kv[0])))
         section.text += (f"\n\n{longtail['n_tags']} distinct tags, {longtail['total']} tag occurrences. "
@@ -347,12 +347,25 @@ def _tag_sections(writer: ReportWriter, graph, layout, log) -> None:
         section.text += f"\n\nt-SNE coverage not drawn: the AudioSet label list is unavailable ({exc})."
         return
     tags = _labels(layout, largest)
+    log(f"report: t-SNE of {len(tags)} tags and {len(audioset)} AudioSet labels")
     coverage = writer.figure(section, "tsne_coverage", f"t-SNE of the tag system (K = {len(tags)}) and the "
-                             f"{len(audioset)} AudioSet labels, embedded with all-MiniLM-L6-v2.",
-                             lambda stem: figures.tsne_figure(tags, audioset, stem))
+                             f"{len(audioset)} AudioSet labels, embedded with all-MiniLM-L6-v2; right: "
+                             "nearest-neighbour cosine distances.",
+                             lambda stem: figures.tsne_figure(tags, audioset, stem, tag_name=f"tag system K={len(tags)}"))
     if coverage is not None:
-        writer.json("tsne_coverage", coverage)
-        section.text += "\n\n" + figures.coverage_text(coverage)
+        writer.json("tsne_coverage", figures.jsonable(coverage))
+        section.text += "\n\n" + coverage_text(coverage)
+
+
+def coverage_text(cov: dict) -> str:
+    """The coverage numbers of a t-SNE figure as one paragraph."""
+    def shares(key: str) -> str:
+        return ", ".join(f"{100 * v:.1f}% within {float(d):g}" for d, v in sorted(cov[key].items(), key=lambda kv: float(kv[0])))
+
+    return (f"Coverage (cosine distance d between MiniLM embeddings): of the {cov['n_audioset']} AudioSet labels, "
+            f"{shares('audioset_covered')} of some tag; of the {cov['n_tags']} tags, {shares('tags_covered')} of "
+            f"some AudioSet label. Median nearest-neighbour distance: AudioSet → tag "
+            f"{cov['nn_audioset_to_tag']['q50']:.3f}, tag → AudioSet {cov['nn_tag_to_audioset']['q50']:.3f}.")
 
 
 def _labels(layout, node) -> list[str]:

@@ -6,6 +6,7 @@ includes the same base, so that interrupting and comparing stays cheap.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -196,3 +197,31 @@ def test_quickstart_end_to_end_every_objective(env, tmp_path):
         losses = [float(r["loss"]) for r in csv.DictReader(log.open())]
         assert len(losses) == 200
         assert sum(losses[-20:]) / 20 < 0.9 * sum(losses[:20]) / 20, (log, losses[:3], losses[-3:])
+
+    # The report: every table and figure of the analysis layer, checked by content.
+    t0 = time.time()
+    report = harness("report", str(QUICKSTART), "--out", str(out), cwd=ROOT, env=env, timeout=600)
+    assert report.returncode == 0, report.stderr
+    print(f"report took {time.time() - t0:.1f} s")
+    folder = out / "report"
+    for stem in ("main_linear-mean", "objectives", "tag_system_size", "bootstrap"):
+        for ext in ("md", "tex", "csv"):
+            assert (folder / "tables" / f"{stem}.{ext}").stat().st_size > 200, (stem, ext)
+    main = (folder / "tables" / "main_linear-mean.csv").read_text().splitlines()
+    assert len(main) == 1 + 9 * 5  # header + 9 arms x 5 tasks, one cell each
+    bootstrap = (folder / "tables" / "bootstrap.csv").read_text().splitlines()
+    assert len(bootstrap) == 1 + 8 * 5  # every trained arm against the random encoder, per task
+    for stem in ("objective_domain", "tag_system_size", "wordcloud", "longtail", "tsne_coverage"):
+        assert (folder / "figures" / f"{stem}.png").stat().st_size > 5000, stem
+        assert (folder / "figures" / f"{stem}.pdf").read_bytes().startswith(b"%PDF"), stem
+    longtail = json.loads((folder / "figures" / "longtail.json").read_text())
+    assert longtail["ks_marked"] == [32, 64] and longtail["head_share"]["32"] < longtail["head_share"]["64"] < 1
+    coverage = json.loads((folder / "figures" / "tsne_coverage.json").read_text())
+    assert coverage["points"] == {"tags": 64, "audioset": 527}
+    text = (folder / "index.md").read_text()
+    for heading in ("Main comparison", "Objectives", "Tag-system size", "Paired bootstrap", "Tags and the tag system"):
+        assert f"## {heading}" in text
+    html = (folder / "index.html").read_text()
+    assert html.count("data:image/png;base64,") == 5 and "<script" not in html
+    provenance = json.loads((folder / "provenance.json").read_text())
+    assert provenance["study"]["name"] == "quickstart" and len(provenance["files"]) == 4 * 3 + 5 * 2 + 2

@@ -60,8 +60,9 @@ def test_scaling_figure_averages_tasks_within_a_domain(tmp_path, captured) -> No
     frame = synthetic_results(ks=(32,), clips=[100, 1000, 10000])
     out = plots.scaling_figure(frame, tmp_path / "scaling")
     speech = out["series"]["speech"]
-    assert set(speech) == {"mtc", "par"}  # random has no pre-training clips
-    for objective, points in speech.items():
+    assert set(speech) == {"mtc uts-32", "par uts-32"}  # random has no pre-training clips
+    for arm, points in speech.items():
+        objective = arm.split()[0]
         assert [n for n, _ in points] == [100, 1000, 10000]
         for n, v in points:
             want = np.mean([expected_value(objective, 32, t) for t in ("speaker", "language")]) + 0.02 * np.log10(n / 100)
@@ -70,6 +71,9 @@ def test_scaling_figure_averages_tasks_within_a_domain(tmp_path, captured) -> No
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "pre-training clips"
     assert [len(line.get_xdata()) for line in ax.get_lines()] == [3, 3]
     assert plots.scaling_figure(synthetic_results(), tmp_path / "none") is None
+    # Clips that differ only because a smaller tag system keeps fewer: not a scaling study.
+    by_k = synthetic_results().assign(train_clips=lambda f: f["tag_system_size"].map({32: 900, 64: 950, 128: 990}))
+    assert plots.scaling_figure(by_k, tmp_path / "by_k") is None
 
 
 def test_heatmap_rows_objectives_columns_domains(tmp_path, captured) -> None:
