@@ -13,6 +13,8 @@ deduplicated across the grid, and a changed setting re-runs only what lies downs
 
 from __future__ import annotations
 
+import itertools
+
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -103,14 +105,16 @@ def expand(config: dict[str, Any]) -> Graph:
 
     runs: list[Node] = []
     for src in config["data"]["sources"]:
-        dataset = dataset_node(src["kind"], {"seed": src["seed"], "scale": src["scale"]})
+        dataset = (dataset_node(src["kind"], {"seed": src["seed"], "scale": src["scale"]})
+                   if src["kind"] == "minisuite" else source_node(src))
         coords = {"source": src["name"]}
         cap_cfg, cap_runtime = backend_settings(tagging["captioner"], CAPTIONER_KEYS)
         captions = make_node("captions", cap_cfg, {"dataset": dataset},
                              _v("captions", components.captioner_version(cap_cfg["backend"])), coords,
                              {**runtime, **cap_runtime})
         parser_cfg, parser_runtime = backend_settings(tagging["parser"], PARSER_KEYS)
-        tags = make_node("tags", parser_cfg, {"captions": captions},
+        tags = make_node("tags", parser_cfg,
+                         {"dataset": dataset} if parser_cfg["backend"] == "manifest" else {"captions": captions},
                          _v("tags", components.parser_version(parser_cfg["backend"])), coords,
                          {**runtime, **parser_runtime})
         merge, merge_runtime = _merge_config(tagging["merge_synonyms"])
@@ -125,22 +129,26 @@ def expand(config: dict[str, Any]) -> Graph:
         for objective in pre["objectives"]:
             needs = set(components.objective_needs(objective["name"]).split("+"))
             obj_cfg = {"name": objective["name"], **objective["options"]}
-            for ts in (tag_systems if "tags" in needs else [None]):
-                for seed in pre["seeds"]:
-                    inputs = {"dataset": dataset}
-                    if ts is not None:
-                        inputs.update(tags=tags, tagsystem=ts)
-                    if "captions" in needs:
-                        inputs["captions"] = captions
-                    base_coords = ts.coords if ts else {**coords, "tag_system": "-"}
-                    run_coords = {**base_coords, "objective": objective["name"], "seed": seed,
-                                  "encoder": f"{encoder_cfg['name']}-{encoder_cfg['size']}"}
-                    runs.append(make_node(
-                        "pretrain",
-                        {"encoder": encoder_cfg, "objective": obj_cfg, "train": train_cfg, "seed": seed,
-                         "features": features},
-                        inputs, _v("pretrain", encoder_version, components.objective_version(objective["name"])), run_coords,
-                        {**runtime, "checkpoint_every": pre["checkpoint_every"]}))
+            for ts, seed, size in itertools.product(tag_systems if "tags" in needs else [None], pre["seeds"],
+                                                    src["subsets"] or [None]):
+                inputs = {"dataset": dataset}
+                if ts is not None:
+                    inputs.update(tags=tags, tagsystem=ts)
+                if "captions" in needs:
+                    inputs["captions"] = captions
+                base_coords = ts.coords if ts else {**coords, "tag_system": "-"}
+                run_coords = {**base_coords, "objective": objective["name"], "seed": seed,
+                              "encoder": f"{encoder_cfg['name']}-{encoder_cfg['size']}"}
+                run_cfg = {"encoder": encoder_cfg, "objective": obj_cfg, "train": train_cfg, "seed": seed,
+                           "features": features}
+                if size is not None:  # a nested data-scaling subset (absent otherwise: keys stay valid)
+                    run_cfg["subset"] = {"size": size, "seed": src["subset_seed"]}
+                    run_coords["data_size"] = size
+                runs.append(make_node(
+                    "pretrain",
+                    run_cfg,
+                    inputs, _v("pretrain", encoder_version, components.objective_version(objective["name"])), run_coords,
+                    {**runtime, "checkpoint_every": pre["checkpoint_every"]}))
     for baseline in pre["baselines"]:  # a randomly initialised encoder: no data, no training
         for seed in pre["seeds"]:
             runs.append(make_node("pretrain", {"encoder": encoder_cfg, "objective": {"name": baseline}, "seed": seed,
@@ -199,6 +207,30 @@ def _merge_config(merge: dict[str, Any] | None) -> tuple[dict[str, Any], dict[st
     folder = merge.get("model") or str(default_model_dir())
     return ({"merge_synonyms": {"threshold": merge["threshold"], "model_fingerprint": folder_fingerprint(folder)}},
             {"merge_model": folder})
+
+
+def source_node(src: dict[str, Any]) -> Node:
+    """A pre-training corpus read by a :mod:`harness.sources` reader (shared across studies).
+
+    Keyed by the reader, its arguments and the size and modification time of every file
+    they name, so that a changed caption file is read again and an unchanged corpus never is.
+    """
+    from harness.sources import SOURCE_VERSION
+
+    config = {"kind": src["kind"], "args": src["args"], "files": _file_stamps(src["args"])}
+    return make_node("dataset", config, {}, _v("dataset", SOURCE_VERSION), {"dataset": src["kind"]})
+
+
+def _file_stamps(args: dict[str, Any]) -> dict[str, list[int]]:
+    import os
+
+    stamps = {}
+    for value in args.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and os.path.isfile(item):
+                st = os.stat(item)
+                stamps[item] = [st.st_size, int(st.st_mtime)]
+    return dict(sorted(stamps.items()))
 
 
 def dataset_node(kind: str, args: dict[str, Any]) -> Node:

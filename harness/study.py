@@ -21,11 +21,17 @@ from harness.slurm import SLURM
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
+SOURCE_KINDS = ["minisuite", "uts", "audiocaps", "clotho", "wavcaps", "audioset", "generic"]  # harness.sources
+
 SOURCE = Obj({
     "name": Str(pattern=NAME, doc="name of the source, used in tables"),
-    "kind": Str(choices=["minisuite"], doc="source adapter"),
+    "kind": Str(choices=SOURCE_KINDS, doc="source reader (docs/sources.md)"),
     "seed": Num(0, integer=True, min=0, doc="generation seed (minisuite)"),
     "scale": Num(1.0, min=0.05, max=20.0, doc="size multiplier (minisuite)"),
+    "args": Map(Any_(), default={}, doc="the reader's arguments: files and folders of the corpus (docs/sources.md)"),
+    "subsets": List(Num(integer=True, min=1), default=[], unique=True,
+                    doc="data-scaling: pre-train on nested subsets of these sizes (each contained in the next)"),
+    "subset_seed": Num(0, integer=True, min=0, doc="the seed that orders clips for the nested subsets"),
 })
 
 def _model_fields(role: str) -> dict:
@@ -58,6 +64,7 @@ CAPTIONER_KEYS = {
 }
 PARSER_KEYS = {
     "rules": {"max_tags"},
+    "manifest": {"field", "max_tags"},  # tags the source already has (UTS audio_tag), no parsing
     "openai": {"model", "prompt", "temperature", "top_p", "max_tokens", "min_tags", "max_tags",
                "base_url", "api_key_env", "concurrency", "timeout", "max_retries"},
     "transformers": {"model", "gguf_file", "prompt", "temperature", "top_p", "max_tokens", "min_tags",
@@ -80,6 +87,7 @@ TAGGING = Obj({
     "parser": Obj({
         "backend": Str("rules", choices=list(PARSER_KEYS), doc="caption -> tags parser"),
         "max_tags": Num(None, integer=True, min=1, doc="keep at most this many tags per caption"),
+        "field": Str(None, pattern=NAME, doc="manifest: the source's tag-list field (default tags)"),
         "min_tags": Num(None, integer=True, min=1, doc="openai/transformers: reject replies with fewer (default 3)"),
         "gguf_file": Str(None, doc="transformers: a GGUF file inside the model folder"),
         "seed": Num(0, integer=True, min=0, doc="transformers: sampling seed"),
@@ -204,10 +212,54 @@ def _check_components(config: dict, ctx: Context) -> None:
             ctx.error(f"pretrain.objectives[{i}].name", "unknown objective; expected one of: "
                       f"{', '.join(components.OBJECTIVES)}, found {obj['name']!r}")
     _check_tagging(config["tagging"], ctx)
+    _check_sources(config["data"]["sources"], ctx)
     known = task_registry.available()
     for i, name in enumerate(config["probes"]["tasks"]):
         if name not in known:
             ctx.error(f"probes.tasks[{i}]", f"unknown task; expected one of: {', '.join(sorted(known))}, found {name!r}")
+
+
+def _check_sources(sources: list[dict], ctx: Context) -> None:
+    """Names are unique; a corpus reader gets the arguments it takes, the mini suite none."""
+    import inspect
+
+    seen: set[str] = set()
+    for i, src in enumerate(sources):
+        where = f"data.sources[{i}]"
+        if src["name"] in seen:
+            ctx.error(f"{where}.name", f"source names must be unique, found {src['name']!r} twice")
+        seen.add(src["name"])
+        if src["kind"] == "minisuite":
+            if src["args"]:
+                ctx.error(f"{where}.args", "the minisuite source takes seed and scale, not args")
+            continue
+        from harness.sources import reader
+
+        params = inspect.signature(reader(src["kind"])).parameters
+        accepted = [n for n, p in params.items() if n != "source" and p.kind is not p.VAR_KEYWORD]
+        for key in src["args"]:
+            if key not in accepted:
+                ctx.error(f"{where}.args.{key}", f"not an argument of the {src['kind']!r} reader; it takes: "
+                          f"{', '.join(accepted)}")
+        for name, p in params.items():
+            if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD and name not in src["args"]:
+                ctx.error(f"{where}.args.{name}", f"missing: the {src['kind']!r} reader needs it (docs/sources.md)")
+        for key, value in src["args"].items():  # paths relative to the study file, ~ and $VARS expanded
+            if key not in SOURCE_PATH_ARGS:
+                continue
+            if isinstance(value, str):
+                src["args"][key] = _expand_path(value, ctx.base_dir)
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                src["args"][key] = [_expand_path(v, ctx.base_dir) for v in value]
+
+
+SOURCE_PATH_ARGS = {"manifests", "audio_root", "captions", "audio_dir", "root", "json_files", "segments", "path",
+                    "classes"}
+
+
+def _expand_path(value: str, base: Path) -> str:
+    path = Path(os.path.expandvars(os.path.expanduser(value)))
+    return str(path if path.is_absolute() else (base / path))
 
 
 def _check_tagging(tagging: dict, ctx: Context) -> None:
@@ -234,6 +286,8 @@ def _check_tagging(tagging: dict, ctx: Context) -> None:
                 block["model"] = str(folder.resolve())
         if role == "captioner" and block["field"] is None:
             block["field"] = {"template": "events"}.get(backend, "caption")
+        if role == "parser" and backend == "manifest" and block["field"] is None:
+            block["field"] = "tags"
         # The resolved study keeps only what the backend reads.
         tagging[role] = {k: v for k, v in block.items()
                          if k == "backend" or (k in allowed[backend] and v is not None)}

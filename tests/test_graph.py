@@ -62,7 +62,8 @@ def test_keys_are_stable_and_content_addressed(quickstart):
 
 def test_cross_product_of_sources_sizes_objectives_seeds(quickstart):
     cfg = copy.deepcopy(quickstart)
-    cfg["data"]["sources"].append({"name": "mini2", "kind": "minisuite", "seed": 1, "scale": 1.0})
+    cfg["data"]["sources"].append({"name": "mini2", "kind": "minisuite", "seed": 1, "scale": 1.0,
+                                    "args": {}, "subsets": [], "subset_seed": 0})
     cfg["pretrain"]["seeds"] = [0, 1, 2]
     graph = expand(cfg)
     c = counts(graph)

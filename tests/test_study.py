@@ -80,7 +80,8 @@ def test_bad_value_and_bad_choice(tmp_path):
     text = MINIMAL.replace("tagging: {sizes: [8]}", "tagging: {sizes: [0]}").replace("kind: minisuite", "kind: minisuit")
     lines = problems(write(tmp_path, text))
     assert any("tagging.sizes[0]: expected an integer >= 1, found an integer 0" in l for l in lines)
-    assert any("data.sources[0].kind: expected one of 'minisuite', found 'minisuit' (did you mean 'minisuite'?)" in l
+    assert any("data.sources[0].kind: expected one of 'minisuite', 'uts', 'audiocaps', 'clotho', 'wavcaps', 'audioset', "
+               "'generic', found 'minisuit' (did you mean 'minisuite'?)" in l
                for l in lines)
 
 

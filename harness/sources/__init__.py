@@ -28,6 +28,8 @@ from typing import Any, Callable
 from harness.errors import HarnessError
 from harness.sources._common import UNIFORM_FIELDS, SourceReport, youtube_id
 
+SOURCE_VERSION = "1"  # the readers and the pool manifest the dataset stage writes from them
+
 SOURCES: dict[str, str] = {
     "uts": "harness.sources.uts:read_uts",
     "audiocaps": "harness.sources.audiocaps:read_audiocaps",
@@ -51,4 +53,4 @@ def read_source(name: str, **kwargs: Any) -> tuple[Any, SourceReport]:
     return reader(name)(**kwargs)
 
 
-__all__ = ["SOURCES", "UNIFORM_FIELDS", "SourceReport", "read_source", "reader", "youtube_id"]
+__all__ = ["SOURCE_VERSION", "SOURCES", "UNIFORM_FIELDS", "SourceReport", "read_source", "reader", "youtube_id"]

@@ -21,6 +21,10 @@ POINTER = "dataset.json"
 
 
 def run(ctx: StageContext) -> dict:
+    from harness.sources import SOURCES
+
+    if ctx.config["kind"] in SOURCES and "files" in ctx.config:
+        return _run_source(ctx)
     if ctx.config["kind"] != "minisuite":
         return _run_adapter(ctx)
     from harness.minisuite import build
@@ -32,6 +36,27 @@ def run(ctx: StageContext) -> dict:
     atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
     ctx.log(f"mini suite at {root}: {index['pretrain']['num_clips']} pool clips, {len(index['tasks'])} tasks")
     return {"root": str(root), "pool_clips": index["pretrain"]["num_clips"], "tasks": sorted(index["tasks"])}
+
+
+def _run_source(ctx: StageContext) -> dict:
+    """A pre-training corpus (harness.sources): its pool manifest with uniform supervision fields."""
+    from harness.sources import read_source
+    from harness.sources.select import write_cutset
+
+    kind = ctx.config["kind"]
+    root = ctx.cache_dir / "datasets" / ctx.key
+    cuts, report = read_source(kind, **ctx.config["args"])
+    cuts = list(cuts)
+    if not cuts:
+        raise ValueError(f"the {kind!r} source has no clip with readable audio: {report.summary()}")
+    write_cutset(cuts, root / "pretrain.jsonl.gz")
+    atomic_write_json(root / "report.json", report.to_dict())
+    hours = round(sum(c.duration for c in cuts) / 3600, 4)
+    index = {"pretrain": {"path": "pretrain.jsonl.gz", "num_clips": len(cuts), "hours": hours},
+             "tasks": {}, "report": "report.json"}
+    atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
+    ctx.log(f"{kind} at {root}: {report.summary()}")
+    return {"root": str(root), "pool_clips": len(cuts), "hours": hours, "report": report.to_dict()}
 
 
 def _run_adapter(ctx: StageContext) -> dict:

@@ -42,6 +42,14 @@ def _train(ctx: StageContext, encoder) -> dict:
     needs = set(objective_needs(obj_name).split("+"))
     manifest = pool_manifest(ctx.inputs["dataset"].path)
     ids, feats = load_features(manifest, cfg["features"], ctx.cache_dir, progress=ctx.progress, log=ctx.log)
+    if cfg.get("subset"):  # a nested data-scaling subset of the pool: the same clips whatever the objective
+        from harness.sources.select import nested_subsets
+
+        size = cfg["subset"]["size"]
+        chosen = set(nested_subsets(ids, [size], cfg["subset"]["seed"])[size])
+        pick = [i for i, clip in enumerate(ids) if clip in chosen]
+        ids, feats = [ids[i] for i in pick], [feats[i] for i in pick]
+        ctx.log(f"data subset: {len(ids)} of the pool's clips (nested subsets, seed {cfg['subset']['seed']})")
     supervision, keep = supervision_for(ctx, needs, ids, manifest)
     feats = [feats[i] for i in keep]
     ctx.log(f"{len(keep)} of {len(ids)} clips have {' and '.join(sorted(needs))} for {obj_name!r}")

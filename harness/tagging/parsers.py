@@ -13,6 +13,7 @@ from typing import Any
 
 PARSER_MODULES = {  # backend -> modules whose VERSION constants version its output
     "rules": ("harness.tagging.rules",),
+    "manifest": ("harness.stages.tags",),  # tags taken from the source as they are
     "openai": ("harness.tagging.llm", "harness.tagging.responses"),
     "transformers": ("harness.tagging.llm", "harness.tagging.responses", "harness.tagging.hf"),
 }

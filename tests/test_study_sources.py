@@ -1,0 +1,135 @@
+"""Pre-training sources in a study: a corpus reader as the data, the source's own tags,
+nested data-scaling subsets; planned, then run end to end and reported."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from harness.errors import StudyError
+from harness.graph import expand
+from harness.study import load_study
+
+ROOT = Path(__file__).resolve().parent.parent
+SOUNDS = {"low": 220.0, "high": 1760.0}
+
+
+def corpus(folder: Path, n: int = 32) -> tuple[Path, Path]:
+    """A generic source (path, caption, tags) and a generic probe task over the same kind of clips."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, task = [], []
+    for i in range(n):
+        kind = "low" if i % 2 else "high"
+        t = np.arange(8000) / 16000
+        audio = 0.3 * np.sin(2 * np.pi * SOUNDS[kind] * (1 + 0.05 * rng.standard_normal()) * t)
+        audio += 0.01 * rng.standard_normal(t.size)
+        sf.write(folder / f"clip{i:03d}.wav", audio.astype(np.float32), 16000)
+        rows.append([f"clip{i:03d}.wav", f"a {kind} pitched tone", f"{kind};tone"])
+        task.append([f"clip{i:03d}.wav", kind, ["train", "train", "valid", "test"][i % 4]])
+    with open(folder / "source.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "caption", "tags"], *rows])
+    with open(folder / "task.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "label", "split"], *task])
+    return folder / "source.csv", folder / "task.csv"
+
+
+STUDY = """
+name: sources-study
+data:
+  sources:
+    - {{name: tones, kind: generic, args: {{path: {source}}}, subsets: [12, 24]}}
+tagging:
+  parser: {{backend: manifest}}
+  sizes: [2]
+pretrain:
+  encoder: {{name: transformer, size: tiny}}
+  objectives: [mtc]
+  steps: 6
+  batch_size: 4
+  specaugment: false
+probes:
+  tasks: [tones]
+  epochs: 5
+  lrs: [0.01]
+  weight_decays: [0.0]
+"""
+
+
+@pytest.fixture(scope="module")
+def study_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sources")
+    source, task = corpus(folder / "data")
+    tasks = folder / "tasks"
+    tasks.mkdir()
+    (tasks / "tones.yaml").write_text(f"domain: music\nkind: multiclass\nmetric: accuracy\nadapter: generic\n"
+                                      f"args: {{manifest: {task}}}\n")
+    path = folder / "study.yaml"
+    path.write_text(STUDY.format(source=source))
+    return path, tasks
+
+
+@pytest.fixture
+def task_path(study_files, monkeypatch):
+    from harness import tasks
+
+    monkeypatch.setenv("HARNESS_TASK_PATH", str(study_files[1]))
+    tasks._index.cache_clear()
+    yield
+    tasks._index.cache_clear()
+
+
+def test_plan_reads_the_source_once_and_trains_each_subset(study_files, task_path) -> None:
+    study = load_study(study_files[0])
+    graph = expand(study.config)
+    stages = graph.by_stage()
+    source = [n for n in stages["dataset"] if n.config["kind"] == "generic" and "files" in n.config]
+    assert len(source) == 1 and str(study_files[0].parent / "data" / "source.csv") in source[0].config["files"]
+    (tags,) = stages["tags"]
+    assert list(tags.inputs) == ["dataset"] and tags.config == {"backend": "manifest", "field": "tags"}
+    assert "captions" not in stages  # nothing reads captions: no captioning job
+    trained = [n for n in stages["pretrain"] if n.config["objective"]["name"] == "mtc"]
+    assert sorted(n.config["subset"]["size"] for n in trained) == [12, 24]
+    assert sorted(n.coords["data_size"] for n in trained) == [12, 24]
+
+
+def test_source_args_are_checked_against_the_reader(tmp_path, task_path, study_files) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(STUDY.format(source="x.csv").replace("args: {path: x.csv}", "args: {paths: x.csv}"))
+    with pytest.raises(StudyError) as err:
+        load_study(bad)
+    text = "\n".join(err.value.problems)
+    assert "data.sources[0].args.paths: not an argument of the 'generic' reader; it takes: path, audio_root" in text
+    assert "data.sources[0].args.path: missing: the 'generic' reader needs it" in text
+
+
+@pytest.mark.slow
+def test_sources_study_runs_and_reports_data_scaling(study_files, tmp_path, harness_env) -> None:
+    env = {**harness_env, "HARNESS_TASK_PATH": str(study_files[1])}
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "harness", "run", str(study_files[0]), "--out", str(out),
+                          "--no-progress"], env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    import pandas as pd
+
+    frame = pd.read_parquet(out / "results.parquet")
+    assert sorted(frame["data_size"]) == [12, 24]
+    # Tags come from the source: K = 2 keeps "low", "high" or "tone"; every clip has one, so a
+    # subset trains on all its clips.
+    assert sorted(frame["train_clips"]) == [12, 24]
+    record = json.loads(next((out / "store" / "tags").glob("*/_done.json")).read_text())
+    assert record["outputs"]["num_clips"] == 32 and record["outputs"]["unique_tags"] == 3
+    report = subprocess.run([sys.executable, "-m", "harness", "report", str(study_files[0]), "--out", str(out),
+                             "--no-tag-figures"], env=env, capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr
+    scaling = (out / "report" / "figures" / "data_scaling.png")
+    assert scaling.stat().st_size > 5000
+    assert "Not drawn: no objective" not in (out / "report" / "index.md").read_text()
