@@ -127,8 +127,10 @@ PRETRAIN = Obj({
 PROBES = Obj({
     "tasks": List(Str(pattern=r"[A-Za-z0-9_./-]+"), min_len=1, unique=True),
     "layer": Num(-1, integer=True),
-    "heads": List(Str(choices=["linear"]), default=["linear"], min_len=1, unique=True),
-    "poolings": List(Str(choices=["mean"]), default=["mean"], min_len=1, unique=True),
+    "heads": List(Str(choices=["linear", "mlp"]), default=["linear"], min_len=1, unique=True,
+                  doc="probe heads (probes/heads.py HEADS), all trained in one sweep"),
+    "poolings": List(Str(choices=["mean", "max", "attention"]), default=["mean"], min_len=1, unique=True,
+                     doc="mean / max over frames, or multi-head attention pooling trained from the cached frames"),
     "lrs": List(Num(min=0.0), default=[1e-3, 3e-3, 1e-2], min_len=1, unique=True),
     "weight_decays": List(Num(min=0.0), default=[0.0, 1e-3, 1e-2], min_len=1, unique=True),
     "epochs": Num(100, integer=True, min=1),
@@ -244,22 +246,29 @@ def _check_sources(sources: list[dict], ctx: Context) -> None:
         for name, p in params.items():
             if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD and name not in src["args"]:
                 ctx.error(f"{where}.args.{name}", f"missing: the {src['kind']!r} reader needs it (docs/sources.md)")
-        for key, value in src["args"].items():  # paths relative to the study file, ~ and $VARS expanded
-            if key not in SOURCE_PATH_ARGS:
-                continue
-            if isinstance(value, str):
-                src["args"][key] = _expand_path(value, ctx.base_dir)
-            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-                src["args"][key] = [_expand_path(v, ctx.base_dir) for v in value]
+        for key, value in src["args"].items():  # paths: ~, $VAR, ${VAR:-default}; relative to the study file
+            if key in SOURCE_PATH_ARGS and isinstance(value, (str, list)):
+                values = [value] if isinstance(value, str) else value
+                expanded = [_expand_path(v, ctx, f"{where}.args.{key}") for v in values]
+                src["args"][key] = expanded[0] if isinstance(value, str) else expanded
 
 
 SOURCE_PATH_ARGS = {"manifests", "audio_root", "captions", "audio_dir", "root", "json_files", "segments", "path",
                     "classes"}
 
 
-def _expand_path(value: str, base: Path) -> str:
-    path = Path(os.path.expandvars(os.path.expanduser(value)))
-    return str(path if path.is_absolute() else (base / path))
+def _expand_path(value: Any, ctx: Context, where: str) -> Any:
+    from harness.adapters.base import expand
+
+    if not isinstance(value, str):
+        ctx.error(where, f"expected a path, found {value!r}")
+        return value
+    text, unset = expand(value)
+    if unset:
+        ctx.error(where, f"expected a path, found {value!r} with {' and '.join(unset)} not set")
+        return value
+    path = Path(text)
+    return str(path if path.is_absolute() else ctx.base_dir / path)
 
 
 def _check_tagging(tagging: dict, ctx: Context) -> None:

@@ -1,0 +1,97 @@
+"""The paper studies (studies/paper/) are valid and plan the graphs the papers describe.
+
+The datasets are not here: the probe tasks' roots point at tiny trees in each official
+layout (built by the adapter tests' helpers), and the corpora are read only when a study
+runs, so planning needs none of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.graph import expand
+from harness.study import load_study
+from test_adapters import cremad_tree, fsd50k_tree, mtat_tree, nsynth_tree, vggsound_tree, voxceleb2_tree
+
+PAPER = Path(__file__).resolve().parent.parent / "studies" / "paper"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("harness-data")
+    fsd50k_tree(root / "FSD50K")
+    vggsound_tree(root / "VGGSound")
+    voxceleb2_tree(root / "VoxCeleb2")
+    cremad_tree(root / "CREMA-D")
+    mtat_tree(root / "MagnaTagATune")
+    nsynth_tree(root / "NSynth")
+    return root
+
+
+@pytest.fixture
+def paper_env(data_root, monkeypatch):
+    monkeypatch.setenv("HARNESS_DATA", str(data_root))
+    for var in ("UTS_MANIFESTS", "UTS_AUDIO", "AUDIOSET_ROOT", "CAPTIONSTEW_CSV"):
+        monkeypatch.delenv(var, raising=False)
+    return data_root
+
+
+def plan(name: str):
+    study = load_study(PAPER / name)
+    return study, expand(study.config).by_stage()
+
+
+def test_uts_main_plans_every_objective_on_six_tasks_with_two_poolings(paper_env) -> None:
+    study, stages = plan("uts_main.yaml")
+    runs = {n.coords["objective"] for n in stages["pretrain"]}
+    assert runs == {"mtc", "par", "captioning", "contrastive", "multitask", "random"}
+    assert len(stages["pretrain"]) == 6
+    assert {n.coords["task"] for n in stages["probe"]} == {f"paper/{t}" for t in
+                                                           ("fsd50k", "vggsound", "voxceleb2", "cremad", "mtat", "nsynth")}
+    assert len(stages["probe"]) == 6 * 6
+    assert stages["probe"][0].config["poolings"] == ["mean", "attention"]
+    (tagsystem,) = stages["tagsystem"]
+    assert tagsystem.config["size"] == 1500
+    (source,) = [n for n in stages["dataset"] if n.config["kind"] == "uts"]
+    assert source.config["args"]["manifests"] == str(paper_env / "UTS" / "uts_400k.jsonl.gz")
+    assert study.config["compute"]["executor"] == "slurm"
+
+
+def test_tag_size_ablation_has_the_papers_five_sizes(paper_env) -> None:
+    _, stages = plan("uts_tag_size.yaml")
+    assert sorted(n.config["size"] for n in stages["tagsystem"]) == [800, 1000, 1500, 2000, 3000]
+    assert sorted(n.coords.get("tag_system_size") or 0 for n in stages["pretrain"]) == [0, 800, 1000, 1500, 2000, 3000]
+
+
+def test_captionstew_scaling_nests_five_data_sizes_per_objective(paper_env) -> None:
+    _, stages = plan("captionstew_scaling.yaml")
+    sizes = {}
+    for node in stages["pretrain"]:
+        sizes.setdefault(node.coords["objective"], []).append(node.config["subset"]["size"])
+    assert {k: sorted(v) for k, v in sizes.items()} == {
+        "contrastive": [400000, 1000000, 2000000, 4000000, 9300000],
+        "captioning": [400000, 1000000, 2000000, 4000000, 9300000]}
+
+
+def test_audioset_baseline_is_supervised_on_audioset(paper_env) -> None:
+    _, stages = plan("uts_audioset_baseline.yaml")
+    (run,) = stages["pretrain"]
+    assert run.config["objective"]["name"] == "supervised"
+    (source,) = [n for n in stages["dataset"] if n.config["kind"] == "audioset"]
+    assert source.config["args"]["segments"][0].endswith("AudioSet/unbalanced_train_segments.csv")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PAPER.glob("[!_]*.yaml")))
+def test_harness_plan_accepts_every_paper_study(name, paper_env, capsys) -> None:
+    assert main(["plan", str(PAPER / name), "--out", str(paper_env / "runs" / name)]) == 0
+    assert "jobs" in capsys.readouterr().out
+
+
+def test_a_missing_dataset_root_is_one_line(paper_env, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HARNESS_DATA", str(paper_env / "nowhere"))
+    assert main(["plan", str(PAPER / "uts_main.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err and "fsd50k" in err.lower()
