@@ -28,7 +28,6 @@ the model at all.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import json
@@ -88,24 +87,15 @@ def tag_frequencies(path: str | os.PathLike, column: str = "tags") -> Counter:
 
 
 def _iter_jsonl_tags(path: Path) -> Iterable[list[str]]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    expected = ("expected one JSON object per line with a 'tags' list (TAGS.jsonl) "
+    from harness.stages.manifests import iter_json_objects
+
+    expected = ("one JSON object per line with a 'tags' list (TAGS.jsonl) "
                 "or a Lhotse cut with custom 'audio_tag'")
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    raise HarnessError(f"{path}:{n}: not JSON; {expected}") from None
-                tags = _tags_of(obj) if isinstance(obj, dict) else None
-                if tags is None:
-                    raise HarnessError(f"{path}:{n}: {expected}")
-                yield tags
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise HarnessError(f"{path}: cannot read it ({exc}); {expected}") from None
+    for n, obj in iter_json_objects(path, expected):
+        tags = _tags_of(obj)
+        if tags is None:
+            raise HarnessError(f"{path}:{n}: expected {expected}")
+        yield tags
 
 
 def _tags_of(obj: dict) -> list[str] | None:

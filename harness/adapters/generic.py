@@ -108,16 +108,10 @@ class Generic(Adapter):
     def _rows(self, manifest: Path):
         fmt = _format(str(manifest))
         if fmt == "jsonl":
-            with open(manifest, encoding="utf-8") as f:
-                for n, line in enumerate(f, start=1):
-                    if line.strip():
-                        try:
-                            row = json.loads(line)
-                        except json.JSONDecodeError as exc:
-                            raise AdapterError(f"{manifest}:{n}: invalid JSON: {exc.msg}") from None
-                        if not isinstance(row, dict):
-                            raise AdapterError(f"{manifest}:{n}: expected a JSON object, found {type(row).__name__}")
-                        yield n, row
+            from harness.stages.manifests import iter_json_objects
+
+            yield from iter_json_objects(manifest, "one JSON object per clip (path, label(s), split or fold)",
+                                         AdapterError)
         else:
             for n, row in enumerate(read_csv(manifest, delimiter="\t" if fmt == "tsv" else ","), start=2):
                 yield n, row

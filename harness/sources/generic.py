@@ -15,8 +15,6 @@ Rows with the same id merge (captions, tags and labels are united) and count as 
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -62,19 +60,10 @@ def read_generic(path: Pathlike, *, audio_root: Pathlike | None = None, source: 
 
 
 def _read_jsonl(path: Path):
+    from harness.stages.manifests import iter_json_objects
+
     require_file(path, WHAT_JSONL)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise HarnessError(f"{path}:{lineno}: not JSON ({e.msg}); expected {WHAT_JSONL}") from None
-                if not isinstance(row, dict) or "path" not in row:
-                    raise HarnessError(f"{path}:{lineno}: no \"path\" key; expected {WHAT_JSONL}")
-                yield lineno, row
-    except (UnicodeDecodeError, OSError) as e:
-        raise HarnessError(f"{path}: unreadable ({e}); expected {WHAT_JSONL}") from None
+    for lineno, row in iter_json_objects(path, WHAT_JSONL):
+        if "path" not in row:
+            raise HarnessError(f"{path}:{lineno}: no \"path\" key; expected {WHAT_JSONL}")
+        yield lineno, row

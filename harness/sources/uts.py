@@ -17,8 +17,6 @@ one from ``<audio_root>/**/<cut id>.<ext>`` (header decoded with Lhotse).
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -121,19 +119,7 @@ def _reroot(rec: dict, root: Path | None, strip_prefix: str | None, check: bool)
 
 
 def _iter_lines(path: Path):
+    from harness.stages.manifests import iter_json_objects
+
     require_file(path, WHAT)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise HarnessError(f"{path}:{lineno}: not JSON ({e.msg}); expected {WHAT}") from None
-                if not isinstance(d, dict):
-                    raise HarnessError(f"{path}:{lineno}: not a JSON object; expected {WHAT}")
-                yield lineno, d
-    except (UnicodeDecodeError, OSError, EOFError) as e:
-        raise HarnessError(f"{path}: unreadable ({e}); expected {WHAT}") from None
+    yield from iter_json_objects(path, WHAT)
