@@ -2,7 +2,13 @@
 
 One row per (run, task, head, pooling, metric), with the grid coordinates, the value on
 the test split, the test-set size, the chosen hyperparameters, the resolved config, the
-git commit and the package versions.
+git commit and the package versions. For a k-fold task the value is the mean over folds:
+``n_folds`` counts them, ``fold_values`` (JSON) lists each fold's test value and
+``hparams`` the hyperparameters chosen on each fold; ``n_test`` sums the folds' test
+clips. Retrieval rows carry ``recall@k`` per direction (head ``text-to-audio`` /
+``audio-to-text``); zero-shot rows have head ``zero-shot``. A retrieval or zero-shot
+task of an encoder without a text side is recorded as not applicable by the probe job
+and gives no row.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ def result_rows(graph: Graph, layout: Layout, study_name: str) -> list[dict[str,
         if record is None:
             continue
         sweep = json.loads((layout.store.path("probe", node.key) / "sweep.json").read_text())
+        if sweep.get("status") == "not applicable":
+            continue  # e.g. retrieval for an encoder without a text side: the record says why
         run = node.inputs["embed"].inputs["pretrain"]
         pretrain = layout.store_for("pretrain").record("pretrain", run.key) or {}
         c = node.coords
@@ -45,10 +53,32 @@ def result_rows(graph: Graph, layout: Layout, study_name: str) -> list[dict[str,
             "config": canonical_json({"pretrain": run.config, "probe": node.config}),
             "git_commit": commit, "versions": versions,
         }
-        for (head, pooling), best in _best_per_head(sweep["heads"]).items():
-            rows.append({**base, "head": f"{head}-{pooling}", "value": float(best["test"]),
-                         "valid_value": float(best["valid"]),
-                         "hparams": canonical_json({k: best[k] for k in ("lr", "weight_decay") if k in best})})
+        rows += sweep_rows(base, sweep)
+    return rows
+
+
+def sweep_rows(base: dict[str, Any], sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    """The result rows of one probe job's ``sweep.json``, each extending ``base``."""
+    rows: list[dict[str, Any]] = []
+    if "recalls" in sweep:  # retrieval: one row per direction and k
+        for head, values in sweep["recalls"].items():
+            for metric, value in values.items():
+                rows.append({**base, "head": head, "metric": metric, "value": float(value),
+                             "valid_value": float("nan"), "n_folds": 1, "fold_values": None,
+                             "hparams": canonical_json({})})
+        return rows
+    groups = sweep.get("groups") or {
+        f"{head}-{pooling}": {**best, "folds": [{**best, "fold": None}]}
+        for (head, pooling), best in _best_per_head(sweep["heads"]).items()}
+    for name, best in groups.items():
+        folds = best["folds"]
+        folded = len(folds) > 1 or folds[0].get("fold") is not None
+        hparams = ([{k: f[k] for k in ("fold", "lr", "weight_decay") if k in f} for f in folds] if folded
+                   else {k: folds[0][k] for k in ("lr", "weight_decay") if k in folds[0]})
+        rows.append({**base, "head": name, "value": float(best["test"]),
+                     "valid_value": float(best["valid"]), "n_folds": len(folds),
+                     "fold_values": canonical_json([f["test"] for f in folds]) if folded else None,
+                     "hparams": canonical_json(hparams)})
     return rows
 
 

@@ -318,6 +318,8 @@ class SweepResult:
     heads: list[dict] = field(repr=False)
     test_scores: np.ndarray = field(repr=False)
     group_scores: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    group_best: dict[tuple[str, str], dict] = field(default_factory=dict, repr=False)
+    """Per ``(head, pooling)``: the entry of ``heads`` chosen on validation within that group."""
 
 
 def probe_sweep(
@@ -420,10 +422,12 @@ def probe_sweep(
                 list(heads).index(r["head"]), list(poolings).index(r["pooling"]))
 
     best = min(range(len(results)), key=rank)
-    group_scores = {}
+    group_scores, group_best = {}, {}
     for group in groups:
         members = [i for i, r in enumerate(results) if (r["head"], r["pooling"]) == group]
-        group_scores[group] = test_scores[min(members, key=rank)]
+        chosen = min(members, key=rank)
+        group_scores[group] = test_scores[chosen]
+        group_best[group] = results[chosen]
     return SweepResult(
         metric=metric,
         best={k: results[best][k] for k in ("lr", "weight_decay", "head", "pooling")},
@@ -432,6 +436,7 @@ def probe_sweep(
         heads=results,
         test_scores=test_scores[best],
         group_scores=group_scores,
+        group_best=group_best,
     )
 
 
