@@ -93,9 +93,13 @@ def _best_per_head(heads: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def _run_label(c: dict) -> str:
-    label = c.get("objective", "?")
+    label = c.get("arm") or c.get("objective", "?")  # arm: an objective entry's label
     if c.get("tag_system") not in (None, "-"):
         label += f" {c['tag_system']}"
+    if c.get("captions"):  # the objective's own captions (graph.captions_label), e.g. [weak_caption]
+        label += f" [{c['captions']}]"
+    if c.get("init"):  # fine-tuned from another run or a checkpoint
+        label += f" init={c['init']}"
     if c.get("source") not in (None, "-"):
         label = f"{c['source']}/{label}"
     return f"{label} s{c.get('seed', 0)}"

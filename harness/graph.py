@@ -46,6 +46,10 @@ class Node:
     def label(self) -> str:
         c = self.coords
         parts = [str(c[k]) for k in ("source", "objective", "tag_system") if c.get(k) not in (None, "", "-")]
+        if c.get("captions"):
+            parts.append(f"[{c['captions']}]")
+        if c.get("init"):
+            parts.append(f"init={c['init']}")
         if "seed" in c:
             parts.append(f"seed={c['seed']}")
         if "task" in c:
@@ -104,11 +108,15 @@ def expand(config: dict[str, Any]) -> Graph:
     features = components.FEATURES
 
     runs: list[Node] = []
-    for src in config["data"]["sources"]:
-        dataset = (dataset_node(src["kind"], {"seed": src["seed"], "scale": src["scale"]})
-                   if src["kind"] == "minisuite" else source_node(src))
-        coords = {"source": src["name"]}
-        cap_cfg, cap_runtime = backend_settings(tagging["captioner"], CAPTIONER_KEYS)
+    sources = {src["name"]: src for src in config["data"]["sources"]}
+    datasets = {name: (dataset_node(src["kind"], {"seed": src["seed"], "scale": src["scale"]})
+                       if src["kind"] == "minisuite" else source_node(src)) for name, src in sources.items()}
+    merge, merge_runtime = _merge_config(tagging["merge_synonyms"])
+
+    def supervision_chain(src: dict, captioner: dict) -> tuple[Node, Node, list[Node]]:
+        """captions -> tags -> tag systems of one source with one captioner."""
+        dataset, coords = datasets[src["name"]], {"source": src["name"]}
+        cap_cfg, cap_runtime = backend_settings(captioner, CAPTIONER_KEYS)
         captions = make_node("captions", cap_cfg, {"dataset": dataset},
                              _v("captions", components.captioner_version(cap_cfg["backend"])), coords,
                              {**runtime, **cap_runtime})
@@ -117,7 +125,6 @@ def expand(config: dict[str, Any]) -> Graph:
                          {"dataset": dataset} if parser_cfg["backend"] == "manifest" else {"captions": captions},
                          _v("tags", components.parser_version(parser_cfg["backend"])), coords,
                          {**runtime, **parser_runtime})
-        merge, merge_runtime = _merge_config(tagging["merge_synonyms"])
         tag_systems = [make_node("tagsystem", {"size": k, **merge}, {"tags": tags},
                                  _v("tagsystem", components.tagsystem_version(bool(merge))),
                                  {**coords, "tag_system": tag_system_name(size=k), "tag_system_size": k},
@@ -126,9 +133,30 @@ def expand(config: dict[str, Any]) -> Graph:
         tag_systems += [make_node("tagsystem", {"file": f, "sha256": file_digest(f)}, {}, _v("tagsystem", components.tagsystem_version()),
                                   {**coords, "tag_system": tag_system_name(file=f)})
                         for f in tagging["files"]]
-        for objective in pre["objectives"]:
-            needs = set(components.objective_needs(objective["name"]).split("+"))
-            obj_cfg = {"name": objective["name"], **objective["options"]}
+        return captions, tags, tag_systems
+
+    objectives = pre["objectives"]
+    arm_of = {(o.get("label") or o["name"]): i for i, o in enumerate(objectives)}
+    runs_of: dict[int, list[Node]] = {}
+
+    def objective_runs(index: int) -> list[Node]:
+        """The pretrain nodes of one objective entry, over sources, tag systems, seeds, subsets
+        (and the runs it starts from, with init.from)."""
+        if index in runs_of:
+            return runs_of[index]
+        objective = objectives[index]
+        needs = set(components.objective_needs(objective["name"]).split("+"))
+        obj_cfg = {"name": objective["name"], **objective["options"]}
+        init = objective.get("init") or {}
+        init_runs = objective_runs(arm_of[init["from"]]) if init.get("from") else []
+        out: list[Node] = []
+        for src in config["data"]["sources"]:
+            if objective.get("sources") and src["name"] not in objective["sources"]:
+                continue
+            dataset = datasets[src["name"]]
+            captions, tags, tag_systems = supervision_chain(src, tagging["captioner"])
+            if objective.get("captions") is not None:
+                captions, tags, tag_systems = supervision_chain(src, objective["captions"])
             for ts, seed, size in itertools.product(tag_systems if "tags" in needs else [None], pre["seeds"],
                                                     src["subsets"] or [None]):
                 inputs = {"dataset": dataset}
@@ -136,19 +164,48 @@ def expand(config: dict[str, Any]) -> Graph:
                     inputs.update(tags=tags, tagsystem=ts)
                 if "captions" in needs:
                     inputs["captions"] = captions
-                base_coords = ts.coords if ts else {**coords, "tag_system": "-"}
+                base_coords = ts.coords if ts else {"source": src["name"], "tag_system": "-"}
                 run_coords = {**base_coords, "objective": objective["name"], "seed": seed,
                               "encoder": f"{encoder_cfg['name']}-{encoder_cfg['size']}"}
+                if objective.get("label"):
+                    run_coords["arm"] = objective["label"]
+                if objective.get("captions") is not None:
+                    run_coords["captions"] = captions_label(objective["captions"])
                 run_cfg = {"encoder": encoder_cfg, "objective": obj_cfg, "train": train_cfg, "seed": seed,
                            "features": features}
                 if size is not None:  # a nested data-scaling subset (absent otherwise: keys stay valid)
                     run_cfg["subset"] = {"size": size, "seed": src["subset_seed"]}
                     run_coords["data_size"] = size
-                runs.append(make_node(
-                    "pretrain",
-                    run_cfg,
-                    inputs, _v("pretrain", encoder_version, components.objective_version(objective["name"])), run_coords,
-                    {**runtime, "checkpoint_every": pre["checkpoint_every"]}))
+                starts: list[tuple[Node | None, str | None]] = [(None, None)]
+                if init.get("checkpoint"):
+                    run_cfg["init"] = {"checkpoint": init["checkpoint"], "sha256": file_digest(init["checkpoint"])}
+                    starts = [(None, "checkpoint")]
+                elif init.get("from"):
+                    starts = [(r, init_label(r, src["name"])) for r in _init_candidates(init_runs, init, seed, size)]
+                    if not starts:
+                        from harness.errors import StudyError
+
+                        raise StudyError(f"pretrain.objectives[{index}].init.from: {init['from']!r} has no run of "
+                                         f"seed {seed}" + (f" on source {init['source']!r}" if init.get("source") else ""))
+                for start, start_label in starts:
+                    node_inputs = dict(inputs) if start is None else {**inputs, "init": start}
+                    coords = run_coords if start_label is None else {**run_coords, "init": start_label}
+                    out.append(make_node(
+                        "pretrain",
+                        run_cfg,
+                        node_inputs, _v("pretrain", encoder_version, components.objective_version(objective["name"])),
+                        coords,
+                        {**runtime, "checkpoint_every": pre["checkpoint_every"]}))
+        runs_of[index] = out
+        return out
+
+    seen: set[str] = set()
+    for src in config["data"]["sources"]:  # runs source by source, in the study's order
+        for index in range(len(objectives)):
+            for r in objective_runs(index):
+                if r.coords["source"] == src["name"] and r.id not in seen:
+                    seen.add(r.id)
+                    runs.append(r)
     for baseline in pre["baselines"]:  # a randomly initialised encoder: no data, no training
         for seed in pre["seeds"]:
             runs.append(make_node("pretrain", {"encoder": encoder_cfg, "objective": {"name": baseline}, "seed": seed,
@@ -171,6 +228,43 @@ def expand(config: dict[str, Any]) -> Graph:
                                     {"embed": embed}, components.stage_version("probe"),
                                     {**embed.coords, "probe_seed": probe_seed}, runtime))
     return graph
+
+
+def captions_label(captioner: dict[str, Any]) -> str:
+    """How a run's captions were made, for its coordinates and label: the field of a manifest
+    captioner (``weak_caption``), else the backend and what it reads (``template:labels``,
+    ``openai:<model>+labels``)."""
+    backend = captioner["backend"]
+    if backend == "manifest":
+        return captioner.get("field") or "caption"
+    if backend == "template":
+        return f"template:{captioner.get('field') or 'events'}"
+    return f"{backend}:{captioner.get('model')}" + (f"+{captioner['field']}" if captioner.get("field") else "")
+
+
+def init_label(run: Node, source: str) -> str:
+    """The arm a fine-tuned run starts from: objective (or label), tag system, and the source
+    when it is another one."""
+    c = run.coords
+    label = c.get("arm") or c["objective"]
+    if c.get("tag_system") not in (None, "-"):
+        label += f" {c['tag_system']}"
+    if c.get("captions"):
+        label += f" [{c['captions']}]"
+    if c.get("source") != source:
+        label = f"{c['source']}/{label}"
+    return label
+
+
+def _init_candidates(runs: list[Node], init: dict[str, Any], seed: int, size: int | None) -> list[Node]:
+    """Init runs for a fine-tuned run of ``seed`` (and data ``size``): the same seed, the
+    chosen source, and the same data size where the init runs have that size."""
+    chosen = [r for r in runs if r.coords["seed"] == seed
+              and (init.get("source") is None or r.coords["source"] == init["source"])]
+    same_size = [r for r in chosen if r.coords.get("data_size") == size]
+    if same_size:
+        return same_size
+    return [r for r in chosen if r.coords.get("data_size") is None] or chosen
 
 
 def backend_settings(block: dict[str, Any], keys: dict[str, set[str]]) -> tuple[dict, dict]:

@@ -59,7 +59,7 @@ RUNTIME_KEYS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retrie
 CAPTIONER_KEYS = {
     "manifest": {"field"},
     "template": {"field", "seed"},
-    "openai": {"model", "prompt", "temperature", "top_p", "max_tokens", "audio_format", "sample_rate",
+    "openai": {"model", "prompt", "temperature", "top_p", "max_tokens", "audio_format", "sample_rate", "field",
                "base_url", "api_key_env", "concurrency", "timeout", "max_retries", "batch_size"},
 }
 PARSER_KEYS = {
@@ -77,7 +77,8 @@ TAGGING = Obj({
     "captioner": Obj({
         "backend": Str("manifest", choices=list(CAPTIONER_KEYS), doc="where captions come from"),
         "field": Str(None, pattern=NAME, doc="manifest: the caption field (default caption); "
-                                             "template: the tag-list field (default events)"),
+                                             "template: the tag-list field (default events); "
+                                             "openai: a tag/label field put in the prompt (BLAT tag-guided captions)"),
         "seed": Num(0, integer=True, min=0, doc="template: picks each clip's template"),
         "audio_format": Str("input_audio", choices=["input_audio", "audio_url"],
                             doc="openai: how audio is sent (OpenAI input_audio, or a data: audio_url)"),
@@ -105,9 +106,27 @@ TAGGING = Obj({
 
 COMPONENT = {"name": Str(pattern=NAME), "options": Map(Any_(), default={})}
 
+# Which captions an objective trains on (and parses its tags from), when not tagging.captioner:
+# `captions: weak_caption` is the manifest captioner on that field (the data-quality comparison).
+OBJECTIVE_CAPTIONS = Obj(dict(TAGGING.fields["captioner"].fields), default=None, shorthand="field",
+                         doc="the captioner of this objective's captions (a field name: the manifest captioner)")
+
+OBJECTIVE = Obj({
+    **COMPONENT,
+    "label": Str(None, pattern=NAME, doc="the arm's name in tables and in init.from (default: the objective name)"),
+    "captions": OBJECTIVE_CAPTIONS,
+    "sources": List(Str(pattern=NAME), default=[], unique=True,
+                    doc="train only on these data sources (default: every source)"),
+    "init": Obj({
+        "from": Str(None, pattern=NAME, doc="an objective (its label or name) of this study whose encoder starts this one"),
+        "checkpoint": File(None, doc="an encoder checkpoint (encoder.pt of a pretrain node) to start from"),
+        "source": Str(None, pattern=NAME, doc="with from: the source the init run trained on (default: any)"),
+    }, default=None, shorthand="from", doc="initialise the encoder from another run or a checkpoint, then train"),
+}, shorthand="name")
+
 PRETRAIN = Obj({
     "encoder": Obj({**COMPONENT, "size": Str("tiny", pattern=NAME)}, shorthand="name"),
-    "objectives": List(Obj(dict(COMPONENT), shorthand="name"), min_len=1),
+    "objectives": List(OBJECTIVE, min_len=1),
     "baselines": List(Str(choices=["random"]), default=[], unique=True),
     "seeds": List(Num(integer=True, min=0), default=[0], min_len=1, unique=True),
     "steps": Num(300, integer=True, min=1),
@@ -215,6 +234,7 @@ def _check_components(config: dict, ctx: Context) -> None:
                       f"{', '.join(components.OBJECTIVES)}, found {obj['name']!r}")
     _check_tagging(config["tagging"], ctx)
     _check_sources(config["data"]["sources"], ctx)
+    _check_objectives(config, ctx)
     known = task_registry.available()
     for i, name in enumerate(config["probes"]["tasks"]):
         if name not in known:
@@ -273,33 +293,8 @@ def _expand_path(value: Any, ctx: Context, where: str) -> Any:
 
 def _check_tagging(tagging: dict, ctx: Context) -> None:
     """Each backend block sets only what its backend reads, and everything it needs."""
-    schema = TAGGING.fields
-    for role, allowed in (("captioner", CAPTIONER_KEYS), ("parser", PARSER_KEYS)):
-        block = tagging[role]
-        backend = block["backend"]
-        fields = schema[role].fields
-        for key, value in block.items():
-            if key != "backend" and key not in allowed[backend] and value != fields[key].default:
-                ctx.error(f"tagging.{role}.{key}", f"not used by the {backend!r} backend; it reads: "
-                          f"{', '.join(sorted(allowed[backend])) or 'nothing else'}")
-        for key in REQUIRED_KEYS.get((role, backend), ()):
-            if block.get(key) is None:
-                ctx.error(f"tagging.{role}.{key}", f"missing required key for the {backend!r} backend")
-        if role == "parser" and backend == "transformers" and block.get("model"):
-            folder = Path(block["model"]).expanduser()
-            folder = folder if folder.is_absolute() else ctx.base_dir / folder
-            if not folder.is_dir():
-                ctx.error("tagging.parser.model", f"expected a local model folder, found {block['model']!r} "
-                          "(no such folder; nothing is downloaded)")
-            else:
-                block["model"] = str(folder.resolve())
-        if role == "captioner" and block["field"] is None:
-            block["field"] = {"template": "events"}.get(backend, "caption")
-        if role == "parser" and backend == "manifest" and block["field"] is None:
-            block["field"] = "tags"
-        # The resolved study keeps only what the backend reads.
-        tagging[role] = {k: v for k, v in block.items()
-                         if k == "backend" or (k in allowed[backend] and v is not None)}
+    for role in ("captioner", "parser"):
+        tagging[role] = _check_backend_block(tagging[role], role, f"tagging.{role}", ctx)
     merge = tagging["merge_synonyms"]
     if merge and merge.get("model"):
         folder = Path(merge["model"]).expanduser()
@@ -308,6 +303,96 @@ def _check_tagging(tagging: dict, ctx: Context) -> None:
             ctx.error("tagging.merge_synonyms.model", f"expected a local model folder, found {merge['model']!r}")
         else:
             merge["model"] = str(folder.resolve())
+
+
+def _check_backend_block(block: dict, role: str, where: str, ctx: Context) -> dict:
+    """A captioner or parser block: only the keys its backend reads, defaults filled, the
+    resolved block keeping only those keys."""
+    allowed = CAPTIONER_KEYS if role == "captioner" else PARSER_KEYS
+    fields = TAGGING.fields[role].fields
+    backend = block["backend"]
+    for key, value in block.items():
+        if key != "backend" and key not in allowed[backend] and value != fields[key].default:
+            ctx.error(f"{where}.{key}", f"not used by the {backend!r} backend; it reads: "
+                      f"{', '.join(sorted(allowed[backend])) or 'nothing else'}")
+    for key in REQUIRED_KEYS.get((role, backend), ()):
+        if block.get(key) is None:
+            ctx.error(f"{where}.{key}", f"missing required key for the {backend!r} backend")
+    if role == "parser" and backend == "transformers" and block.get("model"):
+        folder = Path(block["model"]).expanduser()
+        folder = folder if folder.is_absolute() else ctx.base_dir / folder
+        if not folder.is_dir():
+            ctx.error(f"{where}.model", f"expected a local model folder, found {block['model']!r} "
+                      "(no such folder; nothing is downloaded)")
+        else:
+            block["model"] = str(folder.resolve())
+    if role == "captioner" and block["field"] is None and backend != "openai":
+        block["field"] = {"template": "events"}.get(backend, "caption")
+    if role == "parser" and backend == "manifest" and block["field"] is None:
+        block["field"] = "tags"
+    # The resolved study keeps only what the backend reads.
+    return {k: v for k, v in block.items() if k == "backend" or (k in allowed[backend] and v is not None)}
+
+
+def _check_objectives(config: dict, ctx: Context) -> None:
+    """Objective entries: their captioner blocks, unique arm labels, sources that exist,
+    and an init that names one other arm (no cycles) or a checkpoint."""
+    from harness import components
+
+    objectives = config["pretrain"]["objectives"]
+    sources = {s["name"] for s in config["data"]["sources"]}
+    labels: dict[str, list[int]] = {}
+    for i, obj in enumerate(objectives):
+        labels.setdefault(obj["label"] or obj["name"], []).append(i)
+    for i, obj in enumerate(objectives):
+        where = f"pretrain.objectives[{i}]"
+        if obj["captions"] is not None:
+            obj["captions"] = _check_backend_block(obj["captions"], "captioner", f"{where}.captions", ctx)
+            needs = set(components.objective_needs(obj["name"]).split("+"))
+            uses = "captions" in needs or ("tags" in needs and config["tagging"]["parser"]["backend"] != "manifest")
+            if not uses:
+                ctx.error(f"{where}.captions", f"the {obj['name']!r} objective trains on "
+                          f"{components.objective_needs(obj['name'])}, not on captions (or tags parsed from them)")
+        if obj["label"] and obj["label"] in components.OBJECTIVES and obj["label"] != obj["name"]:
+            ctx.error(f"{where}.label", f"{obj['label']!r} is the name of another objective; choose another label")
+        for name in obj["sources"]:
+            if name not in sources:
+                ctx.error(f"{where}.sources", f"no data source named {name!r}; sources: {', '.join(sorted(sources))}")
+        init = obj["init"]
+        if init is None:
+            continue
+        if (init["from"] is None) == (init["checkpoint"] is None):
+            ctx.error(f"{where}.init", "expected exactly one of from (an objective of this study) or checkpoint")
+            continue
+        if init["checkpoint"] is not None:
+            if init["source"] is not None:
+                ctx.error(f"{where}.init.source", "only with init.from")
+            continue
+        target = labels.get(init["from"], [])
+        if len(target) != 1:
+            ctx.error(f"{where}.init.from", (f"{len(target)} objectives are called {init['from']!r}; give them "
+                                             "distinct labels" if target else
+                                             f"no objective called {init['from']!r}; objectives: "
+                                             f"{', '.join(labels)}"))
+        elif target[0] == i:
+            ctx.error(f"{where}.init.from", "an objective cannot start from itself")
+        if init["source"] is not None and init["source"] not in sources:
+            ctx.error(f"{where}.init.source", f"no data source named {init['source']!r}")
+    if not ctx.problems:  # cycles
+        for i in range(len(objectives)):
+            seen, j = {i}, i
+            while objectives[j]["init"] and objectives[j]["init"]["from"]:
+                j = labels[objectives[j]["init"]["from"]][0]
+                if j in seen:
+                    ctx.error(f"pretrain.objectives[{i}].init.from", "objectives start from each other in a cycle")
+                    break
+                seen.add(j)
+    # The resolved entries keep only what is set: {name, options} as before, plus any of
+    # label, captions, sources, init (so configs and digests of existing studies stay as they were).
+    for i, obj in enumerate(objectives):
+        if obj["init"]:
+            obj["init"] = {k: v for k, v in obj["init"].items() if v is not None}
+        objectives[i] = {k: v for k, v in obj.items() if k in ("name", "options") or v not in (None, [])}
 
 
 def _check_consistency(config: dict, path: Path) -> None:

@@ -1,0 +1,170 @@
+"""Which captions feed which objective, and initialisation from another run: the graph of
+studies/data_quality.yaml (strong against weak captions), objective entries with their own
+captions, labels and init, and the errors a study gets for them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from harness.errors import StudyError
+from harness.graph import expand
+from harness.study import load_study
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data_quality():
+    return load_study(ROOT / "studies" / "data_quality.yaml").config
+
+
+@pytest.fixture(scope="module")
+def quickstart():
+    return load_study(ROOT / "studies" / "quickstart.yaml").config
+
+
+def write_study(tmp_path: Path, objectives: str, extra: str = "") -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(f"""
+name: t
+include: {ROOT / 'studies' / 'base' / 'mini.yaml'}
+tagging: {{sizes: [32]}}
+pretrain:
+  encoder: {{name: transformer, size: tiny}}
+  objectives:
+{objectives}
+  steps: 2
+{extra}
+""")
+    return path
+
+
+def runs(graph):
+    return graph.by_stage()["pretrain"]
+
+
+def test_data_quality_arms_differ_only_in_their_captions(data_quality):
+    graph = expand(data_quality)
+    captions = graph.by_stage()["captions"]
+    assert sorted(n.config["field"] for n in captions) == ["caption", "weak_caption"]
+    assert {n.config["backend"] for n in captions} == {"manifest"}
+    trained = [r for r in runs(graph) if r.coords["objective"] != "random"]
+    assert sorted((r.coords["objective"], r.coords["captions"]) for r in trained) == [
+        ("captioning", "caption"), ("captioning", "weak_caption"),
+        ("contrastive", "caption"), ("contrastive", "weak_caption")]
+    for objective in ("contrastive", "captioning"):
+        strong, weak = sorted((r for r in trained if r.coords["objective"] == objective),
+                              key=lambda r: r.coords["captions"])
+        assert strong.config == weak.config  # the same encoder, objective, training and seed
+        assert strong.inputs["dataset"] is weak.inputs["dataset"]
+        assert strong.inputs["captions"].config["field"] == "caption"
+        assert weak.inputs["captions"].config["field"] == "weak_caption"
+        assert strong.key != weak.key
+    assert {n.coords.get("captions") for n in graph.by_stage()["probe"]} >= {"caption", "weak_caption"}
+
+
+def test_run_labels_show_both_arms_side_by_side(data_quality):
+    from harness.collect import _run_label
+    from results.table import arm_label
+
+    labels = {arm_label(_run_label(r.coords)) for r in runs(expand(data_quality))}
+    assert labels == {"mini/contrastive [caption]", "mini/contrastive [weak_caption]",
+                      "mini/captioning [caption]", "mini/captioning [weak_caption]", "random"}
+
+
+def test_captions_equal_to_the_studys_change_only_coordinates(quickstart):
+    """Naming the study's own caption field on an objective keeps every key: same nodes."""
+    explicit = copy.deepcopy(quickstart)
+    for obj in explicit["pretrain"]["objectives"]:
+        if obj["name"] in ("captioning", "contrastive"):
+            obj["captions"] = {"backend": "manifest", "field": "caption"}
+    assert [n.id for n in expand(explicit)] == [n.id for n in expand(quickstart)]
+
+
+def test_new_objective_keys_leave_quickstart_keys_alone(quickstart):
+    """The quickstart's entries as they were before objectives had captions/label/init/sources."""
+    bare = copy.deepcopy(quickstart)
+    bare["pretrain"]["objectives"] = [{"name": o["name"], "options": o["options"]}
+                                      for o in quickstart["pretrain"]["objectives"]]
+    assert [n.id for n in expand(bare)] == [n.id for n in expand(quickstart)]
+    assert all("captions" not in n.coords and "init" not in n.coords for n in expand(quickstart))
+
+
+def test_tags_objectives_parse_their_own_captions(tmp_path):
+    study = load_study(write_study(tmp_path, "    - mtc\n    - {name: mtc, label: mtc_weak, captions: weak_caption}"))
+    graph = expand(study.config)
+    assert len(graph.by_stage()["tags"]) == 2 and len(graph.by_stage()["tagsystem"]) == 2
+    by_arm = {r.coords.get("arm", r.coords["objective"]): r for r in runs(graph)}
+    weak = by_arm["mtc_weak"]
+    assert weak.inputs["tags"].inputs["captions"].config["field"] == "weak_caption"
+    assert by_arm["mtc"].inputs["tags"].inputs["captions"].config["field"] == "caption"
+    assert weak.coords["captions"] == "weak_caption"
+
+
+def test_template_and_openai_captions_get_readable_labels(tmp_path):
+    study = load_study(write_study(tmp_path, "    - {name: contrastive, captions: {backend: template, field: labels}}"))
+    (run,) = [r for r in runs(expand(study.config)) if r.coords["objective"] == "contrastive"]
+    assert run.coords["captions"] == "template:labels"
+    assert run.inputs["captions"].config == {"backend": "template", "field": "labels", "seed": 0}
+
+
+@pytest.mark.parametrize("objectives, message", [
+    ("    - {name: mtc, captions: weak_caption}\n  baselines: []",
+     None),  # mtc with the rules parser parses the weak captions: fine
+    ("    - {name: contrastive, captions: {backend: manifest, seed: 3}}",
+     r"pretrain\.objectives\[0\]\.captions\.seed: not used by the .manifest. backend"),
+    ("    - {name: contrastive, init: nothing}", "no objective called 'nothing'"),
+    ("    - {name: contrastive, init: contrastive}", "cannot start from itself"),
+    ("    - {name: mtc, init: contrastive}\n    - {name: contrastive, init: mtc}", "cycle"),
+    ("    - mtc\n    - mtc\n    - {name: contrastive, init: mtc}", "2 objectives are called 'mtc'"),
+    ("    - {name: contrastive, init: {from: mtc, checkpoint: /nonexistent.pt}}", "file not found"),
+    ("    - {name: mtc, sources: [nope]}", "no data source named 'nope'"),
+    ("    - {name: mtc, label: par}", "the name of another objective"),
+])
+def test_objective_entry_errors(tmp_path, objectives, message):
+    path = write_study(tmp_path, objectives)
+    if message is None:
+        load_study(path)
+        return
+    with pytest.raises(StudyError, match=message):
+        load_study(path)
+
+
+def test_captions_on_an_objective_that_reads_no_captions_is_an_error(tmp_path):
+    path = write_study(tmp_path, "    - {name: mtc, captions: weak_caption}", "tagging: {sizes: [32], parser: manifest}")
+    path.write_text(path.read_text().replace("tagging: {sizes: [32]}\n", ""))
+    with pytest.raises(StudyError, match="trains on tags, not on captions"):
+        load_study(path)
+
+
+def test_init_from_another_objective_makes_its_run_an_input(tmp_path):
+    study = load_study(write_study(
+        tmp_path, "    - {name: mtc, label: sup}\n    - {name: contrastive, init: sup}\n    - contrastive",
+        "  seeds: [0, 1]"))
+    graph = expand(study.config)
+    ordered = list(graph)
+    fine = [r for r in runs(graph) if r.coords.get("init")]
+    plain = [r for r in runs(graph) if r.coords["objective"] == "contrastive" and not r.coords.get("init")]
+    assert len(fine) == 2 and len(plain) == 2
+    for run in fine:
+        start = run.inputs["init"]
+        assert start.coords["arm"] == "sup" and start.coords["seed"] == run.coords["seed"]
+        assert run.coords["init"] == "sup K=32"
+        assert ordered.index(start) < ordered.index(run)
+    twin = {r.coords["seed"]: r for r in plain}
+    for run in fine:  # the same config as the arm from random initialisation; the init input differs
+        assert run.config == twin[run.coords["seed"]].config and run.key != twin[run.coords["seed"]].key
+
+
+def test_init_from_a_checkpoint_keys_on_its_content(tmp_path):
+    ckpt = tmp_path / "encoder.pt"
+    ckpt.write_bytes(b"weights-1")
+    path = write_study(tmp_path, f"    - {{name: contrastive, init: {{checkpoint: {ckpt}}}}}")
+    (run,) = [r for r in runs(expand(load_study(path).config)) if r.coords["objective"] == "contrastive"]
+    assert run.config["init"]["checkpoint"] == str(ckpt) and run.coords["init"] == "checkpoint"
+    ckpt.write_bytes(b"weights-2")
+    (again,) = [r for r in runs(expand(load_study(path).config)) if r.coords["objective"] == "contrastive"]
+    assert again.key != run.key
