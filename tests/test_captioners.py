@@ -272,3 +272,60 @@ def test_an_unreachable_server_fails_at_once_with_its_address(cuts, tmp_path):
     with pytest.raises(LLMRequestError, match=f"cannot reach http://127.0.0.1:{port}/v1"):
         OpenAICaptioner(client, tmp_path / "c.jsonl").caption(cuts)
     assert time.time() - started < 5
+
+
+# ---------------------------------------------------------------- tag-guided captions (BLAT)
+
+
+def tagged(cut: dict, **custom) -> dict:
+    return {**cut, "custom": {**(cut.get("custom") or {}), **custom}}
+
+
+def test_tag_guided_requests_carry_each_clips_labels_and_clips_without_are_counted(server, cuts, tmp_path):
+    from harness.tagging.captioners import DEFAULT_GUIDED_PROMPT
+
+    clips = [tagged(cuts[0], labels=["Dog", "Bark"]), tagged(cuts[1], labels="Rain, Thunder"),
+             tagged(cuts[2], labels=[]), cuts[3]]
+    config = {"backend": "openai", "model": "qwen3-omni-captioner", "field": "labels"}
+    runtime = {"base_url": server.url, "api_key_env": KEY_ENV, "concurrency": 1, "timeout": 5}
+    captions, report = caption_cuts(clips, config, runtime, cache_dir=tmp_path)
+    assert captions == {"tone300": "a steady tone at 300 hz", "tone500": "a steady tone at 500 hz"}
+    assert report.missing == 2 and report.captioned == 2 and report.total == 4  # no labels: not sent
+    sent = {}
+    for body in server.bodies:
+        text, audio = body["messages"][0]["content"]
+        assert text["type"] == "text" and audio["type"] == "input_audio"
+        sent[dominant_hz(base64.b64decode(audio["input_audio"]["data"]))[0]] = text["text"]
+    assert sent == {300: DEFAULT_GUIDED_PROMPT.replace("{tags}", "Dog and Bark"),
+                    500: DEFAULT_GUIDED_PROMPT.replace("{tags}", "Rain and Thunder")}
+    lines = [json.loads(line) for line in (tmp_path / "llm" / "captions.jsonl").read_text().splitlines()]
+    assert sorted(line["tags"] for line in lines) == [["Dog", "Bark"], ["Rain", "Thunder"]]
+
+    # The same audio with other labels is another request; the same labels are cached.
+    before = len(server.requests)
+    clips[0] = tagged(cuts[0], labels=["Cat"])
+    again, report = caption_cuts(clips, config, runtime, cache_dir=tmp_path)
+    assert report.cache_hits == 1 and report.requested == 1
+    assert server.requests[before:] == [300] and "Cat" in server.bodies[-1]["messages"][0]["content"][0]["text"]
+
+
+def test_tag_guided_cache_key_changes_with_the_tags_and_the_prompt_template(server, tmp_path):
+    guided = make_captioner(server, tmp_path / "c.jsonl", guide_field="labels")
+    plain = make_captioner(server, tmp_path / "c.jsonl")
+    custom = make_captioner(server, tmp_path / "c.jsonl", guide_field="labels", prompt="Tags: {tags}. Describe.")
+    audio = "a" * 64
+    keys = {plain.key(audio), guided.key(audio, ["dog"]), guided.key(audio, ["dog", "bark"]),
+            guided.key(audio, ["bark"]), custom.key(audio, ["dog"])}
+    assert len(keys) == 5
+    assert guided.key(audio, ["dog"]) == guided.key(audio, ["dog"])
+    assert custom.prompt_for(["dog", "bark"]) == "Tags: dog and bark. Describe."
+    assert make_captioner(server, tmp_path / "c.jsonl", guide_field="labels", prompt="Describe.").prompt_for(
+        ["dog"]) == "Describe.\nLabels: dog."
+
+
+def test_template_captions_from_the_mini_suite_labels():
+    """The tag-guided template mode of the mini suite: captions written from each clip's labels."""
+    cuts = [{"id": "a", "custom": {"labels": ["dog_bark", "rain"], "events": ["dog", "rain"]}},
+            {"id": "b", "custom": {"labels": []}}]
+    captions, report = caption_cuts(cuts, {"backend": "template", "field": "labels", "seed": 0})
+    assert list(captions) == ["a"] and "dog bark and rain" in captions["a"].lower() and report.missing == 1

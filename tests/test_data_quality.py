@@ -168,3 +168,15 @@ def test_init_from_a_checkpoint_keys_on_its_content(tmp_path):
     ckpt.write_bytes(b"weights-2")
     (again,) = [r for r in runs(expand(load_study(path).config)) if r.coords["objective"] == "contrastive"]
     assert again.key != run.key
+
+
+def test_tag_guided_openai_captions_in_a_study(tmp_path):
+    """BLAT: the openai captioner with the field whose labels go in the prompt."""
+    path = write_study(tmp_path, "    - {name: contrastive, captions: {backend: openai, model: omni, "
+                                 "base_url: 'http://127.0.0.1:9/v1', field: labels}}\n    - contrastive")
+    graph = expand(load_study(path).config)
+    guided = [r for r in runs(graph) if r.coords.get("captions")]
+    assert [r.coords["captions"] for r in guided] == ["openai:omni+labels"]
+    assert guided[0].inputs["captions"].config == {"backend": "openai", "model": "omni", "field": "labels",
+                                                   "audio_format": "input_audio", "sample_rate": 16000}
+    assert "base_url" in guided[0].inputs["captions"].runtime  # the server's address is not in the key

@@ -6,6 +6,10 @@ Three backends behind one call, :func:`caption_cuts`:
 - ``template``: a caption written from a list of tags the clip carries (the mini suite's
   ``events``), with one of a few templates chosen by a hash of the clip id. Offline and
   deterministic; the tag-guided captions of BLAT in miniature.
+- ``openai`` with ``field`` (tag-guided, as BLAT): the prompt also names the tags or labels
+  the clip already has in that field (AudioSet labels, UTS ``audio_tag``), so the model
+  describes the audio it hears under the guidance of its labels; the cache key holds the
+  prompt actually sent, tags included.
 - ``openai``: an OpenAI-compatible chat-completions server with audio input, as vLLM
   serves Qwen3-Omni-30B-A3B-Captioner (the UTS captioner). Each clip is decoded (Lhotse,
   resampled to 16 kHz mono), sent as a WAV, and the reply is the caption. Requests go in
@@ -33,6 +37,12 @@ CAPTIONER_VERSION = "1"
 # Qwen3-Omni-30B-A3B-Captioner takes audio only, with no text prompt; general omni models
 # (gpt-4o-audio, Qwen2.5-Omni) need an instruction, given with ``prompt``.
 DEFAULT_CAPTION_PROMPT: str | None = None
+# BLAT (arXiv 2303.07902) captions audio under the guidance of its AudioSet labels. ``{tags}``
+# is replaced by the clip's tags ("rain, dog and bell"); a prompt without ``{tags}`` gets
+# the tag line appended.
+DEFAULT_GUIDED_PROMPT = ("This audio clip is labelled with these sound events: {tags}. Listen to it and describe "
+                         "what you hear in one or two sentences, using the labels as a guide: mention the labelled "
+                         "sounds you can hear and how they occur, and do not mention sounds you cannot hear.")
 CAPTIONER_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 1024}  # UTS: 0.6–0.8, 0.9–0.95
 
 TEMPLATES = (
@@ -50,7 +60,7 @@ class CaptionReport:
 
     total: int = 0
     captioned: int = 0
-    missing: int = 0  # no caption: no field / no tags (manifest, template)
+    missing: int = 0  # no caption: no field / no tags (manifest, template, tag-guided openai)
     unreadable: int = 0  # audio that could not be decoded (openai)
     request_errors: int = 0
     empty: int = 0  # the model answered with nothing
@@ -82,6 +92,23 @@ def template_caption(clip_id: str, tags: list[str], seed: int = 0, templates: tu
     return template.format(tags=text, Tags=text[:1].upper() + text[1:])
 
 
+def clip_tags(cut: dict[str, Any], field_name: str) -> list[str]:
+    """The tags or labels a cut carries in ``custom[field_name]`` (a list, or a comma-separated
+    string), stripped, in order, without repeats."""
+    value = (cut.get("custom") or {}).get(field_name)
+    if isinstance(value, str):
+        value = value.split(",")
+    return list(dict.fromkeys(str(t).strip().replace("_", " ") for t in value or [] if str(t).strip()))
+
+
+def guided_prompt(prompt: str | None, tags: list[str]) -> str:
+    """The text prompt of a tag-guided request: ``prompt`` (default: BLAT's instruction) with
+    the clip's tags in place of ``{tags}``, or appended when it has no ``{tags}``."""
+    text = prompt or DEFAULT_GUIDED_PROMPT
+    joined = join_tags(tags)
+    return text.replace("{tags}", joined) if "{tags}" in text else f"{text}\nLabels: {joined}."
+
+
 def wav_bytes(cut: dict[str, Any], sample_rate: int = 16000) -> bytes:
     """The audio of a cut (a Lhotse cut dict), decoded, resampled, mono, as 16-bit WAV bytes."""
     import numpy as np
@@ -101,7 +128,8 @@ class OpenAICaptioner:
     """Clips -> captions through an :class:`~harness.tagging.llm.OpenAIChatClient` with audio input."""
 
     def __init__(self, client: Any, cache_path: Any, prompt: str | None = DEFAULT_CAPTION_PROMPT,
-                 audio_format: str = "input_audio", sample_rate: int = 16000, batch_size: int = 64):
+                 audio_format: str = "input_audio", sample_rate: int = 16000, batch_size: int = 64,
+                 guide_field: str | None = None):
         from harness.tagging.llm import ResponseCache
 
         if audio_format not in ("input_audio", "audio_url"):
@@ -112,22 +140,31 @@ class OpenAICaptioner:
         self.audio_format = audio_format
         self.sample_rate = int(sample_rate)
         self.batch_size = max(1, int(batch_size))
+        self.guide_field = guide_field  # tag-guided (BLAT): the custom field whose tags go in the prompt
 
-    def key(self, audio_sha256: str) -> str:
-        blob = json.dumps({"model": self.client.model, "prompt": self.prompt, "sampling": self.client.sampling,
-                           "sample_rate": self.sample_rate, "audio": audio_sha256},
-                          sort_keys=True, separators=(",", ":"))
+    def prompt_for(self, tags: list[str] | None = None) -> str | None:
+        """The text prompt sent with a clip: the tag-guided one when guided, else ``prompt``."""
+        return guided_prompt(self.prompt, tags or []) if self.guide_field else self.prompt
+
+    def key(self, audio_sha256: str, tags: list[str] | None = None) -> str:
+        """Cache key: model, the prompt actually sent (with its tags when guided), sampling, audio."""
+        entry = {"model": self.client.model, "prompt": self.prompt_for(tags), "sampling": self.client.sampling,
+                 "sample_rate": self.sample_rate, "audio": audio_sha256}
+        if self.guide_field:
+            entry["tags"] = list(tags or [])
+        blob = json.dumps(entry, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def messages(self, wav: bytes) -> list[dict[str, Any]]:
+    def messages(self, wav: bytes, prompt: str | None = None) -> list[dict[str, Any]]:
         data = base64.b64encode(wav).decode("ascii")
         if self.audio_format == "input_audio":
             part = {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}
         else:
             part = {"type": "audio_url", "audio_url": {"url": f"data:audio/wav;base64,{data}"}}
         content: list[dict[str, Any]] = [part]
-        if self.prompt:
-            content.insert(0, {"type": "text", "text": self.prompt})
+        prompt = self.prompt if prompt is None else prompt
+        if prompt:
+            content.insert(0, {"type": "text", "text": prompt})
         return [{"role": "user", "content": content}]
 
     def caption(self, cuts: Iterable[dict[str, Any]], progress: bool = False) -> tuple[dict[str, str], CaptionReport]:
@@ -140,23 +177,29 @@ class OpenAICaptioner:
         batch: list[dict[str, Any]] = []
 
         def flush() -> None:
-            requests: dict[str, tuple[str, bytes]] = {}
+            requests: dict[str, tuple[str, bytes, list[str]]] = {}
             ids_by_key: dict[str, list[str]] = {}
             for cut in batch:
+                tags = clip_tags(cut, self.guide_field) if self.guide_field else []
+                if self.guide_field and not tags:  # nothing to guide the caption: counted, not sent
+                    report.missing += 1
+                    continue
                 try:
                     wav = wav_bytes(cut, self.sample_rate)
                 except Exception:  # noqa: BLE001 - corrupt or missing audio is counted, never fatal
                     report.unreadable += 1
                     report.unreadable_ids.append(cut["id"])
                     continue
-                k = self.key(hashlib.sha256(wav).hexdigest())
+                k = self.key(hashlib.sha256(wav).hexdigest(), tags)
                 ids_by_key.setdefault(k, []).append(cut["id"])
-                requests.setdefault(k, (cut["id"], wav))
+                requests.setdefault(k, (cut["id"], wav, tags))
             report.cache_hits += sum(k in cached for k in requests)
             report.requested += sum(k not in cached for k in requests)
             answers, errors = run_requests(
-                self.client, requests, self.cache, make_messages=lambda item: self.messages(item[1]),
-                record=lambda key, item: {"id": item[0], "captioner": CAPTIONER_VERSION},
+                self.client, requests, self.cache,
+                make_messages=lambda item: self.messages(item[1], self.prompt_for(item[2])),
+                record=lambda key, item: {"id": item[0], "captioner": CAPTIONER_VERSION,
+                                          **({"tags": item[2]} if self.guide_field else {})},
                 progress=progress, label="caption clips",
             )
             cached.update(answers)
@@ -223,6 +266,6 @@ def caption_cuts(cuts: Iterable[dict[str, Any]], config: dict[str, Any], runtime
         captioner = OpenAICaptioner(client, Path(cache_dir) / "llm" / "captions.jsonl", prompt=config.get("prompt"),
                                     audio_format=config.get("audio_format", "input_audio"),
                                     sample_rate=config.get("sample_rate", 16000),
-                                    batch_size=runtime.get("batch_size", 64))
+                                    batch_size=runtime.get("batch_size", 64), guide_field=config.get("field"))
         return captioner.caption(cuts, progress=progress)
     raise ValueError(f"unknown captioner backend {backend!r}; expected manifest, template or openai")
