@@ -180,3 +180,70 @@ def test_tag_guided_openai_captions_in_a_study(tmp_path):
     assert guided[0].inputs["captions"].config == {"backend": "openai", "model": "omni", "field": "labels",
                                                    "audio_format": "input_audio", "sample_rate": 16000}
     assert "base_url" in guided[0].inputs["captions"].runtime  # the server's address is not in the key
+
+
+# ---------------------------------------------------------------- the pretrain stage starts from the init run
+
+
+def _pretrain_ctx(tmp_path: Path, name: str, config: dict, inputs: dict | None = None):
+    from harness.job import StageContext
+
+    workdir = tmp_path / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    return StageContext(stage="pretrain", key=name, config=config, runtime={}, inputs=inputs or {},
+                        workdir=workdir, cache_dir=tmp_path / "home")
+
+
+def _run_config(objective: str, seed: int, **extra) -> dict:
+    from harness import components
+
+    return {"encoder": {"name": "transformer", "size": "tiny"}, "objective": {"name": objective}, "seed": seed,
+            "features": components.FEATURES, "train": {}, **extra}
+
+
+def test_a_fine_tuned_run_starts_from_its_init_runs_weights(tmp_path, monkeypatch):
+    import torch
+
+    from encoders import build_encoder
+    from harness.job import InputRef
+    from harness.stages import pretrain
+
+    # The init run: an encoder saved by the stage (the random baseline: no data needed).
+    init_ctx = _pretrain_ctx(tmp_path, "init", _run_config("random", seed=7))
+    pretrain.run(init_ctx)
+    init_weights = torch.load(init_ctx.workdir / pretrain.CHECKPOINT, weights_only=True)["state_dict"]
+
+    seen = {}
+
+    def fake_train(ctx, encoder):  # what the trainer gets: the weights before its first step
+        seen[ctx.key] = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+        return {"steps": 0}
+
+    monkeypatch.setattr(pretrain, "_train", fake_train)
+    ref = InputRef("pretrain", "init", init_ctx.workdir)
+    pretrain.run(_pretrain_ctx(tmp_path, "fine", _run_config("contrastive", seed=0), {"init": ref}))
+    pretrain.run(_pretrain_ctx(tmp_path, "scratch", _run_config("contrastive", seed=0)))
+    pretrain.run(_pretrain_ctx(tmp_path, "file", _run_config(
+        "contrastive", seed=0, init={"checkpoint": str(init_ctx.workdir / pretrain.CHECKPOINT), "sha256": "x"})))
+
+    assert set(seen["fine"]) == set(init_weights)
+    for key, tensor in init_weights.items():
+        assert torch.equal(seen["fine"][key], tensor), key
+        assert torch.equal(seen["file"][key], tensor), key
+    torch.manual_seed(0)
+    fresh = build_encoder("transformer", size="tiny").state_dict()
+    differs = [k for k in init_weights if not torch.equal(init_weights[k], seen["scratch"][k])]
+    assert differs  # without init the run starts from its own seed's random weights
+    assert all(torch.equal(seen["scratch"][k], fresh[k]) for k in fresh)
+
+
+def test_an_init_checkpoint_of_another_architecture_is_refused(tmp_path):
+    from harness.job import InputRef
+    from harness.stages import pretrain
+
+    init_ctx = _pretrain_ctx(tmp_path, "init", _run_config("random", seed=1))
+    pretrain.run(init_ctx)
+    cfg = _run_config("contrastive", seed=0)
+    cfg["encoder"] = {"name": "transformer", "size": "small"}
+    with pytest.raises(ValueError, match="cannot start from it"):
+        pretrain.run(_pretrain_ctx(tmp_path, "fine", cfg, {"init": InputRef("pretrain", "init", init_ctx.workdir)}))

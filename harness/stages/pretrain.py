@@ -1,4 +1,11 @@
-"""Pre-train an encoder with an objective (or initialise it at random for the baseline)."""
+"""Pre-train an encoder with an objective (or initialise it at random for the baseline).
+
+A run may start from another run's encoder (its ``init`` input: the graph makes the init
+run an input, e.g. AudioSet-supervised MTC before contrastive fine-tuning, CaptionStew's
+supervised initialisation) or from a checkpoint file (``config["init"]["checkpoint"]``):
+its weights are loaded before the first step. A resumed run continues from its own
+checkpoint in the work folder instead (the trainer's resume comes after this).
+"""
 
 from __future__ import annotations
 
@@ -20,12 +27,37 @@ def run(ctx: StageContext) -> dict:
     name = enc_cfg.pop("name")
     torch.manual_seed(cfg["seed"])
     encoder = build_encoder(name, **enc_cfg)
+    start = init_checkpoint(ctx)
+    if start is not None:
+        load_init(encoder, start, name, enc_cfg)
+        ctx.log(f"encoder initialised from {start}")
     summary: dict = {}
     if cfg["objective"]["name"] != "random":
         summary = _train(ctx, encoder)
     save_encoder(ctx.workdir / CHECKPOINT, encoder, name, enc_cfg)
     return {"checkpoint": CHECKPOINT, "digest": checkpoint_digest(ctx.workdir / CHECKPOINT),
             "params": sum(p.numel() for p in encoder.parameters()), "train": summary}
+
+
+def init_checkpoint(ctx: StageContext):
+    """The checkpoint this run starts from: its init run's, or the configured file; else None."""
+    from pathlib import Path
+
+    if "init" in ctx.inputs:
+        return ctx.inputs["init"].path / CHECKPOINT
+    init = ctx.config.get("init") or {}
+    return Path(init["checkpoint"]) if init.get("checkpoint") else None
+
+
+def load_init(encoder, path, name: str, config: dict) -> None:
+    """Load the weights of an encoder checkpoint into ``encoder``: the same architecture only."""
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("name") != name or dict(ckpt.get("config") or {}) != dict(config):
+        raise ValueError(f"{path}: an encoder {ckpt.get('name')!r} {ckpt.get('config')}; this run trains "
+                         f"{name!r} {config}, so it cannot start from it")
+    encoder.load_state_dict(ckpt["state_dict"])
 
 
 def _train(ctx: StageContext, encoder) -> dict:
@@ -63,6 +95,9 @@ def _train(ctx: StageContext, encoder) -> dict:
                          **({} if warmup is None else {"warmup_steps": warmup}),
                          **({} if specaug else {"specaugment": None}))
     summary = train(encoder, objective, feats, targets, config, ctx.workdir, progress=ctx.progress)
+    from encoders.checkpoint import save_language_side  # audio-text objectives only: for retrieval, zero-shot
+
+    save_language_side(ctx.workdir / "language.pt", objective, obj_name, obj_cfg, encoder.dim)
     return {**summary, "clips": len(keep)}  # clips trained on: the x axis of data-scaling figures
 
 
