@@ -62,3 +62,84 @@ def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cp
     encoder.load_state_dict(ckpt["state_dict"])
     encoder.to(map_location).eval()
     return encoder, {k: ckpt[k] for k in ("name", "config", "version")}
+
+
+# ------------------------------------------------------------------ the language side
+
+LANGUAGE_FILE = "language.pt"
+"""Beside ``encoder.pt`` in a pre-training run of an audio-text objective (contrastive):
+the objective's own modules (text tower, both projections, temperature), for zero-shot
+classification and retrieval. The encoder checkpoint itself is unchanged."""
+
+
+def has_language_side(objective: Any) -> bool:
+    """An objective that embeds audio and text in one space (``embed_audio``, ``embed_text``)."""
+    return callable(getattr(objective, "embed_audio", None)) and callable(getattr(objective, "embed_text", None))
+
+
+def save_language_side(path: str | os.PathLike, objective: Any, name: str, options: dict[str, Any],
+                       encoder_dim: int) -> bool:
+    """Write an audio-text objective's modules with what rebuilds them; a no-op (False) for
+    any other objective, and on every DDP rank but 0."""
+    if not has_language_side(objective):
+        return False
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+        return False
+    atomic_save(
+        {
+            "name": name,
+            "options": dict(options),
+            "encoder_dim": int(encoder_dim),
+            "version": getattr(objective, "VERSION", None),
+            "state_dict": {k: v.detach().cpu() for k, v in objective.state_dict().items()},
+        },
+        path,
+    )
+    return True
+
+
+def _build_language_side(name: str, options: dict[str, Any], encoder_dim: int, state_dict: dict) -> Any:
+    import inspect
+
+    from encoders import resolve
+    from encoders.objectives import OBJECTIVES
+
+    cls = resolve(OBJECTIVES, name, "objective")
+    accepted = inspect.signature(cls.__init__).parameters
+    module = cls(encoder_dim, **{k: v for k, v in options.items() if k in accepted})  # max_tokens etc. are not
+    if not has_language_side(module):
+        return None
+    module.load_state_dict(state_dict)
+    return module.eval()
+
+
+def load_language_side(run_dir: str | os.PathLike, objective: dict[str, Any] | None = None,
+                       encoder_dim: int | None = None, map_location: str | torch.device = "cpu"):
+    """The audio-text modules of a pre-training run folder, or None if it has none.
+
+    Reads ``language.pt``; for a run finished before that file existed, falls back to the
+    objective state in the trainer's ``train_state.pt``, rebuilt from ``objective`` (the
+    run's objective config, ``{"name", **options}``) and ``encoder_dim``. Returns
+    ``(module, {"name", "options"})`` with the module in eval mode, or None when the
+    run's objective has no language side (or the run was not trained).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / LANGUAGE_FILE
+    if path.is_file():
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+        module = _build_language_side(blob["name"], blob["options"], blob["encoder_dim"], blob["state_dict"])
+        return None if module is None else (module, {"name": blob["name"], "options": blob["options"]})
+    if not objective or encoder_dim is None:
+        return None
+    options = {k: v for k, v in objective.items() if k != "name"}
+    from encoders import resolve
+    from encoders.objectives import OBJECTIVES
+
+    if objective.get("name") not in OBJECTIVES:
+        return None  # a baseline (random): nothing trained
+    cls = resolve(OBJECTIVES, objective["name"], "objective")
+    if not has_language_side(cls) or not (run_dir / "train_state.pt").is_file():
+        return None
+    state = torch.load(run_dir / "train_state.pt", map_location=map_location, weights_only=True)
+    module = _build_language_side(objective["name"], options, encoder_dim, state["objective"])
+    return None if module is None else (module, {"name": objective["name"], "options": options})

@@ -76,7 +76,8 @@ def sweep_rows(base: dict[str, Any], sweep: dict[str, Any]) -> list[dict[str, An
         hparams = ([{k: f[k] for k in ("fold", "lr", "weight_decay") if k in f} for f in folds] if folded
                    else {k: folds[0][k] for k in ("lr", "weight_decay") if k in folds[0]})
         rows.append({**base, "head": name, "value": float(best["test"]),
-                     "valid_value": float(best["valid"]), "n_folds": len(folds),
+                     "valid_value": float("nan") if best.get("valid") is None else float(best["valid"]),
+                     "n_folds": len(folds),
                      "fold_values": canonical_json([f["test"] for f in folds]) if folded else None,
                      "hparams": canonical_json(hparams)})
     return rows

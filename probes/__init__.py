@@ -22,6 +22,9 @@ _EXPORTS = {
     "accuracy": "probes.metrics",
     "macro_average_precision": "probes.metrics",
     "metric_for": "probes.metrics",
+    "recall_at_k": "probes.metrics",
+    "retrieval_recalls": "probes.language",
+    "zero_shot_scores": "probes.language",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["accuracy", "macro_average_precision", "METRICS", "metric_for"]
+__all__ = ["accuracy", "macro_average_precision", "recall_at_k", "METRICS", "metric_for"]
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -78,11 +78,40 @@ def _accuracy_from_scores(y_true: np.ndarray, scores: np.ndarray) -> float:
     return accuracy(y_true, np.asarray(scores).argmax(axis=1))
 
 
+def recall_at_k(relevant: np.ndarray, similarity: np.ndarray, k: int) -> float:
+    """Retrieval recall@k: the share of queries with at least one relevant item in their top ``k``.
+
+    Args:
+        relevant: ``[Q, N]`` 0/1 (or bool) matrix, ``relevant[q, n]`` when item ``n``
+            answers query ``q``; a query may have several relevant items (a caption
+            shared by several clips, a clip with several captions).
+        similarity: ``[Q, N]`` scores, higher ranks first. Ties are ranked by item index
+            (a stable sort), as a sorted result list would show them.
+
+    Every query must have a relevant item.
+    """
+    rel = np.asarray(relevant).astype(bool)
+    sim = np.asarray(similarity, dtype=np.float64)
+    if rel.shape != sim.shape or rel.ndim != 2:
+        raise ValueError(f"expected matching [Q, N] arrays, got {rel.shape} and {sim.shape}")
+    if rel.shape[0] == 0:
+        raise ValueError("recall of an empty query set is undefined")
+    if not rel.any(axis=1).all():
+        raise ValueError(f"{int((~rel.any(axis=1)).sum())} queries have no relevant item")
+    order = np.argsort(-sim, axis=1, kind="stable")
+    first_hit = np.take_along_axis(rel, order, axis=1).argmax(axis=1)  # 0-based rank of the best relevant item
+    return float(np.mean(first_hit < k))
+
+
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": _accuracy_from_scores,
     "map": macro_average_precision,
+    **{f"recall@{k}": (lambda relevant, scores, k=k: recall_at_k(relevant, scores, k)) for k in (1, 5, 10)},
 }
-"""Metric name -> ``f(y_true, scores [N, C]) -> float`` (higher is better)."""
+"""Metric name -> ``f(y_true, scores) -> float`` (higher is better). For the probe metrics
+``scores`` is a head's ``[N, C]`` output; for ``recall@k`` it is a ``[Q, N]`` query x item
+similarity and ``y_true`` the ``[Q, N]`` relevance matrix (rows are queries, so a
+bootstrap over rows resamples queries)."""
 
 _METRIC_OF_KIND = {"multiclass": "accuracy", "multilabel": "map"}
 

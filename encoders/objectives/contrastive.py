@@ -8,6 +8,11 @@ linear projection. Both are L2-normalised; the loss is the symmetric InfoNCE
     L = ½ [CE(s·A·Tᵀ, I) + CE(s·T·Aᵀ, I)],   s = exp(logit_scale)
 
 with the temperature fixed (s = 1/0.07) or learned from log(1/0.07), as configured.
+
+After training, the pretrain stage saves this module (text tower, both projections,
+temperature) as ``language.pt`` beside the encoder (``encoders.checkpoint.save_language_side``,
+which keys on ``embed_audio`` / ``embed_text``); retrieval and zero-shot evaluation
+(``probes/language.py``) rebuild it from there.
 """
 
 from __future__ import annotations

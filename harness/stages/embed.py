@@ -39,7 +39,9 @@ def run(ctx: StageContext) -> dict:
     if not reused:
         _extract(ctx, ckpt, manifest, target)
     meta = json.loads((target / "meta.json").read_text())
-    atomic_write_json(ctx.workdir / "embeddings.json", {"cache_key": key, "path": str(target)})
+    # The run folder too: retrieval and zero-shot read the run's audio-text modules (language.pt).
+    atomic_write_json(ctx.workdir / "embeddings.json", {"cache_key": key, "path": str(target),
+                                                        "pretrain": str(pretrain.path)})
     ctx.log(f"{'reused' if reused else 'extracted'} {meta['num_clips']} embeddings ({key})")
     skipped = meta.get("skipped", [])
     if skipped:
@@ -142,7 +144,7 @@ def _extract(ctx: StageContext, ckpt: Path, manifest: Path, target: Path) -> Non
     save_shards(tmp, embeddings)
     # One row per embedding, in the same order: skipped clips are in neither.
     rows = [{"id": i, "label": custom[i].get("label"), "labels": custom[i].get("labels"), "split": custom[i].get("split"),
-             "fold": custom[i].get("fold")}
+             "fold": custom[i].get("fold"), "captions": custom[i].get("captions")}
             for i in ids]
     atomic_write_json(tmp / "clips.json", rows)
     atomic_write_json(tmp / "skipped.json", skipped)

@@ -37,7 +37,7 @@ def run(ctx: StageContext) -> dict:
 
         out = run_language_task(ctx, task, pointer, cache, clips)
         atomic_write_json(ctx.workdir / "sweep.json", out)
-        return out
+        return {k: v for k, v in out.items() if k not in ("classes", "groups")}
     embeddings = load_shards(cache)
     classes, labels = _labels(task, clips)
     return _probe(ctx, cfg, task, embeddings, clips, classes, labels)
