@@ -113,9 +113,12 @@ def expand(config: dict[str, Any]) -> Graph:
                        if src["kind"] == "minisuite" else source_node(src)) for name, src in sources.items()}
     merge, merge_runtime = _merge_config(tagging["merge_synonyms"])
 
-    def supervision_chain(src: dict, captioner: dict) -> tuple[Node, Node, list[Node]]:
-        """captions -> tags -> tag systems of one source with one captioner."""
+    def supervision_chain(src: dict, captioner: dict, own: bool = False) -> tuple[Node, Node, list[Node]]:
+        """captions -> tags -> tag systems of one source with one captioner (``own``: an
+        objective's own captioner, named in the coordinates)."""
         dataset, coords = datasets[src["name"]], {"source": src["name"]}
+        if own:
+            coords["captions"] = captions_label(captioner)
         cap_cfg, cap_runtime = backend_settings(captioner, CAPTIONER_KEYS)
         captions = make_node("captions", cap_cfg, {"dataset": dataset},
                              _v("captions", components.captioner_version(cap_cfg["backend"])), coords,
@@ -156,7 +159,7 @@ def expand(config: dict[str, Any]) -> Graph:
             dataset = datasets[src["name"]]
             captions, tags, tag_systems = supervision_chain(src, tagging["captioner"])
             if objective.get("captions") is not None:
-                captions, tags, tag_systems = supervision_chain(src, objective["captions"])
+                captions, tags, tag_systems = supervision_chain(src, objective["captions"], own=True)
             for ts, seed, size in itertools.product(tag_systems if "tags" in needs else [None], pre["seeds"],
                                                     src["subsets"] or [None]):
                 inputs = {"dataset": dataset}

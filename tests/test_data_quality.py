@@ -247,3 +247,72 @@ def test_an_init_checkpoint_of_another_architecture_is_refused(tmp_path):
     cfg["encoder"] = {"name": "transformer", "size": "small"}
     with pytest.raises(ValueError, match="cannot start from it"):
         pretrain.run(_pretrain_ctx(tmp_path, "fine", cfg, {"init": InputRef("pretrain", "init", init_ctx.workdir)}))
+
+
+# ---------------------------------------------------------------- end to end: init from another arm
+
+
+def _tones(folder: Path, n: int = 24) -> tuple[Path, Path]:
+    import csv
+
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, task = [], []
+    for i in range(n):
+        kind = "low" if i % 2 else "high"
+        t = np.arange(8000) / 16000
+        audio = 0.3 * np.sin(2 * np.pi * (220.0 if kind == "low" else 1760.0) * t) + 0.01 * rng.standard_normal(t.size)
+        sf.write(folder / f"clip{i:03d}.wav", audio.astype(np.float32), 16000)
+        rows.append([f"clip{i:03d}.wav", f"a {kind} pitched tone", f"{kind};tone", kind])
+        task.append([f"clip{i:03d}.wav", kind, ["train", "train", "valid", "test"][i % 4]])
+    with open(folder / "source.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "caption", "tags", "labels"], *rows])
+    with open(folder / "task.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "label", "split"], *task])
+    return folder / "source.csv", folder / "task.csv"
+
+
+@pytest.mark.slow
+def test_init_study_runs_and_reports_the_fine_tuned_arm(tmp_path, harness_env):
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    source, task = _tones(tmp_path / "data")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "tones.yaml").write_text("domain: music\nkind: multiclass\nmetric: accuracy\nadapter: generic\n"
+                                      f"args: {{manifest: {task}}}\n")
+    study = tmp_path / "init.yaml"
+    study.write_text(f"""
+name: init-study
+data:
+  sources: [{{name: tones, kind: generic, args: {{path: {source}}}}}]
+tagging: {{parser: manifest, sizes: [2]}}
+pretrain:
+  encoder: {{name: transformer, size: tiny}}
+  objectives:
+    - {{name: supervised, label: sup}}
+    - {{name: mtc, init: sup}}
+    - mtc
+  steps: 3
+  batch_size: 4
+  specaugment: false
+probes: {{tasks: [tones], epochs: 3, lrs: [0.01], weight_decays: [0.0]}}
+compute: {{executor: debug}}
+""")
+    env = {**harness_env, "HARNESS_TASK_PATH": str(tasks)}
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "harness", "run", str(study), "--out", str(out), "--no-progress"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "encoder initialised from" in run.stdout + run.stderr
+    frame = pd.read_parquet(out / "results.parquet")
+    assert set(frame["run"]) == {"tones/sup s0", "tones/mtc K=2 init=sup s0", "tones/mtc K=2 s0"}
+    records = [json.loads(p.read_text()) for p in (out / "store" / "pretrain").glob("*/_done.json")]
+    assert len(records) == 3
