@@ -506,6 +506,71 @@ def describe(graph, layout) -> list[dict[str, Any]]:
     return rows
 
 
+# ---------------------------------------------------------------- Optuna on Slurm
+
+
+@dataclass
+class OptunaWorker:
+    """One array task of a search: trials of one Optuna study whose only shared state is a
+    journal file (``JournalStorage(JournalFileBackend)``; SQLite corrupts on NFS). Workers
+    stop once the study holds ``total`` complete trials, so a requeued worker (time limit,
+    preemption) simply carries on where the journal stands."""
+
+    journal: str
+    study_name: str
+    objective: Any  # a picklable callable(trial) -> float, or "module:function"
+    total: int
+
+    def __call__(self) -> int:
+        import optuna
+        from optuna.study import MaxTrialsCallback
+
+        study = optuna.load_study(study_name=self.study_name, storage=journal_storage(self.journal))
+        objective = self.objective
+        if isinstance(objective, str):
+            import importlib
+
+            module, name = objective.split(":")
+            objective = getattr(importlib.import_module(module), name)
+        done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        if done < self.total:
+            study.optimize(objective, n_trials=self.total - done, callbacks=[MaxTrialsCallback(self.total)])
+        return len(study.trials)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def journal_storage(path: str | Path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+def optimize_on_slurm(objective: Any, total: int, workers: int, journal: str | Path, study_name: str,
+                      folder: str | Path, settings: SlurmSettings | None = None, direction: str = "minimize",
+                      sampler_seed: int | None = None) -> list:
+    """Run an Optuna search as one Slurm job array of ``workers`` tasks sharing ``journal``;
+    returns the submitit jobs (``job.result()`` is the number of trials each saw)."""
+    import optuna
+
+    journal = Path(journal).resolve()
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed) if sampler_seed is not None else None
+    optuna.create_study(study_name=study_name, storage=journal_storage(journal), direction=direction,
+                        sampler=sampler, load_if_exists=True)
+    settings = settings or resolve({})
+    check_cluster()
+    executor = make_executor(Path(folder) / "%j", settings)
+    executor.update_parameters(**executor_parameters(settings, "probe", study_name))
+    with executor.batch():
+        jobs = [executor.submit(OptunaWorker(str(journal), study_name, objective, total)) for _ in range(workers)]
+    return jobs
+
+
 FAILED_STATES = {"FAILED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "BLOCKED", "failed"}
 
 
@@ -514,4 +579,5 @@ def in_slurm_job() -> bool:
 
 
 __all__ = ["SLURM", "SlurmSettings", "resolve", "run", "describe", "sacct", "view", "check_cluster",
-           "executor_parameters", "FAILED_STATES", "in_slurm_job", "sys"]
+           "executor_parameters", "FAILED_STATES", "in_slurm_job", "OptunaWorker", "optimize_on_slurm",
+           "journal_storage", "sys"]

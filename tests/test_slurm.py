@@ -342,6 +342,11 @@ def test_pretraining_with_two_tasks_runs_ddp_through_submitit(cluster, tmp_path,
     distributed environment; its losses match one process's, and rank 0 alone publishes."""
     path = write_study(tmp_path, name="ddp", steps=6, every=3, baselines=[],
                        slurm={"stages": {"pretrain": {"tasks_per_node": 2}}})
+    # no dropout, no SpecAugment: ranks draw their own random numbers (as in tests/test_trainer.py)
+    path.write_text(path.read_text().replace("encoder: {name: transformer, size: tiny}",
+                                             "encoder: {name: transformer, size: tiny, options: {dropout: 0.0}}")
+                    .replace("objectives: [mtc]", "objectives: [{name: mtc, options: {dropout: 0.0}}]\n"
+                             "  specaugment: false"))
     local, out = tmp_path / "local", tmp_path / "slurm"
     ref = harness("run", path, "--out", local, "--no-progress", env=harness_env)
     assert ref.returncode == 0, ref.stderr
@@ -353,3 +358,23 @@ def test_pretraining_with_two_tasks_runs_ddp_through_submitit(cluster, tmp_path,
     a, b = losses(local / "store" / "pretrain" / record["key"]), losses(out / "store" / "pretrain" / record["key"])
     assert [s for s, _ in a] == [s for s, _ in b] and len(a) == 6
     assert [float(x) for _, x in b] == pytest.approx([float(x) for _, x in a], rel=1e-4)
+
+
+@pytest.mark.slurm
+def test_optuna_trials_run_as_array_tasks_sharing_one_journal(cluster, tmp_path, monkeypatch):
+    import optuna
+
+    from harness import slurm
+
+    (tmp_path / "quad.py").write_text(
+        "def objective(trial):\n    x = trial.suggest_float('x', -10, 10)\n    return (x - 2) ** 2\n")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}")  # the jobs import quad
+    journal = tmp_path / "search" / "journal.log"
+    jobs = slurm.optimize_on_slurm("quad:objective", total=24, workers=3, journal=journal, study_name="quad",
+                                   folder=tmp_path / "logs", sampler_seed=0)
+    assert len({j.job_id.split("_")[0] for j in jobs}) == 1  # one array
+    seen = [job.result() for job in jobs]  # waits; raises if a task failed
+    study = optuna.load_study(study_name="quad", storage=slurm.journal_storage(journal))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert 24 <= len(complete) <= 24 + 2 and max(seen) >= 24
+    assert study.best_value < 1.0
