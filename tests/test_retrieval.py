@@ -231,3 +231,53 @@ def test_zero_shot_stage_on_folds(tmp_path, contrastive) -> None:
     assert out["test"] == pytest.approx(np.mean(per_fold)) and out["n_folds"] == 5 and out["n_test"] == 30
     (row,) = sweep_rows({}, json.loads((ctx.workdir / "sweep.json").read_text()))
     assert row["head"] == "zero-shot" and row["n_folds"] == 5 and row["value"] == pytest.approx(np.mean(per_fold))
+
+
+# ------------------------------------------------------------------- end to end (slow)
+
+STUDY = """
+include: {base}
+name: e2e-language
+tagging: {{sizes: [16]}}
+pretrain:
+  encoder: {{name: transformer, size: tiny}}
+  objectives: [mtc, {{name: contrastive, options: {{proj_dim: 32, train_text: false}}}}]
+  baselines: []
+  steps: 30
+  batch_size: 16
+  checkpoint_every: 20
+probes:
+  tasks: [mini/env_event, env_zs]
+  epochs: 10
+"""
+
+
+@pytest.mark.slow
+def test_study_with_a_zero_shot_task(harness_env, tmp_path) -> None:
+    """A contrastive run saves language.pt and gets a zero-shot row; the MTC run's zero-shot job is not applicable."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parent.parent
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "env_zs.yaml").write_text(f"include: {root / 'probes/tasks/mini/env_event.yaml'}\nkind: zero-shot\n")
+    study = tmp_path / "study.yaml"
+    study.write_text(STUDY.format(base=root / "studies" / "base" / "mini.yaml"))
+    out = tmp_path / "out"
+    env = {**harness_env, "HARNESS_TASK_PATH": str(tasks)}
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(study), "--out", str(out)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {json.loads((d / "_done.json").read_text())["config"]["objective"]["name"]: d
+            for d in (out / "store" / "pretrain").iterdir() if (d / "_done.json").is_file()}
+    assert (runs["contrastive"] / "language.pt").is_file() and not (runs["mtc"] / "language.pt").exists()
+    frame = pd.read_parquet(out / "results.parquet")
+    zero_shot = frame[frame["task"] == "env_zs"]
+    assert list(zero_shot["objective"]) == ["contrastive"] and list(zero_shot["head"]) == ["zero-shot"]
+    assert 0.0 <= zero_shot["value"].iloc[0] <= 1.0 and zero_shot["n_test"].iloc[0] > 0
+    skipped = [json.loads(p.read_text()) for p in (out / "store" / "probe").glob("*/sweep.json")]
+    assert sum(s.get("status") == "not applicable" for s in skipped) == 1
