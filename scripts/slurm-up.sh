@@ -109,8 +109,12 @@ AccountingStoragePort=$DBD_PORT
 AccountingStoragePass=$MUNGE_SOCKET
 JobCompType=jobcomp/none
 MailProg=/bin/true
+# A job in 'urgent' preempts (cancels) jobs of 'debug': how the tests make a real preemption.
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=2
 EOF
 
 cat >"$S/etc/slurmdbd.conf" <<EOF

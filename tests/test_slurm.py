@@ -378,3 +378,38 @@ def test_optuna_trials_run_as_array_tasks_sharing_one_journal(cluster, tmp_path,
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert 24 <= len(complete) <= 24 + 2 and max(seen) >= 24
     assert study.best_value < 1.0
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_preempted_job_is_resubmitted_and_resumes(cluster, tmp_path, harness_env):
+    """A running pre-training preempted (cancelled) by a higher-priority job ends PREEMPTED;
+    the waiting run resubmits it, and the jobs Slurm cancelled downstream of it; it resumes
+    from its checkpoint and the graph completes."""
+    urgent = subprocess.run(["sinfo", "-h", "-p", "urgent", "-o", "%P"], capture_output=True, text=True).stdout
+    if not urgent.strip():
+        pytest.skip("the cluster has no 'urgent' partition that preempts (scripts/slurm-up.sh makes one)")
+    path = write_study(tmp_path, name="preempt", steps=60, every=10, baselines=[])
+    out = tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--executor", "slurm", "--out",
+                            str(out), "--no-progress"], env=harness_env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        first = wait_for(lambda: (out / "state").is_dir() and state(out, "pretrain")["job_id"], 60, "submission")
+        key = state(out, "pretrain")["key"]
+        wait_for(lambda: (out / "store" / "pretrain" / f"{key}.work" / "train_state.pt").exists(), 240,
+                 "the first checkpoint", every=0.2)
+        cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()[0]
+        subprocess.run(["sbatch", "-p", "urgent", "-n", cpus.rstrip("+"), "-o", "/dev/null", "--wrap", "sleep 2"],
+                       check=True, capture_output=True)
+        wait_for(lambda: sacct_state(first).startswith("PREEMPTED"), 60, "the preemption")
+        _, stderr = run.communicate(timeout=400)
+        assert run.returncode == 0, stderr
+    finally:
+        if run.poll() is None:
+            run.kill()
+    record = state(out, "pretrain")
+    assert record["job_id"] != first and record["attempt"] == 2
+    done = json.loads((out / "store" / "pretrain" / key / "_done.json").read_text())
+    assert done["outputs"]["train"]["resumed_from"] > 0
+    assert {run for run, _, _ in values(out)} == {"mini/mtc K=8 s0"}
