@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -486,6 +485,9 @@ def describe(graph, layout) -> list[dict[str, Any]]:
             row["state"] = "failed"
         rows.append(row)
     if pending_rows:
+        if shutil.which("sacct") is None:
+            raise HarnessError("slurm: sacct not found on PATH: this study's jobs were sent to Slurm; "
+                               "run status where Slurm answers")
         states = sacct([row["job_id"] for row, _ in pending_rows])
         for row, node in pending_rows:
             v = view(row["job_id"], states.get(row["job_id"], {}), layout.log_dir, False)
@@ -574,10 +576,6 @@ def optimize_on_slurm(objective: Any, total: int, workers: int, journal: str | P
 FAILED_STATES = {"FAILED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "BLOCKED", "failed"}
 
 
-def in_slurm_job() -> bool:
-    return os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and "SLURM_JOB_ID" in os.environ
-
-
 __all__ = ["SLURM", "SlurmSettings", "resolve", "run", "describe", "sacct", "view", "check_cluster",
-           "executor_parameters", "FAILED_STATES", "in_slurm_job", "OptunaWorker", "optimize_on_slurm",
-           "journal_storage", "sys"]
+           "executor_parameters", "FAILED_STATES", "OptunaWorker", "optimize_on_slurm",
+           "journal_storage"]

@@ -228,6 +228,8 @@ def test_detach_status_requeue_and_same_results_as_local(cluster, tmp_path, harn
     assert not (out / "results.parquet").exists()
     pre = state(out, "pretrain", "mtc")
     assert pre["executor"] == "slurm" and pre["job_id"] and pre["dependency"]  # waits on its inputs' jobs
+    twice = harness("run", path, "--executor", "slurm", "--detach", "--out", out, env=harness_env)
+    assert twice.returncode == 0 and "queued 0 jobs" in twice.stderr, twice.stderr  # queued jobs are not resubmitted
 
     # requeue the pre-training once it has written a checkpoint
     work = out / "store" / "pretrain" / f"{pre['key']}.work"
@@ -274,7 +276,7 @@ def test_scancel_is_reported_cancelled_and_not_waited_on(cluster, tmp_path, harn
         t0 = time.time()
         _, stderr = run.communicate(timeout=30)  # the waiting run ends: nothing is waited on forever
         assert run.returncode == 1
-        assert f"FAILED pretrain/" in stderr and "CANCELLED" in stderr, stderr
+        assert "FAILED pretrain/" in stderr and "CANCELLED" in stderr, stderr
     finally:
         if run.poll() is None:
             run.kill()
