@@ -23,7 +23,6 @@ errors are never retried.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
