@@ -4,7 +4,16 @@ All heads of a sweep train together on one pass over the cached features, so the
 16-head sweep should cost well under 2x the single head. Prints the median wall time of
 ``--repeats`` runs of each and their ratio.
 
-    python benchmarks/bench_probe_sweep.py [--device cuda] [--pooling attention]
+    python benchmarks/bench_probe_sweep.py [--device cuda] [--pooling attention] [--threads 1]
+
+On a CPU the 16-head sweep does 16x the head's matrix products, so the ratio is bounded
+below by what the shared work (pooling, batching, evaluation) saves; on a busy machine
+pass ``--threads 1``: an oversubscribed torch thread pool makes every sweep several times
+slower. Measured on the 2-core dev machine under load, defaults, ``--threads 1``, median
+of 5 (same process, interleaved): before the single-product forward and the in-place
+Adam step 1 head 1.30 s, 16 heads 6.32 s (4.9x); after, 1.28 s and 5.85 s (4.6x); the
+sweep's results are bit-for-bit unchanged. With the default 2 threads under the same
+load: 1 head 7.0 s, 16 heads 40.1 s (5.7x) before the change.
 """
 
 from __future__ import annotations
@@ -50,7 +59,10 @@ def main() -> None:
     parser.add_argument("--pooling", default="mean")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     rng = np.random.default_rng(0)
     shape = dict(frames=args.frames, dim=args.dim, n_classes=args.classes, rng=rng)

@@ -107,8 +107,10 @@ class BatchedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, D_in]`` shared by all heads, or ``[H, B, D_in]`` -> ``[H, B, D_out]``."""
-        if x.dim() == 2:
-            return torch.einsum("bd,hdc->hbc", x, self.weight) + self.bias[:, None]
+        if x.dim() == 2:  # one [B, D] x [D, H * C] product (a batched product would copy x H times)
+            n, dim_in, dim_out = self.weight.shape
+            flat = self.weight.permute(1, 0, 2).reshape(dim_in, n * dim_out)
+            return (x @ flat).view(x.shape[0], n, dim_out).permute(1, 0, 2) + self.bias[:, None]
         return torch.baddbmm(self.bias[:, None], x, self.weight)
 
 
@@ -250,23 +252,32 @@ class BatchedAdam:
         self.betas = betas
         self.eps = eps
         self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for _, p, _, _ in params]
+        # Scratch tensors reused at every step (no allocation, hence no page faults, per step).
+        self.scratch = [(torch.empty_like(p), torch.empty_like(p)) for _, p, _, _ in params]
         self.steps = 0
 
     @torch.no_grad()
     def step(self, lr_scale: float = 1.0) -> None:
-        """One update; ``lr_scale`` multiplies every head's learning rate (the schedule)."""
+        """One update; ``lr_scale`` multiplies every head's learning rate (the schedule).
+
+        In place, into preallocated scratch tensors: the same operations, in the same
+        order, as ``grad = g + wd * p; m = lerp(m, grad); v = beta2 * v + (1 - beta2) * grad^2;
+        p -= (m * lr / c1) / (sqrt(v) / sqrt(c2) + eps)``, so bit for bit the same result.
+        """
         self.steps += 1
         beta1, beta2 = self.betas
         correction1 = 1 - beta1**self.steps
         correction2 = 1 - beta2**self.steps
-        for (name, p, lr, wd), (m, v) in zip(self.params, self.state):
+        sqrt2 = math.sqrt(correction2)
+        for (name, p, lr, wd), (m, v), (denom, update) in zip(self.params, self.state, self.scratch):
             shape = (-1,) + (1,) * (p.dim() - 1)
-            grad = torch.addcmul(p.grad, wd.view(shape), p) if name.endswith("weight") else p.grad
+            grad = p.grad.addcmul_(wd.view(shape), p) if name.endswith("weight") else p.grad
             m.lerp_(grad, 1 - beta1)
             v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = v.sqrt().div_(math.sqrt(correction2)).add_(self.eps)
+            torch.sqrt(v, out=denom).div_(sqrt2).add_(self.eps)
             step_size = (lr * (lr_scale / correction1)).view(shape)
-            p.addcdiv_(m * step_size, denom, value=-1.0)
+            torch.mul(m, step_size, out=update)
+            p.addcdiv_(update, denom, value=-1.0)
 
     def zero_grad(self) -> None:
         for _, p, _, _ in self.params:

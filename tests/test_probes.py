@@ -342,3 +342,22 @@ def test_fixed_poolings() -> None:
     assert pooled.dtype == np.float32 and pooled.shape == (3, 5)
     np.testing.assert_allclose(pooled, [e.astype(np.float64).mean(0) for e in embeddings], atol=1e-6)
     np.testing.assert_array_equal(max_pool(embeddings), [e.astype(np.float32).max(0) for e in embeddings])
+
+
+def test_batched_linear_on_a_shared_input_equals_each_heads_product() -> None:
+    from probes.heads import BatchedLinear
+
+    torch.manual_seed(0)
+    lin = BatchedLinear(5, 12, 7, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        lin.weight.add_(torch.randn_like(lin.weight))
+        lin.bias.add_(torch.randn_like(lin.bias))
+    x = torch.randn(9, 12)
+    out = lin(x)
+    expected = torch.stack([x @ lin.weight[h] + lin.bias[h] for h in range(5)])
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out, torch.einsum("bd,hdc->hbc", x, lin.weight) + lin.bias[:, None], rtol=0, atol=1e-6)
+    out.square().sum().backward()
+    w = lin.weight.detach().clone().requires_grad_()
+    torch.stack([x @ w[h] for h in range(5)]).add(lin.bias.detach()[:, None]).square().sum().backward()
+    torch.testing.assert_close(lin.weight.grad, w.grad, rtol=1e-5, atol=1e-5)
