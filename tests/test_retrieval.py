@@ -281,3 +281,19 @@ def test_study_with_a_zero_shot_task(harness_env, tmp_path) -> None:
     assert 0.0 <= zero_shot["value"].iloc[0] <= 1.0 and zero_shot["n_test"].iloc[0] > 0
     skipped = [json.loads(p.read_text()) for p in (out / "store" / "probe").glob("*/sweep.json")]
     assert sum(s.get("status") == "not applicable" for s in skipped) == 1
+
+
+def test_retrieval_embeds_only_the_test_split(tmp_path) -> None:
+    from harness.stages.embed import split_manifest
+    from harness.stages.manifests import iter_cut_dicts
+
+    manifest = tmp_path / "cuts.jsonl"
+    cuts = [{"id": f"c{i}", "duration": 1.0, "custom": {"split": ["train", "valid", "test"][i % 3],
+                                                        "captions": [f"caption {i}"]}} for i in range(9)]
+    manifest.write_text("".join(json.dumps(c) + "\n" for c in cuts))
+    path = split_manifest(manifest, "test", tmp_path / "home")
+    assert [c["id"] for c in iter_cut_dicts(path)] == ["c2", "c5", "c8"]
+    assert list(iter_cut_dicts(path))[0] == cuts[2]
+    assert split_manifest(manifest, "test", tmp_path / "home") == path  # named by content: stable
+    with pytest.raises(ValueError, match="no clip in split 'eval'"):
+        split_manifest(manifest, "eval", tmp_path / "home")

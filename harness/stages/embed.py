@@ -30,6 +30,8 @@ def run(ctx: StageContext) -> dict:
 
     task = ctx.config["task"]
     manifest = task_manifest_for(ctx.inputs["data"].path, task)
+    if task["kind"] == "retrieval":  # scored on the test split alone: embed only its clips
+        manifest = split_manifest(manifest, task["splits"]["test"], ctx.cache_dir)
     pretrain = ctx.inputs["pretrain"]
     ckpt = pretrain.path / pretrain.record["outputs"]["checkpoint"]
     key = digest({"checkpoint": pretrain.record["outputs"]["digest"], "features": ctx.config["features"],
@@ -50,6 +52,27 @@ def run(ctx: StageContext) -> dict:
             ctx.log(f"{len(skipped)} clips skipped (unreadable audio), listed in {ctx.workdir / 'skipped.json'}")
     return {"cache_key": key, "num_clips": meta["num_clips"], "dim": meta["dim"], "reused": reused,
             "skipped": len(skipped), "skipped_clips": skipped[:SKIPPED_IN_RECORD]}
+
+
+def split_manifest(manifest: Path, split: str, cache_dir: Path) -> Path:
+    """The cuts of ``manifest`` whose ``custom.split`` is ``split``, as a manifest in the shared
+    cache named by its content (so its embeddings are keyed, and shared, by content too)."""
+    import hashlib
+
+    from harness.stages.manifests import iter_cut_dicts
+
+    lines = [json.dumps(c, ensure_ascii=False, sort_keys=True) + "\n" for c in iter_cut_dicts(manifest)
+             if (c.get("custom") or {}).get("split") == split]
+    if not lines:
+        raise ValueError(f"{manifest}: no clip in split {split!r}")
+    text = "".join(lines)
+    path = cache_dir / "manifests" / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.jsonl"
+    if not path.is_file():
+        from harness.store import atomic_write_text
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    return path
 
 
 def decode_features(manifest: Path, features: dict, progress: bool = False, log=print) -> tuple[list, list, list]:
