@@ -192,7 +192,7 @@ def _result_sections(writer: ReportWriter, frame, plots, graph, layout, log) -> 
     sub = frame[frame["head"] == main_head]
     section = Section("Objectives", f"Mean metric per objective and domain (head `{main_head}`): the tasks of a "
                       "domain averaged, then tag systems; intervals over pre-training seeds.")
-    means = domain_means(sub, lambda r: str(r.objective))
+    means = domain_means(sub, _objective_arm)
     writer.table(section, "objectives", render_all(build_table(
         means, caption="Pre-training objectives: mean test metric over the tasks of each domain.",
         label="tab:objectives")))
@@ -208,7 +208,7 @@ def _result_sections(writer: ReportWriter, frame, plots, graph, layout, log) -> 
         section.text += "\n\nNot drawn: the study trains at one tag-system size only."
     else:
         sized = sub[sub["tag_system_size"].notna()]
-        means = domain_means(sized, lambda r: f"{r.objective} K={int(r.tag_system_size)}")
+        means = domain_means(sized, lambda r: f"{_objective_arm(r)} K={int(r.tag_system_size)}")
         writer.table(section, "tag_system_size", render_all(build_table(
             means, caption="Tag-system size: mean test metric over the tasks of each domain, per objective and K.",
             label="tab:tag-system-size")))
@@ -230,6 +230,17 @@ def _result_sections(writer: ReportWriter, frame, plots, graph, layout, log) -> 
                               "with both arms scored on each resample.")
             writer.table(section, "bootstrap", bootstrap_renderings(comparisons))
             writer.sections.append(section)
+
+
+def _objective_arm(row) -> str:
+    """An objective, with the captions it trained on and its initialisation when the study varies them."""
+    name = str(row.objective)
+    captions, init = getattr(row, "captions", None), getattr(row, "init", None)
+    if isinstance(captions, str) and captions:
+        name += f" [{captions}]"
+    if isinstance(init, str) and init:
+        name += f" init={init}"
+    return name
 
 
 def _range(low: int, high: int) -> str:

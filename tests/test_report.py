@@ -128,3 +128,12 @@ def test_bootstrap_table_marks_intervals_that_exclude_zero() -> None:
     assert "| par s0 | a | accuracy | +0.020 | [-0.050, +0.090] | 0.600 | 50 |" in out["md"]
     assert "\\textbf{+0.200}" in out["tex"] and out["tex"].count("\\\\") == 3
     assert out["csv"].splitlines()[1].startswith("mtc s0,a,speech,accuracy,0.200000,0.100000,0.300000")
+
+
+def test_objectives_keep_caption_arms_apart() -> None:
+    from results.report import _objective_arm
+
+    frame = synthetic_results(ks=(32,)).assign(captions=None, init=None)
+    frame.loc[frame["objective"] == "par", "captions"] = "weak_caption"
+    names = {_objective_arm(r) for r in frame.itertuples(index=False)}
+    assert names == {"mtc", "par [weak_caption]", "random"}
