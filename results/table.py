@@ -178,7 +178,8 @@ def _domain_key(domain: str) -> tuple:
 
 
 def _column_key(column: Column) -> tuple:
-    return (_domain_key(column.domain), _natural_key(column.task), column.metric, list(KIND_LABELS).index(column.kind))
+    return (_domain_key(column.domain), _natural_key(column.task), _natural_key(column.metric),
+            list(KIND_LABELS).index(column.kind))
 
 
 def _slug(text: str) -> str:
