@@ -315,7 +315,14 @@ def source_node(src: dict[str, Any]) -> Node:
     from harness.sources import SOURCE_VERSION
 
     config = {"kind": src["kind"], "args": src["args"], "files": _file_stamps(src["args"])}
-    return make_node("dataset", config, {}, _v("dataset", SOURCE_VERSION), {"dataset": src["kind"]})
+    inputs = {}
+    if src.get("exclude"):  # evaluation clips to keep out of pre-training (absent otherwise: keys stay)
+        config["exclude"] = []
+        for i, name in enumerate(src["exclude"]):
+            task = task_registry.load_task(name)
+            inputs[f"exclude{i}"] = dataset_node(task["adapter"], task["args"])
+            config["exclude"].append({"task": task, "splits": sorted({task["splits"]["valid"], task["splits"]["test"]})})
+    return make_node("dataset", config, inputs, _v("dataset", SOURCE_VERSION), {"dataset": src["kind"]})
 
 
 def _file_stamps(args: dict[str, Any]) -> dict[str, list[int]]:

@@ -32,6 +32,9 @@ SOURCE = Obj({
     "subsets": List(Num(integer=True, min=1), default=[], unique=True,
                     doc="data-scaling: pre-train on nested subsets of these sizes (each contained in the next)"),
     "subset_seed": Num(0, integer=True, min=0, doc="the seed that orders clips for the nested subsets"),
+    "exclude": List(Str(pattern=r"[A-Za-z0-9_./-]+"), default=[], unique=True,
+                    doc="probe tasks whose valid and test clips are removed from this corpus (test leakage), "
+                        "matched by clip or YouTube id; each removal is counted in the dataset record"),
 })
 
 def _model_fields(role: str) -> dict:
@@ -254,7 +257,14 @@ def _check_sources(sources: list[dict], ctx: Context) -> None:
         if src["kind"] == "minisuite":
             if src["args"]:
                 ctx.error(f"{where}.args", "the minisuite source takes seed and scale, not args")
+            if src["exclude"]:
+                ctx.error(f"{where}.exclude", "the mini suite's pool is disjoint from its tasks by construction")
             continue
+        known = task_registry.available()
+        for j, name in enumerate(src["exclude"]):
+            if name not in known:
+                ctx.error(f"{where}.exclude[{j}]", f"unknown task; expected one of: {', '.join(sorted(known))}, "
+                          f"found {name!r}")
         from harness.sources import reader
 
         params = inspect.signature(reader(src["kind"])).parameters

@@ -133,3 +133,29 @@ def test_sources_study_runs_and_reports_data_scaling(study_files, tmp_path, harn
     scaling = (out / "report" / "figures" / "data_scaling.png")
     assert scaling.stat().st_size > 5000
     assert "Not drawn: no objective" not in (out / "report" / "index.md").read_text()
+
+
+def test_evaluation_clips_are_excluded_from_the_corpus_and_counted(study_files, task_path, tmp_path,
+                                                                    monkeypatch) -> None:
+    """The probe task's valid and test clips are the corpus's own clips: excluding the task
+    removes exactly them (by id) and the dataset record counts them."""
+    from harness.dispatch import Layout, run_graph
+    from harness.graph import Graph
+    from harness.stages.dataset import pool_manifest
+    from harness.stages.manifests import iter_cut_dicts
+
+    path = tmp_path / "excl.yaml"
+    path.write_text(study_files[0].read_text().replace("subsets: [12, 24]}", "exclude: [tones]}"))
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    graph = expand(load_study(path).config)
+    (source,) = [n for n in graph.by_stage()["dataset"] if n.config.get("exclude")]
+    assert list(source.inputs) == ["exclude0"] and source.config["exclude"][0]["splits"] == ["test", "valid"]
+    sub = Graph()
+    sub.add(source)
+    layout = Layout(out=tmp_path / "out", cache=tmp_path / "home")
+    summary = run_graph(sub, layout, executor_kind="debug", progress=False)
+    assert summary.ok, summary.failed
+    record = layout.store_for("dataset").record("dataset", source.key)
+    assert record["outputs"]["excluded"] == {"tones": 16} and record["outputs"]["pool_clips"] == 16
+    kept = [c["id"] for c in iter_cut_dicts(pool_manifest(layout.store_for("dataset").path("dataset", source.key)))]
+    assert sorted(kept) == [f"clip{i:03d}" for i in range(32) if i % 4 < 2]  # the task's train clips only

@@ -47,6 +47,11 @@ def _run_source(ctx: StageContext) -> dict:
     root = ctx.cache_dir / "datasets" / ctx.key
     cuts, report = read_source(kind, **ctx.config["args"])
     cuts = list(cuts)
+    excluded = {}
+    if ctx.config.get("exclude"):
+        cuts, excluded = _exclude(ctx, cuts)
+        report.notes["excluded"] = excluded
+        ctx.log("evaluation clips removed: " + ", ".join(f"{name}: {n}" for name, n in excluded.items()))
     if not cuts:
         raise ValueError(f"the {kind!r} source has no clip with readable audio: {report.summary()}")
     write_cutset(cuts, root / "pretrain.jsonl.gz")
@@ -56,7 +61,21 @@ def _run_source(ctx: StageContext) -> dict:
              "tasks": {}, "report": "report.json"}
     atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
     ctx.log(f"{kind} at {root}: {report.summary()}")
-    return {"root": str(root), "pool_clips": len(cuts), "hours": hours, "report": report.to_dict()}
+    return {"root": str(root), "pool_clips": len(cuts), "hours": hours, "excluded": excluded,
+            "report": report.to_dict()}
+
+
+def _exclude(ctx: StageContext, cuts: list) -> tuple[list, dict[str, int]]:
+    """Drop the clips of each excluded task's valid and test splits (by clip or YouTube id)."""
+    from harness.sources.select import exclude
+    from harness.stages.manifests import iter_cut_dicts
+
+    id_sets = {}
+    for i, item in enumerate(ctx.config["exclude"]):
+        manifest = task_manifest_for(ctx.inputs[f"exclude{i}"].path, item["task"])
+        id_sets[item["task"]["name"]] = [c["id"] for c in iter_cut_dicts(manifest)
+                                         if (c.get("custom") or {}).get("split") in item["splits"]]
+    return exclude(cuts, id_sets)
 
 
 def _run_adapter(ctx: StageContext) -> dict:
