@@ -110,7 +110,9 @@ def expand(config: dict[str, Any]) -> Graph:
     runs: list[Node] = []
     sources = {src["name"]: src for src in config["data"]["sources"]}
     datasets = {name: (dataset_node(src["kind"], {"seed": src["seed"], "scale": src["scale"]})
-                       if src["kind"] == "minisuite" else source_node(src)) for name, src in sources.items()}
+                       if src["kind"] == "minisuite" else source_node(src))
+                for name, src in sources.items() if src["kind"] != "mix"}
+    datasets.update({name: mix_node(src, datasets) for name, src in sources.items() if src["kind"] == "mix"})
     merge, merge_runtime = _merge_config(tagging["merge_synonyms"])
 
     def supervision_chain(src: dict, captioner: dict, own: bool = False) -> tuple[Node, Node, list[Node]]:
@@ -156,6 +158,8 @@ def expand(config: dict[str, Any]) -> Graph:
         for src in config["data"]["sources"]:
             if objective.get("sources") and src["name"] not in objective["sources"]:
                 continue
+            if not src.get("train", True) and not objective.get("sources"):
+                continue  # only an ingredient of a mix
             dataset = datasets[src["name"]]
             captions, tags, tag_systems = supervision_chain(src, tagging["captioner"])
             if objective.get("captions") is not None:
@@ -323,6 +327,16 @@ def source_node(src: dict[str, Any]) -> Node:
             inputs[f"exclude{i}"] = dataset_node(task["adapter"], task["args"])
             config["exclude"].append({"task": task, "splits": sorted({task["splits"]["valid"], task["splits"]["test"]})})
     return make_node("dataset", config, inputs, _v("dataset", SOURCE_VERSION), {"dataset": src["kind"]})
+
+
+def mix_node(src: dict[str, Any], datasets: dict[str, Node]) -> Node:
+    """A weighted mix of other sources' pools (``harness.sources.select.mix``), without replacement."""
+    from harness.sources import SOURCE_VERSION
+
+    weights = dict(sorted(src["args"]["of"].items()))
+    config = {"kind": "mix", "weights": weights, "total": src["args"].get("total"), "seed": src["args"].get("seed", 0)}
+    inputs = {f"part{i}": datasets[name] for i, name in enumerate(weights)}
+    return make_node("dataset", config, inputs, _v("dataset", SOURCE_VERSION), {"dataset": "mix"})
 
 
 def _file_stamps(args: dict[str, Any]) -> dict[str, list[int]]:

@@ -21,7 +21,8 @@ from harness.slurm import SLURM
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
-SOURCE_KINDS = ["minisuite", "uts", "audiocaps", "clotho", "wavcaps", "audioset", "generic"]  # harness.sources
+SOURCE_KINDS = ["minisuite", "uts", "audiocaps", "clotho", "wavcaps", "audioset", "generic",  # harness.sources
+                "mix"]  # a weighted mix of the study's other sources
 
 SOURCE = Obj({
     "name": Str(pattern=NAME, doc="name of the source, used in tables"),
@@ -32,6 +33,7 @@ SOURCE = Obj({
     "subsets": List(Num(integer=True, min=1), default=[], unique=True,
                     doc="data-scaling: pre-train on nested subsets of these sizes (each contained in the next)"),
     "subset_seed": Num(0, integer=True, min=0, doc="the seed that orders clips for the nested subsets"),
+    "train": Bool(True, doc="pre-train on this source (false: only an ingredient of a mix)"),
     "exclude": List(Str(pattern=r"[A-Za-z0-9_./-]+"), default=[], unique=True,
                     doc="probe tasks whose valid and test clips are removed from this corpus (test leakage), "
                         "matched by clip or YouTube id; each removal is counted in the dataset record"),
@@ -260,6 +262,9 @@ def _check_sources(sources: list[dict], ctx: Context) -> None:
             if src["exclude"]:
                 ctx.error(f"{where}.exclude", "the mini suite's pool is disjoint from its tasks by construction")
             continue
+        if src["kind"] == "mix":
+            _check_mix(src, sources, where, ctx)
+            continue
         known = task_registry.available()
         for j, name in enumerate(src["exclude"]):
             if name not in known:
@@ -285,6 +290,31 @@ def _check_sources(sources: list[dict], ctx: Context) -> None:
 
 SOURCE_PATH_ARGS = {"manifests", "audio_root", "captions", "audio_dir", "root", "json_files", "segments", "path",
                     "classes"}
+
+
+def _check_mix(src: dict, sources: list[dict], where: str, ctx: Context) -> None:
+    """``args: {of: {source: weight, ...}, total: N, seed: S}`` over the study's other, non-mix sources."""
+    args = src["args"]
+    for key in args:
+        if key not in ("of", "total", "seed"):
+            ctx.error(f"{where}.args.{key}", "not an argument of a mix; it takes: of, total, seed")
+    names = {s["name"] for s in sources if s["kind"] != "mix"}
+    weights = args.get("of")
+    if not isinstance(weights, dict) or len(weights) < 2:
+        ctx.error(f"{where}.args.of", f"expected a mapping of two or more sources to weights, found {weights!r}")
+        return
+    for name, weight in weights.items():
+        if name not in names:
+            ctx.error(f"{where}.args.of.{name}", f"not a source of this study to mix; expected one of: "
+                      f"{', '.join(sorted(names))}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+            ctx.error(f"{where}.args.of.{name}", f"expected a weight > 0, found {weight!r}")
+    total = args.get("total")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 1):
+        ctx.error(f"{where}.args.total", f"expected a number of clips >= 1 (or none: the largest mix), found {total!r}")
+    seed = args.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        ctx.error(f"{where}.args.seed", f"expected an integer >= 0, found {seed!r}")
 
 
 def _expand_path(value: Any, ctx: Context, where: str) -> Any:

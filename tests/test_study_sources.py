@@ -159,3 +159,42 @@ def test_evaluation_clips_are_excluded_from_the_corpus_and_counted(study_files, 
     assert record["outputs"]["excluded"] == {"tones": 16} and record["outputs"]["pool_clips"] == 16
     kept = [c["id"] for c in iter_cut_dicts(pool_manifest(layout.store_for("dataset").path("dataset", source.key)))]
     assert sorted(kept) == [f"clip{i:03d}" for i in range(32) if i % 4 < 2]  # the task's train clips only
+
+
+def test_a_weighted_mix_of_two_sources(study_files, task_path, tmp_path, monkeypatch) -> None:
+    """Two corpora mixed 3:1 into 16 clips; the ingredients do not train on their own."""
+    from harness.dispatch import Layout, run_graph
+    from harness.graph import Graph
+    from harness.stages.dataset import pool_manifest
+    from harness.stages.manifests import iter_cut_dicts
+
+    source = study_files[0].parent / "data" / "source.csv"
+    rows = source.read_text().splitlines()
+    (tmp_path / "low.csv").write_text("\n".join([rows[0]] + [r for r in rows[1:] if ",a low" in r]) + "\n")
+    (tmp_path / "high.csv").write_text("\n".join([rows[0]] + [r for r in rows[1:] if ",a high" in r]) + "\n")
+    text = study_files[0].read_text().replace(
+        f"    - {{name: tones, kind: generic, args: {{path: {source}}}, subsets: [12, 24]}}",
+        f"    - {{name: low, kind: generic, args: {{path: {tmp_path / 'low.csv'}, audio_root: {source.parent}}}, train: false}}\n"
+        f"    - {{name: high, kind: generic, args: {{path: {tmp_path / 'high.csv'}, audio_root: {source.parent}}}, train: false}}\n"
+        f"    - {{name: tones, kind: mix, args: {{of: {{low: 3, high: 1}}, total: 16, seed: 0}}}}")
+    path = tmp_path / "mix.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    graph = expand(load_study(path).config)
+    stages = graph.by_stage()
+    assert {n.coords["source"] for n in stages["pretrain"] if n.coords["objective"] == "mtc"} == {"tones"}
+    (mixed,) = [n for n in stages["dataset"] if n.config["kind"] == "mix"]
+    sub = Graph()
+    sub.add(mixed)
+    layout = Layout(out=tmp_path / "out", cache=tmp_path / "home")
+    assert run_graph(sub, layout, executor_kind="debug", progress=False).ok
+    record = layout.store_for("dataset").record("dataset", mixed.key)
+    assert record["outputs"]["counts"] == {"high": 4, "low": 12} and record["outputs"]["pool_clips"] == 16
+    cuts = list(iter_cut_dicts(pool_manifest(layout.store_for("dataset").path("dataset", mixed.key))))
+    assert sum("low" in c["custom"]["tags"] for c in cuts) == 12
+
+    bad = tmp_path / "badmix.yaml"
+    bad.write_text(text.replace("of: {low: 3, high: 1}", "of: {low: 3, nowhere: 1}"))
+    with pytest.raises(StudyError) as err:
+        load_study(bad)
+    assert any("data.sources[2].args.of.nowhere: not a source of this study to mix" in p for p in err.value.problems)

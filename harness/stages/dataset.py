@@ -25,6 +25,8 @@ def run(ctx: StageContext) -> dict:
 
     if ctx.config["kind"] in SOURCES and "files" in ctx.config:
         return _run_source(ctx)
+    if ctx.config["kind"] == "mix":
+        return _run_mix(ctx)
     if ctx.config["kind"] != "minisuite":
         return _run_adapter(ctx)
     from harness.minisuite import build
@@ -63,6 +65,24 @@ def _run_source(ctx: StageContext) -> dict:
     ctx.log(f"{kind} at {root}: {report.summary()}")
     return {"root": str(root), "pool_clips": len(cuts), "hours": hours, "excluded": excluded,
             "report": report.to_dict()}
+
+
+def _run_mix(ctx: StageContext) -> dict:
+    """A pool drawn from other sources' pools by weight (without replacement, nested as it grows)."""
+    from harness.sources.select import mix, write_cutset
+    from harness.stages.manifests import iter_cut_dicts
+
+    cfg = ctx.config
+    parts = {name: (list(iter_cut_dicts(pool_manifest(ctx.inputs[f"part{i}"].path))), weight)
+             for i, (name, weight) in enumerate(cfg["weights"].items())}
+    cuts, counts = mix(parts, total=cfg["total"], seed=cfg["seed"])
+    root = ctx.cache_dir / "datasets" / ctx.key
+    write_cutset(cuts, root / "pretrain.jsonl.gz")
+    hours = round(sum(float(c.get("duration", 0.0)) for c in cuts) / 3600, 4)
+    index = {"pretrain": {"path": "pretrain.jsonl.gz", "num_clips": len(cuts), "hours": hours}, "tasks": {}}
+    atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
+    ctx.log(f"mix of {len(cuts)} clips: " + ", ".join(f"{n}: {c}" for n, c in counts.items()))
+    return {"root": str(root), "pool_clips": len(cuts), "hours": hours, "counts": counts}
 
 
 def _exclude(ctx: StageContext, cuts: list) -> tuple[list, dict[str, int]]:
