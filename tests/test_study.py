@@ -81,7 +81,7 @@ def test_bad_value_and_bad_choice(tmp_path):
     lines = problems(write(tmp_path, text))
     assert any("tagging.sizes[0]: expected an integer >= 1, found an integer 0" in l for l in lines)
     assert any("data.sources[0].kind: expected one of 'minisuite', 'uts', 'audiocaps', 'clotho', 'wavcaps', 'audioset', "
-               "'generic', found 'minisuit' (did you mean 'minisuite'?)" in l
+               "'generic', 'mix', found 'minisuit' (did you mean 'minisuite'?)" in l
                for l in lines)
 
 
