@@ -58,6 +58,15 @@ if alive "$S/run/slurmctld.pid" && alive "$S/run/slurmd.pid"; then
   exit 0
 fi
 
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for spec in "SLURMCTLD_PORT=$CTLD_PORT" "SLURMD_PORT=$SLURMD_PORT" "SLURMDBD_PORT=$DBD_PORT" "HARNESS_SLURM_DB_PORT=$DB_PORT"; do
+  port_free "${spec#*=}" || die "port ${spec#*=} is in use (another cluster?): set ${spec%%=*} to a free port"
+done
+
+# On failure, stop whatever this script started (by the PIDs in $S/run).
+up_ok=0
+trap '[ "$up_ok" -eq 1 ] || { echo "slurm-up: failed; stopping what it started" >&2; bash "$(dirname "$0")/slurm-down.sh" "$S" >&2; }' EXIT
+
 mkdir -p "$S"/{etc,run,log,state,spool,munge,mysql}
 chmod 755 "$S" "$S/etc" "$S/run" "$S/log"
 mkdir -p "$S/munge/key"
@@ -187,4 +196,5 @@ say "slurmctld up"
 wait_for 30 "the node" bash -c "sinfo -h -N -o %T | grep -qE '^(idle|mixed|allocated)'"
 # slurmctld registers the cluster with slurmdbd on its own; sacct must answer.
 wait_for 30 "accounting (sacct)" sacct -n -X -S now
+up_ok=1
 say "cluster up: node localhost, $CPUS CPUs, $MEM MB; source $S/env.sh (export SLURM_CONF=$S/etc/slurm.conf)"
