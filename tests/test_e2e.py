@@ -159,8 +159,10 @@ def test_status_and_report(small_study, small_run, env):
     assert report.returncode == 0, report.stderr
     text = (small_run / "report" / "index.md").read_text()
     frame = results(small_run)
+    from results.table import arm_label
+
     for run in frame["run"].unique():
-        assert f"| {run} |" in text
+        assert f"| {arm_label(run)} | 1 |" in text  # the arm, and the one seed it rests on
     for _, row in frame.iterrows():
         assert f"{row['value']:.3f}" in text
 
