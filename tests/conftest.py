@@ -16,3 +16,14 @@ def harness_env(tmp_path_factory):
     """Environment for CLI subprocesses: one shared cache for the session (the mini suite is built once)."""
     home = tmp_path_factory.mktemp("harness-home")
     return {**os.environ, "HARNESS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny problems: on a busy 2-core machine, torch's thread pool makes them ~50x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

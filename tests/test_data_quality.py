@@ -253,26 +253,9 @@ def test_an_init_checkpoint_of_another_architecture_is_refused(tmp_path):
 
 
 def _tones(folder: Path, n: int = 24) -> tuple[Path, Path]:
-    import csv
+    from test_study_sources import corpus
 
-    import numpy as np
-    import soundfile as sf
-
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows, task = [], []
-    for i in range(n):
-        kind = "low" if i % 2 else "high"
-        t = np.arange(8000) / 16000
-        audio = 0.3 * np.sin(2 * np.pi * (220.0 if kind == "low" else 1760.0) * t) + 0.01 * rng.standard_normal(t.size)
-        sf.write(folder / f"clip{i:03d}.wav", audio.astype(np.float32), 16000)
-        rows.append([f"clip{i:03d}.wav", f"a {kind} pitched tone", f"{kind};tone", kind])
-        task.append([f"clip{i:03d}.wav", kind, ["train", "train", "valid", "test"][i % 4]])
-    with open(folder / "source.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["path", "caption", "tags", "labels"], *rows])
-    with open(folder / "task.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["path", "label", "split"], *task])
-    return folder / "source.csv", folder / "task.csv"
+    return corpus(folder, n)
 
 
 @pytest.mark.slow

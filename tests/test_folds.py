@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from sklearn.linear_model import LogisticRegression
 
 from harness.job import InputRef, StageContext
@@ -19,12 +18,7 @@ from probes.heads import probe_sweep
 SKLEARN_CS = np.logspace(-4, 2, 13)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_fold_plan_tests_every_clip_once_and_validates_on_the_next_fold() -> None:

@@ -20,13 +20,7 @@ from probes.metrics import METRICS, accuracy, macro_average_precision, metric_fo
 SKLEARN_CS = np.logspace(-4, 2, 13)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These problems are tiny: on a busy 2-core machine, torch's thread pool makes them ~50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -23,7 +23,7 @@ SOUNDS = {"low": 220.0, "high": 1760.0}
 
 
 def corpus(folder: Path, n: int = 32) -> tuple[Path, Path]:
-    """A generic source (path, caption, tags) and a generic probe task over the same kind of clips."""
+    """A generic source (path, caption, tags, labels) and a generic probe task over the same kind of clips."""
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     rows, task = [], []
@@ -33,10 +33,10 @@ def corpus(folder: Path, n: int = 32) -> tuple[Path, Path]:
         audio = 0.3 * np.sin(2 * np.pi * SOUNDS[kind] * (1 + 0.05 * rng.standard_normal()) * t)
         audio += 0.01 * rng.standard_normal(t.size)
         sf.write(folder / f"clip{i:03d}.wav", audio.astype(np.float32), 16000)
-        rows.append([f"clip{i:03d}.wav", f"a {kind} pitched tone", f"{kind};tone"])
+        rows.append([f"clip{i:03d}.wav", f"a {kind} pitched tone", f"{kind};tone", kind])
         task.append([f"clip{i:03d}.wav", kind, ["train", "train", "valid", "test"][i % 4]])
     with open(folder / "source.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["path", "caption", "tags"], *rows])
+        csv.writer(f).writerows([["path", "caption", "tags", "labels"], *rows])
     with open(folder / "task.csv", "w", newline="") as f:
         csv.writer(f).writerows([["path", "label", "split"], *task])
     return folder / "source.csv", folder / "task.csv"
