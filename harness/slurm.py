@@ -495,7 +495,9 @@ def describe(graph, layout) -> list[dict[str, Any]]:
                 row["state"] = v.cls
             elif v.cls == "UNKNOWN":
                 row["state"] = "pending"
-            elif v.by_dependency or (v.cls == "CANCELLED" and "Dependency" in v.reason and any(
+            # Slurm's own cancellation of a job whose input failed reads plain "CANCELLED" (a user's
+            # scancel reads "CANCELLED by UID"); sacct does not always keep the Dependency reason.
+            elif v.by_dependency or (v.cls == "CANCELLED" and v.raw == "CANCELLED" and any(
                     states.get((read_state(layout, d) or {}).get("job_id", ""), {}).get("State", "").split(" ")[0]
                     not in ("", "COMPLETED") for d in node.inputs.values())):
                 row["state"], row["cause"] = "BLOCKED", "an input failed"
