@@ -90,15 +90,25 @@ def _load(args):
     from harness.study import load_study
 
     study = load_study(args.study)
-    graph = expand(study.config)
     out = args.out if args.out is not None else Path("runs") / study.name
-    return study, graph, Layout(out=Path(out), cache=harness_home())
+    layout = Layout(out=Path(out), cache=harness_home())
+    return study, expand(_final_config(study, layout)), layout
+
+
+def _final_config(study, layout) -> dict:
+    """The study's config, with the best values of its search once the search has finished."""
+    if "search" not in study.config:
+        return study.config
+    from harness import search
+
+    outcome = search.finished(study, layout)
+    return search.trial_config(study, outcome.params) if outcome else search.without_search(study.config)
 
 
 def cmd_run(args) -> int:
     from harness.collect import write_results
     from harness.dispatch import run_graph
-    from harness.store import atomic_write_json, atomic_write_text
+    from harness.store import atomic_write_json, atomic_write_text, canonical_json
 
     started = time.time()
     study, graph, layout = _load(args)
@@ -115,11 +125,27 @@ def cmd_run(args) -> int:
     layout.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.out / "study.yaml", study.path.read_text(encoding="utf-8"))
     atomic_write_json(layout.out / "study.resolved.json", study.config)
+    def run(graph, detach: bool = False):
+        return run_graph(graph, layout, executor_kind=executor,
+                         max_parallel=args.max_parallel or compute["max_parallel"],
+                         timeout_min=compute["timeout_min"], progress=not args.no_progress,
+                         slurm=slurm_settings, detach=detach, study=study.name)
+
+    searched = None
+    if "search" in study.config:
+        from harness import search
+        from harness.graph import expand
+
+        if args.detach:
+            raise HarnessError(f"{args.study}: search: a search runs its trials in rounds, each waiting for the last; "
+                               "run it without --detach (in tmux, or inside an sbatch job)")
+        s = study.config["search"]
+        print(f"study {study.name}: search of {len(s['space'])} setting(s), {s['trials']} trials, "
+              f"{s['parallel']} at a time; journal in {search.search_dir(layout)}", file=sys.stderr)
+        searched = search.run_search(study, layout, run)
+        graph = expand(search.trial_config(study, searched.params))
     print(f"study {study.name}: {len(graph)} jobs, output in {layout.out}", file=sys.stderr)
-    summary = run_graph(graph, layout, executor_kind=executor,
-                        max_parallel=args.max_parallel or compute["max_parallel"],
-                        timeout_min=compute["timeout_min"], progress=not args.no_progress,
-                        slurm=slurm_settings, detach=args.detach, study=study.name)
+    summary = run(graph, detach=args.detach)
     if args.detach:
         jobs = sorted(set(summary.submitted.values()), key=lambda j: [int(x) for x in j.split("_")])
         arrays = sorted({j.split("_")[0] for j in jobs}, key=int)
@@ -128,7 +154,8 @@ def cmd_run(args) -> int:
               f"in {time.time() - started:.1f} s", file=sys.stderr)
         print(f"follow: harness status {args.study}" + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
         return 0
-    results = write_results(graph, layout, study.name)
+    results = write_results(graph, layout, study.name,
+                            extra={"search": canonical_json(searched.record())} if searched else None)
     elapsed = time.time() - started
     print(f"{len(summary.done)} jobs run, {len(summary.skipped)} already done, {len(summary.failed)} failed, "
           f"{len(summary.blocked)} blocked, in {elapsed:.1f} s", file=sys.stderr)

@@ -106,15 +106,16 @@ def _run_label(c: dict) -> str:
     return f"{label} s{c.get('seed', 0)}"
 
 
-def write_results(graph: Graph, layout: Layout, study_name: str) -> Path:
-    """Write the results table atomically; returns its path."""
+def write_results(graph: Graph, layout: Layout, study_name: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write the results table atomically; returns its path. ``extra``: columns set on
+    every row (``search``: the values a hyperparameter search chose, as JSON)."""
     import io
 
     import pandas as pd
 
     from harness.store import atomic_write_bytes
 
-    rows = result_rows(graph, layout, study_name)
+    rows = [{**row, **(extra or {})} for row in result_rows(graph, layout, study_name)]
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame = frame.sort_values(["run", "task", "head", "probe_seed"], kind="stable").reset_index(drop=True)

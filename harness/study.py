@@ -17,6 +17,7 @@ from harness import tasks as task_registry
 from harness.errors import StudyError
 from harness.yamlio import display as _display, load_with_includes
 from harness.schema import MISSING, Any_, Bool, Context, File, List, Map, Num, Obj, Str
+from harness.search import SEARCH, check_search
 from harness.slurm import SLURM
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
@@ -182,6 +183,7 @@ STUDY = Obj({
     "probes": PROBES,
     "compute": COMPUTE,
     "report": REPORT,
+    "search": SEARCH,  # harness/search.py
 })
 
 
@@ -205,14 +207,37 @@ def load_study(path: str | os.PathLike) -> Study:
     if not path.is_file():
         raise StudyError(f"{path}: study file not found")
     raw, origins = load_with_includes(path.resolve())
+    config = _validate(raw, path, origins)
+    return Study(name=config["name"], path=path.resolve(), config=config)
+
+
+def _validate(raw: dict, path: Path, origins: dict[str, Path]) -> dict:
     ctx = Context(base_dir=path.resolve().parent)
     config = STUDY.validate(raw, "", ctx)
     if not ctx.problems:
         _check_components(config, ctx)
+    if not ctx.problems and config["search"] is not None:
+        check_search(config, lambda c: _problems(c, path), ctx)
     if ctx.problems:
         raise StudyError([f"{_origin(origins, p.path, path)}: {p.path}: {p.message}" for p in ctx.problems])
     _check_consistency(config, path)
-    return Study(name=config["name"], path=path.resolve(), config=config)
+    if config["search"] is None:  # absent unless set: configs and digests of other studies stay as they were
+        del config["search"]
+    return config
+
+
+def revalidate(config: dict, path: str | os.PathLike) -> dict:
+    """Validate a resolved config again (after a search set some of its values)."""
+    path = Path(path)
+    return _validate(json.loads(json.dumps(config)), path, {"": path})
+
+
+def _problems(config: dict, path: Path) -> list[str]:
+    try:
+        revalidate(config, path)
+    except StudyError as exc:
+        return [p.split(": ", 1)[1] if ": " in p else p for p in exc.problems]
+    return []
 
 
 def _origin(origins: dict[str, Path], key_path: str, default: Path) -> str:

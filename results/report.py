@@ -114,6 +114,8 @@ def write_report(results_path: str | Path, out_dir: str | Path, title: str = "",
                       f"probe heads: {', '.join(sorted(frame['head'].unique()))}. "
                       "Every number is the test-split metric of the probe chosen on validation.\n")
         _result_sections(writer, frame, plots, graph, layout, log)
+    if layout is not None:
+        _search_section(writer, layout)
     if tag_figures and graph is not None and layout is not None:
         _tag_sections(writer, graph, layout, log)
 
@@ -253,35 +255,43 @@ def _arm(run: str) -> str:
     return arm_label(run)
 
 
+def plain_renderings(head: list[str], cells: list[list[str]], align: str, caption: str, label: str,
+                     bold: list[bool] | None = None, bold_column: int = 0, note: str = "") -> dict[str, str]:
+    """A table of ready-made text cells as Markdown and LaTeX (booktabs); ``align`` has one
+    ``l``/``r`` per column; ``bold[i]`` sets row i's ``bold_column`` in bold."""
+    from results.table import latex_escape
+
+    bold = bold or [False] * len(cells)
+    md = ["| " + " | ".join(head) + " |", "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    tex = ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{align}}}", "\\toprule",
+           " & ".join(latex_escape(h) for h in head) + " \\\\", "\\midrule"]
+    for row, strong in zip(cells, bold):
+        shown_md, shown_tex = list(row), [latex_escape(c) for c in row]
+        if strong:
+            shown_md[bold_column] = f"**{shown_md[bold_column]}**"
+            shown_tex[bold_column] = f"\\textbf{{{shown_tex[bold_column]}}}"
+        md.append("| " + " | ".join(shown_md) + " |")
+        tex.append(" & ".join(shown_tex) + " \\\\")
+    if note:
+        md += ["", note]
+    tex += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", f"\\label{{{label}}}", "\\end{table}"]
+    return {"md": "\n".join(md) + "\n", "tex": "\n".join(tex) + "\n"}
+
+
 def bootstrap_renderings(rows: list[dict]) -> dict[str, str]:
     """The paired-bootstrap comparisons as Markdown, LaTeX (booktabs) and CSV."""
     import csv
     import io
 
-    from results.table import latex_escape
-
     rows = sorted(rows, key=lambda r: (r["run"], r["domain"], r["task"]))
     head = ["arm", "task", "metric", "Δ vs random", "95% interval", "p", "n test"]
     cells = [[r["run"], r["task"], r["metric"], f"{r['delta']:+.3f}", f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
               f"{r['p_value']:.3f}", str(r["n"])] for r in rows]
-    significant = [r["ci_low"] > 0 or r["ci_high"] < 0 for r in rows]
-    md = ["| " + " | ".join(head) + " |", "|:---|:---|:---|---:|---:|---:|---:|"]
-    for row, sig in zip(cells, significant):
-        shown = list(row)
-        if sig:
-            shown[3] = f"**{shown[3]}**"
-        md.append("| " + " | ".join(shown) + " |")
-    md += ["", "Bold: the interval excludes 0."]
-    tex = ["\\begin{table}[t]", "\\centering", "\\small", "\\begin{tabular}{lllrrrr}", "\\toprule",
-           " & ".join(latex_escape(h) for h in head) + " \\\\", "\\midrule"]
-    for row, sig in zip(cells, significant):
-        shown = [latex_escape(c) for c in row]
-        if sig:
-            shown[3] = f"\\textbf{{{shown[3]}}}"
-        tex.append(" & ".join(shown) + " \\\\")
-    tex += ["\\bottomrule", "\\end{tabular}",
-            "\\caption{Paired bootstrap against the random encoder (1000 resamples of the test set); "
-            "bold: the 95\\% interval excludes 0.}", "\\label{tab:bootstrap}", "\\end{table}"]
+    out = plain_renderings(head, cells, "lllrrrr",
+                           "Paired bootstrap against the random encoder (1000 resamples of the test set); "
+                           "bold: the 95\\% interval excludes 0.", "tab:bootstrap",
+                           bold=[r["ci_low"] > 0 or r["ci_high"] < 0 for r in rows], bold_column=3,
+                           note="Bold: the interval excludes 0.")
     buffer = io.StringIO()
     fields = ["run", "task", "domain", "metric", "delta", "ci_low", "ci_high", "p_value", "n", "n_boot",
               "value_a", "value_b"]
@@ -289,7 +299,41 @@ def bootstrap_renderings(rows: list[dict]) -> dict[str, str]:
     writer.writeheader()
     for r in rows:
         writer.writerow({k: (f"{r[k]:.6f}" if isinstance(r.get(k), float) else r.get(k)) for k in fields})
-    return {"md": "\n".join(md) + "\n", "tex": "\n".join(tex) + "\n", "csv": buffer.getvalue()}
+    return {**out, "csv": buffer.getvalue()}
+
+
+def _search_section(writer: ReportWriter, layout) -> None:
+    """The trials of the study's hyperparameter search (harness/search.py), best in bold."""
+    import pandas as pd
+
+    folder = Path(layout.out) / "search"
+    if not (folder / "trials.csv").is_file() or not (folder / "best.json").is_file():
+        return
+    best = json.loads((folder / "best.json").read_text())
+    trials = pd.read_csv(folder / "trials.csv")
+    params = [c for c in trials.columns if c.startswith("params_")]
+    head = ["trial", *[c[len("params_"):] for c in params], "value", "state"]
+
+    def show(v: Any) -> str:
+        return "–" if pd.isna(v) else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    cells = [[str(r["number"]), *[show(r[c]) for c in params],
+              "–" if pd.isna(r["value"]) else f"{r['value']:.4f}", r["state"]] for _, r in trials.iterrows()]
+    search = best["search"]
+    tasks = ", ".join(search["tasks"]) or "every classification task"
+    section = Section("Hyperparameter search", (
+        f"Optuna ({search['sampler']} sampler, seed {search['seed']}): {best['complete']} trials complete, "
+        f"{best['failed']} failed, {search['parallel']} at a time. A trial's value is the mean validation "
+        f"score on {tasks}" + (f" of the {search['objective']} runs" if search.get("objective") else "")
+        + f". The best, trial {best['trial']} at {best['value']:.4f}, set "
+        + ", ".join(f"`{k}` = {show(v)}" for k, v in best["params"].items())
+        + "; every other table of this report was run with these values."))
+    align = "r" + "r" * len(params) + "rl"
+    out = plain_renderings(head, cells, align, "Hyperparameter search: every trial; bold: the best.", "tab:search",
+                           bold=[int(r["number"]) == best["trial"] for _, r in trials.iterrows()],
+                           bold_column=len(head) - 2)
+    writer.table(section, "search_trials", {**out, "csv": trials.to_csv(index=False)})
+    writer.sections.append(section)
 
 
 def _bootstrap_rows(frame, layout, log) -> list[dict]:

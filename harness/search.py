@@ -1,0 +1,437 @@
+"""Hyperparameter search: a study's ``search:`` block, run with Optuna.
+
+    search:
+      trials: 12                       # trials to complete
+      parallel: 2                      # trials evaluated at once (their jobs run side by side)
+      sampler: tpe                     # or random
+      seed: 0
+      tasks: [mini/env_event]          # maximise the mean validation score on these probe tasks
+      space:                           # dotted paths into the resolved study
+        pretrain.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
+        pretrain.objectives[0].options.temperature: {low: 0.03, high: 0.3}
+        probes.epochs: {low: 20, high: 200, step: 20}
+        probes.poolings: [mean, attention]
+
+A trial is the study with the trial's values set at those paths. Its pre-training,
+embedding and probe nodes go through the same scheduler as any run (local processes, or
+Slurm jobs with ``--executor slurm``), so a trial is a set of jobs, trials that share work
+share it through the content-addressed store (a probe-only search extracts embeddings
+once), and ``parallel`` trials run side by side. The trial's value is the mean validation
+score of the chosen probe tasks over the runs of the study (of one arm with
+``objective:``); test scores are never looked at.
+
+The Optuna study lives in ``<out>/search/journal.log`` (``JournalStorage`` with a file
+backend, safe on shared filesystems). A run that dies leaves its trials RUNNING there;
+the next ``harness run`` evaluates them again (their finished jobs are in the store) and
+goes on to ``trials``. Then the study runs once with the best values: its results carry
+them (column ``search``), ``<out>/search/best.json`` and ``trials.csv`` record the search,
+and the report has a section on it.
+
+Paths point into ``<out>/study.resolved.json``. A list-valued probe setting (``probes.lrs``,
+``weight_decays``, ``heads``, ``poolings``) takes a single sampled value as a one-item list.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import HarnessError, StudyError
+from harness.schema import Any_, Context, List, Map, Num, Obj, Str
+
+SEARCH = Obj({
+    "trials": Num(integer=True, min=1, doc="trials to complete (failed trials count)"),
+    "parallel": Num(1, integer=True, min=1, doc="trials evaluated at once; their jobs share the scheduler"),
+    "sampler": Str("tpe", choices=["tpe", "random"], doc="Optuna sampler"),
+    "seed": Num(0, integer=True, min=0, doc="sampler seed"),
+    "tasks": List(Str(pattern=r"[A-Za-z0-9_./-]+"), default=[], unique=True,
+                  doc="probe tasks whose mean validation score is maximised (default: every classification "
+                      "task of probes.tasks)"),
+    "objective": Str(None, pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+                     doc="score only the runs of this objective (its label or name); others are not run"),
+    "space": Map(Any_(), doc="dotted path in the resolved study -> {low, high[, log][, step]} or a list of choices"),
+}, default=None, doc="hyperparameter search with Optuna (harness/search.py)")
+
+LIST_SETTINGS = {"probes.lrs", "probes.weight_decays", "probes.heads", "probes.poolings"}
+"""Probe settings that are lists: a trial sets them to its one sampled value."""
+
+_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched setting: ``choices``, or a range ``[low, high]`` (``log``, ``step``)."""
+
+    path: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple | None = None
+
+    @property
+    def integer(self) -> bool:
+        return self.choices is None and all(isinstance(v, int) for v in (self.low, self.high, self.step or 1))
+
+    def distribution(self):
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.choices is not None:
+            return CategoricalDistribution(list(self.choices))
+        if self.integer:
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
+
+    def extremes(self) -> list:
+        return list(self.choices) if self.choices is not None else [self.low, self.high]
+
+
+# ------------------------------------------------------------------------- validation
+
+
+def parse_space(space: dict[str, Any], ctx: Context, where: str = "search.space") -> list[Param]:
+    """The ``space`` mapping as :class:`Param` objects; problems go to ``ctx``."""
+    params = []
+    if not space:
+        ctx.error(where, "expected at least one setting to search")
+    for path, spec in space.items():
+        at = f"{where}.{path}"
+        if not _parse_path(path):
+            ctx.error(at, "expected a dotted path into the study, such as pretrain.lr or "
+                          "pretrain.objectives[0].options.temperature")
+            continue
+        if isinstance(spec, list):
+            spec = {"choices": spec}
+        if not isinstance(spec, dict):
+            ctx.error(at, f"expected {{low, high}} (with log or step) or a list of choices, found {spec!r}")
+            continue
+        unknown = set(spec) - {"low", "high", "log", "step", "choices"}
+        if unknown:
+            ctx.error(at, f"unknown key(s) {sorted(unknown)}; expected low, high, log, step or choices")
+            continue
+        if "choices" in spec:
+            choices = spec["choices"]
+            if set(spec) != {"choices"} or not isinstance(choices, list) or not choices:
+                ctx.error(at, f"expected a non-empty list of choices and nothing else, found {spec!r}")
+                continue
+            if any(not isinstance(c, (str, int, float, bool)) and c is not None for c in choices):
+                ctx.error(at, f"choices must be strings, numbers or booleans, found {choices!r}")
+                continue
+            params.append(Param(path, choices=tuple(choices)))
+            continue
+        low, high, log, step = spec.get("low"), spec.get("high"), spec.get("log", False), spec.get("step")
+        numbers = [v for v in (low, high, step) if v is not None]
+        if low is None or high is None or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers):
+            ctx.error(at, f"expected numbers low and high (and step), found {spec!r}")
+            continue
+        if not isinstance(log, bool):
+            ctx.error(at, f"log: expected true or false, found {log!r}")
+            continue
+        if low > high or (log and low <= 0) or (step is not None and (step <= 0 or log)):
+            ctx.error(at, f"expected low <= high, low > 0 with log, and a step > 0 without log; found {spec!r}")
+            continue
+        params.append(Param(path, low=low, high=high, log=log, step=step))
+    return params
+
+
+def check_search(config: dict[str, Any], validate: Callable[[dict], list[str]], ctx: Context) -> None:
+    """Check a study's resolved ``search`` block against the rest of it.
+
+    ``validate(config)`` validates a whole config and returns its problems: every path
+    must exist, and the study must stay valid at each end of every range and at every choice.
+    """
+    from harness import tasks as task_registry
+
+    search = config["search"]
+    params = parse_space(search["space"], ctx)
+    base = without_search(config)
+    for p in params:
+        try:
+            value = get_path(base, p.path)
+        except KeyError as exc:
+            ctx.error(f"search.space.{p.path}", str(exc.args[0]))
+            continue
+        if p.path in LIST_SETTINGS or not isinstance(value, (dict, list)):
+            for extreme in p.extremes():
+                trial = copy.deepcopy(base)
+                set_path(trial, p.path, extreme)
+                for problem in validate(trial):
+                    ctx.error(f"search.space.{p.path}", f"the value {extreme!r} makes the study invalid: {problem}")
+                    break
+        else:
+            ctx.error(f"search.space.{p.path}", f"expected a single setting, found a {type(value).__name__} there")
+    tasks = search["tasks"] or [t for t in config["probes"]["tasks"]
+                                if task_registry.load_task(t)["kind"] in ("multiclass", "multilabel")]
+    for i, name in enumerate(search["tasks"]):
+        if name not in config["probes"]["tasks"]:
+            ctx.error(f"search.tasks[{i}]", f"not one of probes.tasks: {', '.join(config['probes']['tasks'])}")
+        elif task_registry.load_task(name)["kind"] not in ("multiclass", "multilabel"):
+            ctx.error(f"search.tasks[{i}]", "a search maximises a probe's validation score; "
+                      f"{name!r} is a {task_registry.load_task(name)['kind']} task without one")
+    if not tasks:
+        ctx.error("search.tasks", "no classification task in probes.tasks to score trials on")
+    arms = {o.get("label") or o["name"] for o in config["pretrain"]["objectives"]}
+    arms |= {o["name"] for o in config["pretrain"]["objectives"]}
+    if search["objective"] is not None and search["objective"] not in arms:
+        ctx.error("search.objective", f"no objective called {search['objective']!r}; objectives: {', '.join(sorted(arms))}")
+    if search["parallel"] > search["trials"]:
+        ctx.error("search.parallel", f"expected at most trials ({search['trials']}), found {search['parallel']}")
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def _parse_path(path: str) -> list[str | int] | None:
+    """``a.b[0].c`` -> ``["a", "b", 0, "c"]``; None when malformed."""
+    steps: list[str | int] = []
+    for part in path.split("."):
+        m = _STEP.fullmatch(part)
+        if not m:
+            return None
+        steps.append(m.group(1))
+        steps += [int(i) for i in re.findall(r"\[(\d+)\]", m.group(2))]
+    return steps
+
+
+def get_path(config: dict, path: str) -> Any:
+    """The value at ``path``; KeyError (with a one-line message) when there is none.
+
+    The last step may name a key that is not set yet inside a mapping of free-form
+    options (``pretrain.objectives[0].options.temperature``): its value is then None.
+    """
+    steps = _parse_path(path)
+    node: Any = config
+    for i, step in enumerate(steps):
+        at = _format(steps[: i + 1])
+        if isinstance(step, int):
+            if not isinstance(node, list) or step >= len(node):
+                raise KeyError(f"{at}: no such item (the list has {len(node) if isinstance(node, list) else 0})")
+            node = node[step]
+        elif isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, dict) and i == len(steps) - 1 and steps[i - 1] == "options":
+            return None
+        else:
+            keys = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
+            raise KeyError(f"{at}: no such setting in the study; keys there: {keys}")
+    return node
+
+
+def set_path(config: dict, path: str, value: Any) -> None:
+    """Set ``path`` (which :func:`get_path` accepts) to ``value``, in place."""
+    get_path(config, path)
+    steps = _parse_path(path)
+    node: Any = config
+    for step in steps[:-1]:
+        node = node[step]
+    node[steps[-1]] = [value] if path in LIST_SETTINGS else value
+
+
+def _format(steps: list[str | int]) -> str:
+    return "".join(f"[{s}]" if isinstance(s, int) else (f".{s}" if i else s) for i, s in enumerate(steps))
+
+
+def without_search(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: copy.deepcopy(v) for k, v in config.items() if k != "search"}
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class Outcome:
+    """What a search left: the best trial's values and score, and every trial."""
+
+    params: dict[str, Any]
+    value: float
+    trial: int
+    n_complete: int
+    n_failed: int
+
+    def record(self) -> dict[str, Any]:
+        return {"params": self.params, "value": self.value, "trial": self.trial,
+                "complete": self.n_complete, "failed": self.n_failed}
+
+
+def search_dir(layout) -> Path:
+    return Path(layout.out) / "search"
+
+
+def optuna_name(study) -> str:
+    """The Optuna study of this search: a changed search block or study starts a new one."""
+    from harness.store import digest
+
+    return f"{study.name}-{digest(study.config)[:12]}"
+
+
+def _storage(layout):
+    from harness.slurm import journal_storage
+
+    folder = search_dir(layout)
+    folder.mkdir(parents=True, exist_ok=True)
+    return journal_storage(folder / "journal.log")
+
+
+def trial_config(study, params: dict[str, Any]) -> dict[str, Any]:
+    """The study's resolved config with a trial's values set, validated again."""
+    from harness.study import revalidate
+
+    config = without_search(study.config)
+    for path, value in params.items():
+        set_path(config, path, value)
+    return revalidate(config, study.path)
+
+
+def trial_graph(config: dict[str, Any], search: dict[str, Any]):
+    """The nodes a trial needs: probes of the search tasks (of one arm) and what they read."""
+    from harness.graph import Graph, expand
+
+    full = expand(config)
+    tasks = set(search["tasks"] or config["probes"]["tasks"])
+    graph = Graph()
+    for node in full:
+        c = node.coords
+        if node.stage != "probe" or c.get("task") not in tasks or node.config["task"]["kind"] not in (
+                "multiclass", "multilabel"):
+            continue
+        arm = search["objective"]
+        run_objective = c.get("objective")
+        if run_objective in config["pretrain"]["baselines"]:
+            continue
+        if arm is not None and arm not in (c.get("arm"), run_objective):
+            continue
+        graph.add(node)
+    return graph
+
+
+def trial_value(graph, layout) -> float | None:
+    """Mean validation score over a trial's probe nodes; None when any of them is missing."""
+    values = []
+    for node in graph:
+        if node.stage == "probe":
+            record = layout.store_for("probe").record("probe", node.key)
+            if record is None:
+                return None
+            values.append(record["outputs"]["valid"])
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else None
+
+
+def run_search(study, layout, run: Callable, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Outcome:
+    """Run (or resume) the study's search; ``run(graph)`` runs a graph's jobs and returns
+    the dispatcher's summary. Returns the best trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    search = study.config["search"]
+    ctx = Context(base_dir=study.path.parent)
+    params = {p.path: p for p in parse_space(search["space"], ctx)}
+    distributions = {path: p.distribution() for path, p in params.items()}
+    sampler = (optuna.samplers.RandomSampler(seed=search["seed"]) if search["sampler"] == "random"
+               else optuna.samplers.TPESampler(seed=search["seed"]))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ostudy = optuna.create_study(study_name=optuna_name(study), storage=_storage(layout), direction="maximize",
+                                 sampler=sampler, load_if_exists=True)
+    ended = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+    stale = [t for t in ostudy.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    if stale:
+        log(f"search: {len(stale)} trial(s) interrupted earlier are evaluated again")
+    while True:
+        finished = sum(t.state in ended for t in ostudy.get_trials(deepcopy=False))
+        if finished >= search["trials"]:
+            break
+        batch: list[tuple[int, dict[str, Any]]] = [(t.number, t.params) for t in stale[: search["parallel"]]]
+        stale = stale[search["parallel"]:]
+        while len(batch) < search["parallel"] and finished + len(batch) < search["trials"]:
+            trial = ostudy.ask(distributions)
+            batch.append((trial.number, trial.params))
+        graphs: dict[int, Any] = {}
+        from harness.graph import Graph
+
+        union = Graph()
+        for number, values in batch:
+            try:
+                config = trial_config(study, values)
+            except HarnessError as exc:
+                log(f"search: trial {number} {_show(values)}: invalid: {exc.problems[0]}")
+                ostudy.tell(number, state=TrialState.FAIL)
+                continue
+            graphs[number] = trial_graph(config, search)
+            for node in graphs[number]:
+                union.add(node)
+        if len(union):
+            todo = sum(not layout.is_done(node) for node in union)
+            log(f"search: trials {', '.join(str(n) for n in graphs)} of {search['trials']}: {len(union)} jobs, "
+                f"{todo} to run")
+            run(union)
+        for number, values in batch:
+            if number not in graphs:
+                continue
+            value = trial_value(graphs[number], layout)
+            if value is None:
+                log(f"search: trial {number} {_show(values)}: failed (see the failed jobs above)")
+                ostudy.tell(number, state=TrialState.FAIL)
+            else:
+                log(f"search: trial {number} {_show(values)}: {value:.4f}")
+                ostudy.tell(number, value)
+    trials = ostudy.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise HarnessError(f"search: all {len(trials)} trials failed; see {layout.log_dir} and `harness status`")
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    outcome = Outcome(params=dict(best.params), value=float(best.value), trial=best.number,
+                      n_complete=len(complete), n_failed=sum(t.state == TrialState.FAIL for t in trials))
+    _write_records(ostudy, study, layout, outcome)
+    log(f"search: best trial {best.number}: {best.value:.4f} with {_show(best.params)}")
+    return outcome
+
+
+def _show(values: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def _write_records(ostudy, study, layout, outcome: Outcome) -> None:
+    from harness.store import atomic_write_json, atomic_write_text
+
+    folder = search_dir(layout)
+    frame = ostudy.trials_dataframe(attrs=("number", "value", "state", "params", "datetime_start", "duration"))
+    atomic_write_text(folder / "trials.csv", frame.to_csv(index=False))
+    atomic_write_json(folder / "best.json", {"study": optuna_name(study), "search": study.config["search"],
+                                            **outcome.record()})
+
+
+def finished(study, layout) -> Outcome | None:
+    """The recorded outcome of this study's search, if it has finished."""
+    path = search_dir(layout) / "best.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("study") != optuna_name(study):
+        return None
+    return Outcome(params=record["params"], value=record["value"], trial=record["trial"],
+                   n_complete=record["complete"], n_failed=record["failed"])
+
+
+def progress(study, layout) -> tuple[int, int] | None:
+    """(trials ended, trials asked for) of this study's search, from its journal."""
+    if not (search_dir(layout) / "journal.log").is_file():
+        return None
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        ostudy = optuna.load_study(study_name=optuna_name(study), storage=_storage(layout))
+    except KeyError:
+        return None
+    ended = sum(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in ostudy.get_trials(deepcopy=False))
+    return ended, study.config["search"]["trials"]
+
+
+__all__ = ["SEARCH", "Param", "Outcome", "parse_space", "check_search", "get_path", "set_path", "trial_config",
+           "trial_graph", "trial_value", "run_search", "finished", "progress", "LIST_SETTINGS"]
