@@ -171,6 +171,14 @@ def cmd_run(args) -> int:
 def cmd_plan(args) -> int:
     study, graph, layout = _load(args)
     print(f"study {study.name} ({study.path}): {len(graph)} jobs; output {layout.out}")
+    if "search" in study.config:
+        from harness import search
+
+        outcome, seen = search.finished(study, layout), search.progress(study, layout)
+        ended, total = seen or (0, study.config["search"]["trials"])
+        print(f"search: {ended}/{total} trials ended; " + (
+            f"the jobs below use the best values, {outcome.params}" if outcome else
+            "the jobs below use the study's own values until it finishes"))
     for stage, nodes in graph.by_stage().items():
         done = sum(layout.is_done(n) for n in nodes)
         print(f"\n{stage}: {len(nodes)} jobs, {done} done, {len(nodes) - done} to run")

@@ -8,7 +8,8 @@ git commit and the package versions. For a k-fold task the value is the mean ove
 clips. Retrieval rows carry ``recall@k`` per direction (head ``text-to-audio`` /
 ``audio-to-text``); zero-shot rows have head ``zero-shot``. A retrieval or zero-shot
 task of an encoder without a text side is recorded as not applicable by the probe job
-and gives no row.
+and gives no row. A study with a ``search:`` block adds a ``search`` column (JSON: the
+values its Optuna search chose, their validation score, the trial; harness/search.py).
 """
 
 from __future__ import annotations

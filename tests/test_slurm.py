@@ -383,6 +383,35 @@ def test_optuna_trials_run_as_array_tasks_sharing_one_journal(cluster, tmp_path,
 
 
 @pytest.mark.slurm
+def test_a_study_search_dispatches_its_trials_as_slurm_jobs(cluster, tmp_path, harness_env):
+    """A study's search block on Slurm: each round of trials is a set of sbatch jobs, the
+    journal lives in the study folder, the best values reach the results."""
+    import optuna
+    import pandas as pd
+
+    from harness.slurm import journal_storage
+
+    path = write_study(tmp_path, baselines=[])
+    path.write_text(path.read_text() + "search: {trials: 2, parallel: 2, space: "
+                                       "{probes.weight_decays: {low: 0.0001, high: 0.1, log: true}}}\n")
+    out = tmp_path / "out"
+    proc = harness("run", path, "--executor", "slurm", "--out", out, "--no-progress", env=harness_env)
+    assert proc.returncode == 0, proc.stderr
+    journal = out / "search" / "journal.log"
+    (name,) = optuna.get_all_study_names(journal_storage(journal))
+    trials = optuna.load_study(study_name=name, storage=journal_storage(journal)).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    probes = [json.loads(p.read_text()) for p in (out / "state").glob("probe-*.json")]
+    assert len(probes) == 2 and all(p["executor"] == "slurm" and p["job_id"] for p in probes)
+    assert len({p["job_id"] for p in probes}) == 2  # one Slurm job per trial's probe
+    assert all(sacct_state(p["job_id"]) == "COMPLETED" for p in probes)
+    best = json.loads((out / "search" / "best.json").read_text())
+    frame = pd.read_parquet(out / "results.parquet")
+    assert len(frame) == 1 and json.loads(frame["search"][0])["params"] == best["params"]
+    assert json.loads(frame["hparams"][0])["weight_decay"] == pytest.approx(best["params"]["probes.weight_decays"])
+
+
+@pytest.mark.slurm
 @pytest.mark.slow
 def test_preempted_job_is_resubmitted_and_resumes(cluster, tmp_path, harness_env):
     """A running pre-training preempted (cancelled) by a higher-priority job ends PREEMPTED;
