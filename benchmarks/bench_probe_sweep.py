@@ -25,26 +25,25 @@ import time
 import numpy as np
 import torch
 
-from probes.heads import probe_sweep
+from probes.heads import probe_sweep, use_bf16
 
 
-def synthetic_split(n: int, frames: int, dim: int, n_classes: int, rng: np.random.Generator):
-    """``n`` items of ``frames`` float16 frames around one of ``n_classes`` random centers."""
-    centers = rng.standard_normal((n_classes, dim)).astype(np.float32)
-    labels = rng.integers(0, n_classes, n)
-    noise = 4.0 * rng.standard_normal((n, frames, dim), dtype=np.float32)
+def synthetic_split(n: int, frames: int, centers: np.ndarray, rng: np.random.Generator):
+    """``n`` items of ``frames`` float16 frames around one of the class ``centers`` (shared by the splits)."""
+    labels = rng.integers(0, len(centers), n)
+    noise = 4.0 * rng.standard_normal((n, frames, centers.shape[1]), dtype=np.float32)
     return list((centers[labels, None] + noise).astype(np.float16)), labels
 
 
-def median_time(repeats: int, **sweep) -> float:
-    times = []
+def median_time(repeats: int, **sweep):
+    times, result = [], None
     for _ in range(repeats):
         start = time.perf_counter()
-        probe_sweep(**sweep)
+        result = probe_sweep(**sweep)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), result
 
 
 def main() -> None:
@@ -60,31 +59,39 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--precision", nargs="+", default=["fp32", "auto"],
+                        help="probe_sweep precisions to time (auto: bf16 on AMX-BF16 CPUs and GPUs)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     rng = np.random.default_rng(0)
-    shape = dict(frames=args.frames, dim=args.dim, n_classes=args.classes, rng=rng)
+    centers = 0.12 * rng.standard_normal((args.classes, args.dim)).astype(np.float32)
+    shape = dict(frames=args.frames, centers=centers, rng=rng)
     splits = dict(
         train=synthetic_split(args.n_train, **shape),
         valid=synthetic_split(args.n_eval, **shape),
         test=synthetic_split(args.n_eval, **shape),
     )
-    common = dict(
-        kind="multiclass", poolings=(args.pooling,), epochs=args.epochs, batch_size=args.batch_size, device=args.device, **splits
-    )
-    one = median_time(args.repeats, lrs=(1e-2,), weight_decays=(1e-3,), **common)
-    sixteen = median_time(args.repeats, lrs=(1e-3, 3e-3, 1e-2, 3e-2), weight_decays=(0.0, 1e-3, 1e-2, 1e-1), **common)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    common = dict(kind="multiclass", poolings=(args.pooling,), epochs=args.epochs, batch_size=args.batch_size,
+                  device=args.device, **splits)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(
         f"device={device} threads={torch.get_num_threads()} n_train={args.n_train} frames={args.frames} "
         f"dim={args.dim} classes={args.classes} epochs={args.epochs} batch={args.batch_size} "
         f"pooling={args.pooling} repeats={args.repeats}"
     )
-    print(f" 1 head : {one:8.3f} s (median)")
-    print(f"16 heads: {sixteen:8.3f} s (median)")
-    print(f"ratio   : {sixteen / one:8.2f}x  (16 separate single-head sweeps: 16x; one sweep is {16 * one / sixteen:.1f}x faster)")
+    grid = dict(lrs=(1e-3, 3e-3, 1e-2, 3e-2), weight_decays=(0.0, 1e-3, 1e-2, 1e-1))
+    for precision in args.precision:
+        used = "bf16" if use_bf16(precision, device) else "fp32"
+        one, result_one = median_time(args.repeats, lrs=(1e-2,), weight_decays=(1e-3,), precision=precision, **common)
+        sixteen, result = median_time(args.repeats, precision=precision, **grid, **common)
+        print(f"precision={precision} ({used} on this machine); test accuracy of the chosen head: "
+              f"1-head {result_one.test:.3f}, 16-head sweep {result.test:.3f}")
+        print(f"   1 head : {one:8.3f} s (median)")
+        print(f"  16 heads: {sixteen:8.3f} s (median)")
+        print(f"  ratio   : {sixteen / one:8.2f}x  (16 separate single-head sweeps: 16x; one sweep is "
+              f"{16 * one / sixteen:.1f}x faster)")
 
 
 if __name__ == "__main__":

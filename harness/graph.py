@@ -221,7 +221,8 @@ def expand(config: dict[str, Any]) -> Graph:
                                   {"source": "-", "objective": baseline, "seed": seed, "tag_system": "-",
                                    "encoder": f"{encoder_cfg['name']}-{encoder_cfg['size']}"}, runtime))
 
-    probe_cfg = {k: probes[k] for k in ("heads", "poolings", "lrs", "weight_decays", "epochs", "batch_size")}
+    probe_cfg = {k: probes[k] for k in ("heads", "poolings", "lrs", "weight_decays", "epochs", "batch_size",
+                                        "precision")}
     for run in runs:
         graph.add(run)
         for task_name in probes["tasks"]:

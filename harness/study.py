@@ -161,6 +161,9 @@ PROBES = Obj({
     "epochs": Num(100, integer=True, min=1),
     "batch_size": Num(64, integer=True, min=1),
     "seeds": List(Num(integer=True, min=0), default=[0], min_len=1, unique=True),
+    "precision": Str("auto", choices=["auto", "fp32", "bf16"],
+                     doc="the sweep's training matmuls: bf16 where the hardware has bf16 matrix units "
+                         "(CUDA, a CPU with AMX-BF16) with auto; weights, optimiser and evaluation stay fp32"),
 })
 
 COMPUTE = Obj({

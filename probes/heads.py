@@ -24,6 +24,7 @@ To add a head type or a pooling, add a batched module (leading head axis) to
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from torch import Tensor, nn
 from probes.embed import mean_pool
 from probes.metrics import METRICS, metric_for
 
-__all__ = ["SweepResult", "probe_sweep", "HEADS", "FIXED_POOLINGS", "LEARNED_POOLINGS"]
+__all__ = ["SweepResult", "probe_sweep", "use_bf16", "PRECISIONS", "HEADS", "FIXED_POOLINGS", "LEARNED_POOLINGS"]
 
 Split = tuple[Sequence[np.ndarray], np.ndarray]
 """(frame-level ``[T_i, D]`` arrays, labels): class ids ``[N]`` or 0/1 ``[N, C]``."""
@@ -92,9 +93,12 @@ LEARNED_POOLINGS: dict[str, type[AttentionPool]] = {"attention": AttentionPool}
 
 
 class BatchedLinear(nn.Module):
-    """H independent linear maps ``[D_in] -> [D_out]`` held as ``weight [H, D_in, D_out]``.
+    """H independent linear maps ``[D_in] -> [D_out]``: ``weight [D_in, H, D_out]``, ``bias [H, D_out]``.
 
-    Every head starts from the same draw of ``nn.Linear``'s default initialisation.
+    The head axis of the weight is its middle one (``weight.head_axis == 1``), so that
+    ``weight.view(D_in, H * D_out)`` is every head at once, without a copy: an input shared
+    by all heads goes through one ``[B, D_in] x [D_in, H * D_out]`` product. Every head
+    starts from the same draw of ``nn.Linear``'s default initialisation.
     """
 
     def __init__(self, n: int, dim_in: int, dim_out: int, generator: torch.Generator) -> None:
@@ -102,16 +106,22 @@ class BatchedLinear(nn.Module):
         bound = 1.0 / math.sqrt(dim_in)
         weight = (torch.rand(dim_in, dim_out, generator=generator) * 2 - 1) * bound
         bias = (torch.rand(dim_out, generator=generator) * 2 - 1) * bound
-        self.weight = nn.Parameter(weight.expand(n, -1, -1).clone())
+        self.weight = nn.Parameter(weight[:, None].expand(-1, n, -1).clone())
+        self.weight.head_axis = 1  # read by BatchedAdam
         self.bias = nn.Parameter(bias.expand(n, -1).clone())
+
+    @property
+    def head_weights(self) -> Tensor:
+        """``[H, D_in, D_out]``: head h's matrix is ``head_weights[h]`` (a view)."""
+        return self.weight.permute(1, 0, 2)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, D_in]`` shared by all heads, or ``[H, B, D_in]`` -> ``[H, B, D_out]``."""
-        if x.dim() == 2:  # one [B, D] x [D, H * C] product (a batched product would copy x H times)
-            n, dim_in, dim_out = self.weight.shape
-            flat = self.weight.permute(1, 0, 2).reshape(dim_in, n * dim_out)
-            return (x @ flat).view(x.shape[0], n, dim_out).permute(1, 0, 2) + self.bias[:, None]
-        return torch.baddbmm(self.bias[:, None], x, self.weight)
+        dim_in, n, dim_out = self.weight.shape
+        if x.dim() == 2:
+            return (x @ self.weight.view(dim_in, n * dim_out)).view(x.shape[0], n, dim_out).permute(1, 0, 2) \
+                + self.bias[:, None]
+        return torch.baddbmm(self.bias[:, None], x, self.head_weights)
 
 
 class LinearHead(BatchedLinear):
@@ -232,7 +242,9 @@ def _prepare_inputs(
 
 
 class BatchedAdam:
-    """Adam over parameters with a leading head axis, with one lr and weight decay per head.
+    """Adam over parameters with a head axis, with one lr and weight decay per head.
+
+    The head axis is a parameter's ``head_axis`` attribute, else its first axis.
 
     Elementwise the update of ``torch.optim.Adam`` run on each head alone. Weight decay
     is Adam's L2 penalty (``grad += wd * p``), applied only to tensors named ``*weight``
@@ -270,7 +282,8 @@ class BatchedAdam:
         correction2 = 1 - beta2**self.steps
         sqrt2 = math.sqrt(correction2)
         for (name, p, lr, wd), (m, v), (denom, update) in zip(self.params, self.state, self.scratch):
-            shape = (-1,) + (1,) * (p.dim() - 1)
+            shape = [1] * p.dim()
+            shape[getattr(p, "head_axis", 0)] = -1
             grad = p.grad.addcmul_(wd.view(shape), p) if name.endswith("weight") else p.grad
             m.lerp_(grad, 1 - beta1)
             v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -290,7 +303,10 @@ def _loss(logits: Tensor, target: Tensor, multilabel: bool) -> Tensor:
     if multilabel:
         per_item = F.binary_cross_entropy_with_logits(logits, target.expand_as(logits), reduction="sum")
         return per_item / (batch * n_classes)
-    return F.cross_entropy(logits.reshape(-1, n_classes), target.repeat(n_heads), reduction="sum") / batch
+    # Item-major rows: a view, not a copy, when the logits are [B, H, C] in memory (a linear
+    # head on a pooled input), so that the gradient flows back contiguous too.
+    rows = logits.transpose(0, 1).reshape(-1, n_classes)
+    return F.cross_entropy(rows, target.repeat_interleave(n_heads), reduction="sum") / batch
 
 
 @torch.no_grad()
@@ -349,6 +365,7 @@ def probe_sweep(
     progress: bool = False,
     mlp_hidden: int = 256,
     attention_heads: int = 4,
+    precision: str = "fp32",
 ) -> SweepResult:
     """Train every (lr, weight decay, head, pooling) probe at once; pick one on ``valid``.
 
@@ -367,6 +384,10 @@ def probe_sweep(
         progress: show a progress bar over epochs.
         mlp_hidden: width of the ``"mlp"`` head's hidden layer.
         attention_heads: attention heads of the ``"attention"`` pooling.
+        precision: ``"fp32"``; ``"bf16"``: the training forward's matrix products in
+            bfloat16 (autocast; weights, Adam and the loss stay float32; evaluation in
+            float32); ``"auto"``: bf16 where the hardware has bf16 matrix units (a CUDA GPU
+            that supports it, an x86 CPU with AMX-BF16), else fp32. See :func:`use_bf16`.
 
     The chosen head has the best validation score; ties go to the smaller lr, then the
     smaller weight decay, then the earlier head type, then the earlier pooling.
@@ -376,6 +397,7 @@ def probe_sweep(
     _check_names("head", heads, HEADS)
     _check_names("pooling", poolings, {**FIXED_POOLINGS, **LEARNED_POOLINGS})
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    bf16 = use_bf16(precision, dev)
     labels = [np.asarray(y) for _, y in (train, valid, test)]
     n_classes = _n_classes(labels, multilabel)
     inputs = _prepare_inputs(poolings, [train[0], valid[0], test[0]], dev)
@@ -404,7 +426,9 @@ def probe_sweep(
             index = permutation[start : start + batch_size]
             batches = {pooling: inputs[pooling][0].batch(index) for pooling in poolings}
             target = train_target[index]
-            loss = sum(_loss(group(*batches[pooling]), target, multilabel) for (_, pooling), group in groups.items())
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = [group(*batches[pooling]) for (_, pooling), group in groups.items()]
+            loss = sum(_loss(x.float(), target, multilabel) for x in logits)
             loss.backward()
             optimizer.step(lr_scale=0.5 * (1 + math.cos(math.pi * optimizer.steps / total_steps)))
             optimizer.zero_grad()
@@ -449,6 +473,31 @@ def probe_sweep(
         group_scores=group_scores,
         group_best=group_best,
     )
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether a sweep at ``precision`` trains in bf16 on ``device`` (see :func:`probe_sweep`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_amx_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU has AMX-BF16 tiles (Linux ``/proc/cpuinfo`` flag ``amx_bf16``): there
+    oneDNN runs bf16 matrix products several times faster than float32 ones."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+    except OSError:
+        return False
 
 
 def _check_names(what: str, names: Sequence[str], known: dict) -> None:

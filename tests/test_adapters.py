@@ -311,7 +311,7 @@ def test_corrupt_audio_is_skipped_counted_and_listed(tmp_path, monkeypatch, caps
     assert again["reused"] and again["skipped"] == 2
 
     probe_cfg = {"heads": ["linear"], "poolings": ["mean"], "lrs": [1e-2], "weight_decays": [0.0], "epochs": 2,
-                 "batch_size": 8, "seed": 0, "task": task}
+                 "batch_size": 8, "seed": 0, "precision": "auto", "task": task}
     result = probe_stage.run(_ctx("probe", probe_cfg, tmp_path / "probe", home,
                                   {"embed": InputRef("embed", "e", tmp_path / "emb")}))
     assert result["n_train"] + result["n_valid"] + result["n_test"] == 10

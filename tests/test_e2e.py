@@ -92,6 +92,30 @@ def test_rerun_executes_no_job(small_study, small_run, env):
     assert results(small_run)["value"].tolist() == pd_values(before)
 
 
+@pytest.mark.slow
+def test_changing_only_probe_settings_extracts_no_embedding(small_study, small_run, env, tmp_path):
+    """A rerun after a change to the probes (grid, epochs, heads) runs the probe jobs only:
+    every embedding comes from the cache, untouched."""
+    import shutil
+
+    out = tmp_path / "changed"
+    shutil.copytree(small_run, out)
+    cache = Path(env["HARNESS_HOME"]) / "embeddings"
+    before = {p: p.stat().st_mtime_ns for p in cache.glob("*/*")}
+    embed_records = {p: p.read_bytes() for p in (out / "store" / "embed").glob("*/_done.json")}
+    changed = small_study.parent / "small_probes_changed.yaml"
+    changed.write_text(small_study.read_text().replace(
+        "epochs: 30", "epochs: 12\n  lrs: [0.02]\n  weight_decays: [0.0001, 0.01]\n  poolings: [mean, max]"))
+    proc = harness("run", str(changed), "--out", str(out), "--no-progress", cwd=small_study.parent, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 jobs run, 10 already done" in proc.stderr  # 2 runs x 2 tasks: probes only
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*/*")} == before  # nothing extracted or rewritten
+    assert {p: p.read_bytes() for p in (out / "store" / "embed").glob("*/_done.json")} == embed_records
+    frame = results(out)
+    assert set(frame["head"]) == {"linear-mean", "linear-max"}
+    assert {json.loads(h)["lr"] for h in frame["hparams"]} == {0.02}
+
+
 def pd_values(parquet_bytes: bytes) -> list[float]:
     import io
 

@@ -73,7 +73,7 @@ def _stage(tmp_path, frames, labels, folds, task):
     atomic_write_json(embed / "_done.json", {"config": {"layer": -1}, "inputs": {}, "outputs": {}})
     config = {"task": task, "heads": ["linear"], "poolings": ["mean"], "lrs": [1e-3, 1e-2, 1e-1],
               "weight_decays": [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
-              "epochs": 100, "batch_size": 256, "seed": 0}
+              "epochs": 100, "batch_size": 256, "seed": 0, "precision": "fp32"}
     work = tmp_path / "work"
     work.mkdir()
     return StageContext(stage="probe", key="p", config=config, runtime={},

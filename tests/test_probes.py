@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -108,6 +110,37 @@ def test_linear_probe_matches_logistic_regression_on_digits() -> None:
     assert abs(result.test - sk_test) <= 0.01
 
 
+@pytest.mark.parametrize("data", ["gaussian", "digits"])
+def test_a_bf16_sweep_also_matches_logistic_regression(data: str) -> None:
+    """precision="bf16" (the default on AMX-BF16 CPUs and on GPUs, via probes.precision: auto)
+    meets the same bar as fp32; it is forced here, so it is checked on any CPU."""
+    if data == "digits":
+        images, labels = load_digits(return_X_y=True)
+        order = np.random.default_rng(0).permutation(len(labels))
+        splits = [([images[i][None].astype(np.float16) for i in index], labels[index])
+                  for index in (order[:100], order[100:600], order[600:])]
+    else:
+        rng = np.random.default_rng(0)
+        centers = 0.35 * rng.standard_normal((8, 64))
+        splits = [_gaussian_frames(n, centers, rng) for n in (600, 1000, 2000)]
+    _, sk_test = _sklearn_tuned_accuracy(*splits)
+    result = probe_sweep(*splits, "multiclass", precision="bf16")
+    assert abs(result.test - sk_test) <= 0.01
+    assert result.test == pytest.approx(accuracy_score(splits[2][1], result.test_scores.argmax(1)))
+
+
+def test_precision_settings() -> None:
+    from probes.heads import cpu_has_amx_bf16, use_bf16
+
+    cpu = torch.device("cpu")
+    assert use_bf16("bf16", cpu) and not use_bf16("fp32", cpu)
+    assert use_bf16("auto", cpu) == cpu_has_amx_bf16()
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    assert cpu_has_amx_bf16() == (" amx_bf16" in flags)
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        use_bf16("fp8", cpu)
+
+
 def test_batched_heads_equal_single_heads() -> None:
     rng = np.random.default_rng(1)
     centers = 0.5 * rng.standard_normal((4, 16))
@@ -139,24 +172,29 @@ def test_batched_adam_equals_torch_adam_per_head() -> None:
     lrs, decays = torch.tensor([1e-3, 1e-2, 1e-1]), torch.tensor([0.0, 1e-1, 1e-2])
     weight = nn.Parameter(torch.randn(3, 5, 4))
     bias = nn.Parameter(torch.randn(3, 4))
-    singles = [(nn.Parameter(weight[h].detach().clone()), nn.Parameter(bias[h].detach().clone())) for h in range(3)]
-    batched = BatchedAdam([("weight", weight, lrs, decays), ("bias", bias, lrs, decays)])
+    middle = nn.Parameter(torch.randn(5, 3, 2))  # a weight whose head axis is the middle one
+    middle.head_axis = 1
+    singles = [(nn.Parameter(weight[h].detach().clone()), nn.Parameter(bias[h].detach().clone()),
+                nn.Parameter(middle[:, h].detach().clone())) for h in range(3)]
+    batched = BatchedAdam([("weight", weight, lrs, decays), ("bias", bias, lrs, decays),
+                           ("mid.weight", middle, lrs, decays)])
     references = [
         torch.optim.Adam(
-            [{"params": [w], "weight_decay": float(decays[h])}, {"params": [b], "weight_decay": 0.0}], lr=float(lrs[h])
-        )
-        for h, (w, b) in enumerate(singles)
+            [{"params": [w, m], "weight_decay": float(decays[h])}, {"params": [b], "weight_decay": 0.0}],
+            lr=float(lrs[h]))
+        for h, (w, b, m) in enumerate(singles)
     ]
     for _ in range(30):
-        grad_w, grad_b = torch.randn(3, 5, 4), torch.randn(3, 4)
-        weight.grad, bias.grad = grad_w.clone(), grad_b.clone()
+        grad_w, grad_b, grad_m = torch.randn(3, 5, 4), torch.randn(3, 4), torch.randn(5, 3, 2)
+        weight.grad, bias.grad, middle.grad = grad_w.clone(), grad_b.clone(), grad_m.clone()
         batched.step()
-        for h, ((w, b), optimizer) in enumerate(zip(singles, references)):
-            w.grad, b.grad = grad_w[h].clone(), grad_b[h].clone()
+        for h, ((w, b, m), optimizer) in enumerate(zip(singles, references)):
+            w.grad, b.grad, m.grad = grad_w[h].clone(), grad_b[h].clone(), grad_m[:, h].clone()
             optimizer.step()
-    for h, (w, b) in enumerate(singles):
+    for h, (w, b, m) in enumerate(singles):
         torch.testing.assert_close(weight[h], w, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(bias[h], b, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(middle[:, h], m, atol=1e-6, rtol=1e-5)
 
 
 def test_multilabel_probe_is_scored_with_map() -> None:
@@ -348,10 +386,13 @@ def test_batched_linear_on_a_shared_input_equals_each_heads_product() -> None:
         lin.bias.add_(torch.randn_like(lin.bias))
     x = torch.randn(9, 12)
     out = lin(x)
-    expected = torch.stack([x @ lin.weight[h] + lin.bias[h] for h in range(5)])
+    heads = lin.head_weights
+    assert heads.shape == (5, 12, 7) and heads.data_ptr() == lin.weight.data_ptr()  # a view, not a copy
+    expected = torch.stack([x @ heads[h] + lin.bias[h] for h in range(5)])
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(out, torch.einsum("bd,hdc->hbc", x, lin.weight) + lin.bias[:, None], rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, torch.einsum("bd,hdc->hbc", x, heads) + lin.bias[:, None], rtol=0, atol=1e-6)
+    torch.testing.assert_close(lin(x.expand(5, -1, -1)), expected, rtol=0, atol=1e-5)  # the per-head input path
     out.square().sum().backward()
-    w = lin.weight.detach().clone().requires_grad_()
+    w = heads.detach().clone().requires_grad_()
     torch.stack([x @ w[h] for h in range(5)]).add(lin.bias.detach()[:, None]).square().sum().backward()
-    torch.testing.assert_close(lin.weight.grad, w.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lin.weight.grad.permute(1, 0, 2), w.grad, rtol=1e-5, atol=1e-5)

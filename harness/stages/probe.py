@@ -20,7 +20,8 @@ from harness.store import atomic_write_json
 
 # 2: test predictions of every (head, pooling) group in predictions.npz
 # 3: k-fold tasks run every fold; retrieval and zero-shot tasks for audio-text encoders
-VERSION = "3"
+# 4: probes.precision (bf16 training matmuls where the hardware has bf16 units)
+VERSION = "4"
 
 LANGUAGE_KINDS = ("retrieval", "zero-shot")
 
@@ -78,7 +79,7 @@ def _probe(ctx, cfg, task, embeddings, clips, classes, labels) -> dict:
         result = probe_sweep(part(fold.train), part(fold.valid), part(fold.test), kind=task["kind"],
                              lrs=cfg["lrs"], weight_decays=cfg["weight_decays"], heads=cfg["heads"],
                              poolings=cfg["poolings"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                             seed=cfg["seed"], progress=ctx.progress)
+                             seed=cfg["seed"], progress=ctx.progress, precision=cfg["precision"])
         if fold.fold is not None:
             ctx.log(f"{task['name']} fold {fold.fold}: {result.metric} valid {result.valid:.4f} "
                     f"test {result.test:.4f} best {result.best}")
@@ -98,7 +99,8 @@ def _probe(ctx, cfg, task, embeddings, clips, classes, labels) -> dict:
            "best": [r["best"] for r in rounds] if folded else rounds[0]["best"],
            "n_train": sum(r["n_train"] for r in rounds), "n_valid": sum(r["n_valid"] for r in rounds),
            "n_test": sum(r["n_test"] for r in rounds), "num_classes": len(classes),
-           "num_heads": len(result.heads) // len(rounds), "n_folds": len(rounds) if folded else 1}
+           "num_heads": len(result.heads) // len(rounds), "n_folds": len(rounds) if folded else 1,
+           "precision": _precision(cfg["precision"])}
     if folded:
         out.update(test_std=result.test_std, fold_values=[r["test"] for r in rounds])
     atomic_write_json(ctx.workdir / "sweep.json", {"classes": classes, "heads": result.heads, "groups": result.groups,
@@ -106,3 +108,13 @@ def _probe(ctx, cfg, task, embeddings, clips, classes, labels) -> dict:
     ctx.log(f"{task['name']}: {result.metric} valid {result.valid:.4f} test {result.test:.4f}"
             + (f" (mean of {len(rounds)} folds, std {result.test_std:.4f})" if folded else f" best {out['best']}"))
     return out
+
+
+def _precision(setting: str) -> str:
+    """The precision a sweep at ``setting`` trains in on this machine: ``bf16`` or ``fp32``."""
+    import torch
+
+    from probes.heads import use_bf16
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return "bf16" if use_bf16(setting, device) else "fp32"
