@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, average_precision_score
 from torch import nn
 
 from probes.embed import extract_embeddings, load_shards, mean_pool, save_shards
-from probes.heads import AttentionPool, BatchedAdam, max_pool, probe_sweep
+from probes.heads import AttentionPool, max_pool, probe_sweep
 from probes.metrics import METRICS, accuracy, macro_average_precision, metric_for
 
 # scikit-learn's side of every comparison: LogisticRegression with C tuned on the validation split.
@@ -167,34 +167,26 @@ def test_batched_heads_equal_single_heads() -> None:
         assert accuracy_score(test[1], scores.argmax(1)) == pytest.approx(chosen[group]["test"], abs=1e-12)
 
 
-def test_batched_adam_equals_torch_adam_per_head() -> None:
-    torch.manual_seed(0)
-    lrs, decays = torch.tensor([1e-3, 1e-2, 1e-1]), torch.tensor([0.0, 1e-1, 1e-2])
-    weight = nn.Parameter(torch.randn(3, 5, 4))
-    bias = nn.Parameter(torch.randn(3, 4))
-    middle = nn.Parameter(torch.randn(5, 3, 2))  # a weight whose head axis is the middle one
-    middle.head_axis = 1
-    singles = [(nn.Parameter(weight[h].detach().clone()), nn.Parameter(bias[h].detach().clone()),
-                nn.Parameter(middle[:, h].detach().clone())) for h in range(3)]
-    batched = BatchedAdam([("weight", weight, lrs, decays), ("bias", bias, lrs, decays),
-                           ("mid.weight", middle, lrs, decays)])
-    references = [
-        torch.optim.Adam(
-            [{"params": [w, m], "weight_decay": float(decays[h])}, {"params": [b], "weight_decay": 0.0}],
-            lr=float(lrs[h]))
-        for h, (w, b, m) in enumerate(singles)
-    ]
-    for _ in range(30):
-        grad_w, grad_b, grad_m = torch.randn(3, 5, 4), torch.randn(3, 4), torch.randn(5, 3, 2)
-        weight.grad, bias.grad, middle.grad = grad_w.clone(), grad_b.clone(), grad_m.clone()
-        batched.step()
-        for h, ((w, b, m), optimizer) in enumerate(zip(singles, references)):
-            w.grad, b.grad, m.grad = grad_w[h].clone(), grad_b[h].clone(), grad_m[:, h].clone()
-            optimizer.step()
-    for h, (w, b, m) in enumerate(singles):
-        torch.testing.assert_close(weight[h], w, atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(bias[h], b, atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(middle[:, h], m, atol=1e-6, rtol=1e-5)
+def test_sweep_optimizer_is_torch_adam_with_a_learning_rate_and_weight_decay_per_head() -> None:
+    from probes.heads import HeadGroup, sweep_optimizer
+
+    grid = [(1e-3, 0.0), (1e-2, 0.1), (1e-1, 0.01)]
+    groups = {("mlp", "attention"): HeadGroup("mlp", "attention", 3, 8, 4, seed=0, mlp_hidden=6, attention_heads=2),
+              ("linear", "mean"): HeadGroup("linear", "mean", 3, 8, 4, seed=0, mlp_hidden=6, attention_heads=2)}
+    optimizer = sweep_optimizer(groups, grid)
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"]  # one pass per tensor on CPU
+    ids = {id(p): name for group in groups.values() for name, p in group.named_parameters()}
+    settings = {(g["lr"], g["weight_decay"]): sorted(ids[id(p)] for p in g["params"]) for g in optimizer.param_groups}
+    assert len(settings) == len(optimizer.param_groups) == 5  # 3 heads' weights; biases by lr (wd 0 twice)
+    seen = []
+    for h, (lr, wd) in enumerate(grid):
+        mine = {n for n in ids.values() if n.endswith(f".{h}")}
+        weights = {n for n in mine if ".weight." in n}
+        assert weights and weights <= set(settings[(lr, wd)])
+        assert mine - weights and mine - weights <= set(settings[(lr, 0.0)])  # biases, queries: no decay
+        seen += sorted(mine)
+    assert sorted(seen) == sorted(ids.values()) == sorted(n for names in settings.values() for n in names)
+    assert [n for n in seen if "queries" in n]  # the attention queries train, without decay
 
 
 def test_multilabel_probe_is_scored_with_map() -> None:
@@ -271,7 +263,8 @@ def test_attention_pooling_equals_scaled_dot_product_attention_and_ignores_paddi
     torch.manual_seed(0)
     n_probes, dim, n_heads = 3, 8, 2
     pool = AttentionPool(n_probes, dim, n_heads)
-    nn.init.normal_(pool.query)
+    for query in pool.queries:
+        nn.init.normal_(query)
     lengths = torch.tensor([3, 5, 1])
     mask = torch.arange(5)[None] < lengths[:, None]
     x = torch.randn(3, 5, dim).masked_fill(~mask[..., None], 1e3)  # garbage in the padding
@@ -382,17 +375,20 @@ def test_batched_linear_on_a_shared_input_equals_each_heads_product() -> None:
     torch.manual_seed(0)
     lin = BatchedLinear(5, 12, 7, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        lin.weight.add_(torch.randn_like(lin.weight))
-        lin.bias.add_(torch.randn_like(lin.bias))
+        for w, b in zip(lin.weight, lin.bias):
+            w.add_(torch.randn_like(w))
+            b.add_(torch.randn_like(b))
     x = torch.randn(9, 12)
     out = lin(x)
     heads = lin.head_weights
-    assert heads.shape == (5, 12, 7) and heads.data_ptr() == lin.weight.data_ptr()  # a view, not a copy
-    expected = torch.stack([x @ heads[h] + lin.bias[h] for h in range(5)])
+    assert heads.shape == (5, 12, 7)
+    expected = torch.stack([x @ lin.weight[h] + lin.bias[h] for h in range(5)])
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(out, torch.einsum("bd,hdc->hbc", x, heads) + lin.bias[:, None], rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, torch.einsum("bd,hdc->hbc", x, heads) + torch.stack(list(lin.bias))[:, None],
+                               rtol=0, atol=1e-6)
     torch.testing.assert_close(lin(x.expand(5, -1, -1)), expected, rtol=0, atol=1e-5)  # the per-head input path
     out.square().sum().backward()
     w = heads.detach().clone().requires_grad_()
-    torch.stack([x @ w[h] for h in range(5)]).add(lin.bias.detach()[:, None]).square().sum().backward()
-    torch.testing.assert_close(lin.weight.grad.permute(1, 0, 2), w.grad, rtol=1e-5, atol=1e-5)
+    torch.stack([x @ w[h] for h in range(5)]).add(torch.stack(list(lin.bias)).detach()[:, None]).square().sum().backward()
+    for h in range(5):
+        torch.testing.assert_close(lin.weight[h].grad, w.grad[h], rtol=1e-5, atol=1e-5)
