@@ -105,6 +105,8 @@ def expand(config: dict[str, Any]) -> Graph:
                                       "grad_accum", "specaugment")}
     if pre["max_duration"] is not None:  # duration bucketing (absent otherwise, so older keys stay valid)
         train_cfg.update(max_duration=pre["max_duration"], num_buckets=pre["num_buckets"])
+    if pre.get("stream"):  # streamed from shards: the order of clips depends on these (absent otherwise)
+        train_cfg["stream"] = dict(pre["stream"])
     features = components.FEATURES
 
     runs: list[Node] = []

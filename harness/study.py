@@ -147,6 +147,12 @@ PRETRAIN = Obj({
     "grad_accum": Num(1, integer=True, min=1),
     "checkpoint_every": Num(100, integer=True, min=1),
     "specaugment": Bool(True),
+    "stream": Obj({
+        "shard_size": Num(1000, integer=True, min=1, doc="clips per shard (Lhotse Shar, FLAC)"),
+        "workers": Num(2, integer=True, min=1, doc="decoding processes, each streaming its own shards"),
+        "buffer": Num(500, integer=True, min=1, doc="clips in each worker's shuffle buffer (compressed audio)"),
+    }, default=None, doc="stream the pool from shards with bounded memory instead of holding its features "
+                         "(harness.sources.shards.ShardFeed)"),
 })
 
 PROBES = Obj({
@@ -226,6 +232,8 @@ def _validate(raw: dict, path: Path, origins: dict[str, Path]) -> dict:
     _check_consistency(config, path)
     if config["search"] is None:  # absent unless set: configs and digests of other studies stay as they were
         del config["search"]
+    if config["pretrain"]["stream"] is None:
+        del config["pretrain"]["stream"]
     return config
 
 
@@ -268,6 +276,9 @@ def _check_components(config: dict, ctx: Context) -> None:
     _check_tagging(config["tagging"], ctx)
     _check_sources(config["data"]["sources"], ctx)
     _check_objectives(config, ctx)
+    if pre["stream"] is not None and pre["max_duration"] is not None:
+        ctx.error("pretrain.stream", "streamed batches have batch_size clips; duration bucketing (max_duration) "
+                  "needs every clip's duration up front: set one of the two")
     known = task_registry.available()
     for i, name in enumerate(config["probes"]["tasks"]):
         if name not in known:

@@ -89,3 +89,209 @@ def collate_ids_and_features(batch: list[tuple[str, Any]]) -> tuple[list[str], A
     ids = [clip for clip, _ in batch]
     feats = [f for _, f in batch]
     return ids, pad_sequence(feats, batch_first=True), torch.tensor([f.shape[0] for f in feats])
+
+
+# ------------------------------------------------------------------- pre-training streams
+
+
+def pool_shards(manifest: str | os.PathLike, shard_size: int, cache_dir: str | os.PathLike,
+                log=print) -> Path:
+    """The Shar folder of a pool manifest, written once into ``cache_dir/shards/<key>/``.
+
+    Keyed by the manifest's content and the shard size, so every run (and study) that streams
+    the same pool shares one copy. Written into a temporary folder and renamed: a job that
+    dies while writing leaves nothing that a later job could take for complete.
+    """
+    import shutil
+
+    from lhotse import CutSet
+
+    from harness.store import digest, file_digest
+
+    key = digest({"manifest": file_digest(manifest), "shard_size": shard_size, "format": "flac"})
+    target = Path(cache_dir) / "shards" / key
+    if (target / INDEX).is_file():
+        return target
+    tmp = target.with_name(f"{key}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    index = write_shards(CutSet.from_file(manifest), tmp, shard_size=shard_size)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another job published the same shards first: identical by construction
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"wrote {index['num_clips']} clips as {len(index['fields']['cuts'])} shards -> {target}")
+    return target
+
+
+def _epoch_shards(index: dict[str, Any], seed: int, epoch: int, workers: int) -> list[list[tuple[str, str]]]:
+    """Each worker's (cuts, recording) shard pairs for one epoch: a seeded shard order, dealt round-robin."""
+    import numpy as np
+
+    pairs = list(zip(index["fields"]["cuts"], index["fields"]["recording"]))
+    order = np.random.default_rng([seed, epoch]).permutation(len(pairs))
+    return [[pairs[i] for i in order[w::workers]] for w in range(workers)]
+
+
+class _WorkerStream(_iterable_base()):  # type: ignore[misc]
+    """One worker's clips for one epoch: its shards in order, through a seeded shuffle buffer of
+    ``buffer`` clips, as ``(row, fbank [T, F])``; the first ``skip`` clips are passed over
+    without being decoded. The buffer holds the clips' compressed audio, not their features."""
+
+    def __init__(self, root: str, shards: list[tuple[str, str]], rows: dict[str, int], seed: list[int],
+                 buffer: int, skip: int, num_mel_bins: int):
+        self.root, self.shards, self.rows, self.seed = root, shards, rows, seed
+        self.buffer, self.skip, self.num_mel_bins = buffer, skip, num_mel_bins
+
+    def cuts(self) -> Iterator[Any]:
+        """The worker's clips in stream order (audio still compressed)."""
+        import random
+
+        from lhotse import CutSet
+
+        rng = random.Random(":".join(map(str, self.seed)))
+        pool: list[Any] = []
+        for cuts_path, recording_path in self.shards:
+            fields = {"cuts": [str(Path(self.root) / cuts_path)], "recording": [str(Path(self.root) / recording_path)]}
+            for cut in CutSet.from_shar(fields=fields):
+                if cut.id in self.rows:
+                    pool.append(cut)
+                    if len(pool) > self.buffer:
+                        yield pool.pop(rng.randrange(len(pool)))
+        rng.shuffle(pool)
+        yield from pool
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        from encoders.features import fbank
+
+        for n, cut in enumerate(self.cuts()):
+            if n < self.skip:
+                continue
+            audio = cut.load_audio()
+            yield self.rows[cut.id], fbank(audio.mean(axis=0) if audio.ndim == 2 else audio, cut.sampling_rate,
+                                           self.num_mel_bins)
+
+
+def round_robin_skips(counts: list[int], position: int) -> list[int]:
+    """How many clips each worker has given when a round-robin over the workers (skipping
+    those that have run out) has given ``position`` clips."""
+    taken = [0] * len(counts)
+    left = position
+    while left > 0:
+        active = [w for w in range(len(counts)) if taken[w] < counts[w]]
+        if not active:
+            break
+        full_rounds = min(left // len(active), min(counts[w] - taken[w] for w in active))
+        if full_rounds:
+            for w in active:
+                taken[w] += full_rounds
+            left -= full_rounds * len(active)
+            continue
+        for w in active:  # a partial round, or the round where some worker runs out
+            if left == 0:
+                break
+            taken[w] += 1
+            left -= 1
+    return taken
+
+
+class ShardFeed:
+    """Pre-training batches streamed from a pool's shards: the trainer's sampler and features.
+
+    ``rows`` maps each clip id that trains to its row in the targets. Epoch e reads the
+    shards in an order seeded by ``(seed, e)``, dealt round-robin to ``workers`` streams, each
+    decoded in a process of its own (a DataLoader of one worker, so that the order of clips
+    never depends on timing);
+    each worker shuffles its clips through a buffer of ``buffer`` clips; the main process
+    takes one clip from each worker in turn. Batch s is the stream's positions
+    ``[s * batch_size, (s + 1) * batch_size)`` (a batch may straddle two epochs), so it
+    depends on (seed, s) only: a resumed run starts the epoch of its step again and passes
+    over the clips before it without decoding them.
+
+    What is in memory: per worker, ``buffer`` clips of compressed audio and
+    ``prefetch`` decoded clips, plus one batch of features; never the pool.
+    """
+
+    def __init__(self, root: str | os.PathLike, rows: dict[str, int], batch_size: int, seed: int,
+                 workers: int = 2, buffer: int = 500, prefetch: int = 8, num_mel_bins: int = 80,
+                 in_process: bool = False):
+        from harness.stages.manifests import iter_cut_dicts
+
+        if workers < 1:
+            raise ValueError(f"workers: expected at least 1 stream, found {workers}")
+        self.root = str(root)
+        self.index = json.loads((Path(root) / INDEX).read_text())
+        self.rows, self.batch_size, self.seed = rows, batch_size, seed
+        self.workers, self.buffer, self.prefetch, self.num_mel_bins = workers, buffer, prefetch, num_mel_bins
+        self.in_process = in_process  # the same stream, decoded in this process (tests, debugging)
+        # Clips per shard that train (from the cut manifests: no audio is read).
+        self.shard_counts = {cuts: sum(1 for c in iter_cut_dicts(Path(root) / cuts) if c["id"] in rows)
+                             for cuts in self.index["fields"]["cuts"]}
+        self.per_epoch = sum(self.shard_counts.values())
+        if self.per_epoch != len(rows):
+            raise ValueError(f"{root}: the shards hold {self.per_epoch} of the {len(rows)} clips to train on")
+        self._features: dict[int, Any] = {}
+        self._position = None  # stream position of the next clip
+        self._stream: Iterator[tuple[int, Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, row: int):
+        return self._features[row]
+
+    def batch(self, step: int) -> list[int]:
+        start = step * self.batch_size
+        if self._position != start:
+            self._open(start)
+        self._features = {}
+        rows = []
+        for _ in range(self.batch_size):
+            row, feats = self._next()
+            self._features[row] = feats
+            rows.append(row)
+        return rows
+
+    def _open(self, position: int) -> None:
+        epoch, offset = divmod(position, self.per_epoch)
+        self._epoch, self._position = epoch, position
+        self._stream = self._epoch_stream(epoch, offset)
+
+    def _next(self) -> tuple[int, Any]:
+        for _ in range(2):
+            item = next(self._stream, None)
+            if item is not None:
+                self._position += 1
+                return item
+            self._open(self._position)  # the epoch ended: the next one starts here
+        raise RuntimeError(f"{self.root}: an epoch of the shard stream gave no clip")
+
+    def _epoch_stream(self, epoch: int, offset: int) -> Iterator[tuple[int, Any]]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        shards = _epoch_shards(self.index, self.seed, epoch, self.workers)
+        counts = [sum(self.shard_counts[c] for c, _ in mine) for mine in shards]
+        skips = round_robin_skips(counts, offset)
+        streams = [_WorkerStream(self.root, mine, self.rows, [self.seed, epoch, w], self.buffer, skips[w],
+                                 self.num_mel_bins) for w, mine in enumerate(shards)]
+        if self.in_process:
+            iterators = [iter(s) for s in streams]
+        else:
+            # A generator of their own: creating the loaders must not draw from torch's global RNG,
+            # which the trainer checkpoints (dropout, SpecAugment) and restores on resume.
+            iterators = [iter(DataLoader(s, batch_size=None, num_workers=1, prefetch_factor=self.prefetch,
+                                         generator=torch.Generator().manual_seed(0)))
+                         for s in streams]
+        active = list(range(len(iterators)))
+        # Resumed mid-round: the workers that have not served in the current round come first.
+        left = [w for w in active if skips[w] < counts[w]]
+        current = min((skips[w] for w in left), default=0)
+        rounds = [[w for w in left if skips[w] == current]]
+        while active:
+            for w in rounds.pop() if rounds else list(active):
+                item = next(iterators[w], None)
+                if item is None:
+                    if w in active:
+                        active.remove(w)
+                    continue
+                yield item

@@ -73,28 +73,45 @@ def _train(ctx: StageContext, encoder) -> dict:
     obj_name = obj_cfg.pop("name")
     needs = set(objective_needs(obj_name).split("+"))
     manifest = pool_manifest(ctx.inputs["dataset"].path)
-    ids, feats = load_features(manifest, cfg["features"], ctx.cache_dir, progress=ctx.progress, log=ctx.log)
+    stream = cfg["train"].get("stream")
+    if stream:  # the clips' ids now, their audio streamed from shards while training
+        from harness.stages.manifests import iter_cut_dicts
+
+        ids, feats = [c["id"] for c in iter_cut_dicts(manifest)], None
+    else:
+        ids, feats = load_features(manifest, cfg["features"], ctx.cache_dir, progress=ctx.progress, log=ctx.log)
     if cfg.get("subset"):  # a nested data-scaling subset of the pool: the same clips whatever the objective
         from harness.sources.select import nested_subsets
 
         size = cfg["subset"]["size"]
         chosen = set(nested_subsets(ids, [size], cfg["subset"]["seed"])[size])
         pick = [i for i, clip in enumerate(ids) if clip in chosen]
-        ids, feats = [ids[i] for i in pick], [feats[i] for i in pick]
+        ids, feats = [ids[i] for i in pick], feats and [feats[i] for i in pick]
         ctx.log(f"data subset: {len(ids)} of the pool's clips (nested subsets, seed {cfg['subset']['seed']})")
     supervision, keep = supervision_for(ctx, needs, ids, manifest)
-    feats = [feats[i] for i in keep]
     ctx.log(f"{len(keep)} of {len(ids)} clips have {' and '.join(sorted(needs))} for {obj_name!r}")
     torch.manual_seed(cfg["seed"] + 1)
     objective, targets = from_supervision(obj_name, encoder.dim, supervision, **obj_cfg)
     train_cfg = dict(cfg["train"])
+    train_cfg.pop("stream", None)
+    sampler = None
+    if stream:
+        from harness.sources.shards import ShardFeed, pool_shards
+
+        shards = pool_shards(manifest, stream["shard_size"], ctx.cache_dir, log=ctx.log)
+        feats = sampler = ShardFeed(shards, {ids[i]: row for row, i in enumerate(keep)}, train_cfg["batch_size"],
+                                    cfg["seed"], workers=stream["workers"], buffer=stream["buffer"],
+                                    num_mel_bins=cfg["features"]["num_mel_bins"])
+        ctx.log(f"streaming {len(keep)} clips from {shards} ({stream['workers']} workers)")
+    else:
+        feats = [feats[i] for i in keep]
     specaug = train_cfg.pop("specaugment")
     warmup = train_cfg.pop("warmup_steps")
     config = TrainConfig(**train_cfg, seed=cfg["seed"], checkpoint_every=ctx.runtime.get("checkpoint_every", 100),
                          num_threads=ctx.runtime.get("threads"),
                          **({} if warmup is None else {"warmup_steps": warmup}),
                          **({} if specaug else {"specaugment": None}))
-    summary = train(encoder, objective, feats, targets, config, ctx.workdir, progress=ctx.progress)
+    summary = train(encoder, objective, feats, targets, config, ctx.workdir, progress=ctx.progress, sampler=sampler)
     from encoders.checkpoint import save_language_side  # audio-text objectives only: for retrieval, zero-shot
 
     save_language_side(ctx.workdir / "language.pt", objective, obj_name, obj_cfg, encoder.dim)
