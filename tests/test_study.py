@@ -156,7 +156,7 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path, command):
     assert lines == [f"error: study.yaml: pretrain.stepz: unknown key (did you mean 'steps'?); expected one of: "
                      + ", ".join(["encoder", "objectives", "baselines", "seeds", "steps", "batch_size", "max_duration", "num_buckets", "lr",
                                   "weight_decay", "warmup_steps", "grad_clip", "grad_accum", "checkpoint_every",
-                                  "specaugment"])]
+                                  "specaugment", "stream"])]
 
 
 def test_cli_missing_study_file(tmp_path):
