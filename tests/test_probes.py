@@ -168,13 +168,13 @@ def test_batched_heads_equal_single_heads() -> None:
 
 
 def test_sweep_optimizer_is_torch_adam_with_a_learning_rate_and_weight_decay_per_head() -> None:
-    from probes.heads import HeadGroup, sweep_optimizer
+    from probes.heads import HeadGroup, SweepAdam, sweep_optimizer
 
     grid = [(1e-3, 0.0), (1e-2, 0.1), (1e-1, 0.01)]
     groups = {("mlp", "attention"): HeadGroup("mlp", "attention", 3, 8, 4, seed=0, mlp_hidden=6, attention_heads=2),
               ("linear", "mean"): HeadGroup("linear", "mean", 3, 8, 4, seed=0, mlp_hidden=6, attention_heads=2)}
     optimizer = sweep_optimizer(groups, grid)
-    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"]  # one pass per tensor on CPU
+    assert isinstance(optimizer, SweepAdam)  # torch's fused kernel, one call per group
     ids = {id(p): name for group in groups.values() for name, p in group.named_parameters()}
     settings = {(g["lr"], g["weight_decay"]): sorted(ids[id(p)] for p in g["params"]) for g in optimizer.param_groups}
     assert len(settings) == len(optimizer.param_groups) == 5  # 3 heads' weights; biases by lr (wd 0 twice)
@@ -187,6 +187,32 @@ def test_sweep_optimizer_is_torch_adam_with_a_learning_rate_and_weight_decay_per
         seen += sorted(mine)
     assert sorted(seen) == sorted(ids.values()) == sorted(n for names in settings.values() for n in names)
     assert [n for n in seen if "queries" in n]  # the attention queries train, without decay
+
+
+def test_sweep_adam_equals_torch_adam() -> None:
+    """SweepAdam's update, learning-rate changes between steps included, is torch.optim.Adam's."""
+    from probes.heads import SweepAdam
+
+    torch.manual_seed(0)
+    shapes = [[(5, 4), (4,)], [(3,), (2, 2)]]
+    ours = [[nn.Parameter(torch.randn(s)) for s in group] for group in shapes]
+    theirs = [[nn.Parameter(p.detach().clone()) for p in group] for group in ours]
+    settings = [(1e-2, 0.1), (3e-3, 0.0)]
+    mine = SweepAdam([{"params": ps, "lr": lr, "weight_decay": wd} for ps, (lr, wd) in zip(ours, settings)])
+    reference = torch.optim.Adam([{"params": ps, "lr": lr, "weight_decay": wd}
+                                  for ps, (lr, wd) in zip(theirs, settings)], foreach=False)
+    for step in range(25):
+        for a, b in zip(sum(ours, []), sum(theirs, [])):
+            grad = torch.randn_like(a)
+            a.grad, b.grad = grad.clone(), grad.clone()
+        for optimizer in (mine, reference):
+            for group, (lr, _) in zip(optimizer.param_groups, settings):
+                group["lr"] = lr * (1 - step / 25)
+            optimizer.step()
+    for a, b in zip(sum(ours, []), sum(theirs, [])):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    mine.zero_grad()
+    assert all(p.grad is None for p in sum(ours, []))
 
 
 def test_multilabel_probe_is_scored_with_map() -> None:
