@@ -10,9 +10,10 @@ heads therefore costs about one head's data movement plus H small matmuls.
 
 Layout of the computation:
 
-* heads sharing a (head type, pooling) pair form a *group*; a group holds one leaf
-  tensor per head and parameter (a linear group: ``W[h] [D, C]``, ``b[h] [C]``), stacks
-  them in the forward and runs all its heads with one matrix product (or bmm);
+* heads sharing a (head type, pooling) pair form a *group*; a group holds its
+  parameters as single tensors with a leading head axis (a linear group is
+  ``W [H, D, C]`` and ``b [H, C]``) and runs all its heads with one matrix product (or
+  bmm); the optimiser updates each head's slice ``W[h]`` with the head's own settings;
 * fixed poolings (``"mean"``, ``"max"``) are computed once, then standardised with
   train statistics; learned poolings (``"attention"``) read the frames, standardised
   with train frame statistics, and pool them inside the group, per head;
@@ -74,12 +75,7 @@ class AttentionPool(nn.Module):
         if dim % n_heads:
             raise ValueError(f"attention pooling needs dim ({dim}) divisible by its heads ({n_heads})")
         self.n_heads = n_heads
-        self.queries = per_head(torch.zeros(n_heads, dim // n_heads), n)
-
-    @property
-    def query(self) -> Tensor:
-        """``[H, n_heads, D / n_heads]``: every probe head's query."""
-        return torch.stack(list(self.queries))
+        self.query = nn.Parameter(torch.zeros(n, n_heads, dim // n_heads))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """``x [B, T, D]``, ``mask [B, T]`` (True on valid frames) -> ``[H, B, D]``."""
@@ -98,21 +94,12 @@ LEARNED_POOLINGS: dict[str, type[AttentionPool]] = {"attention": AttentionPool}
 # ------------------------------------------------------------------------------ heads
 
 
-def per_head(value: Tensor, n: int) -> nn.ParameterList:
-    """``n`` parameters, one per probe head, each starting at ``value``.
-
-    A head's parameters are leaf tensors of their own, so that the optimiser updates each
-    head with its own learning rate and weight decay in one fused pass per tensor; the
-    forward stacks them into one batched tensor.
-    """
-    return nn.ParameterList([nn.Parameter(value.clone()) for _ in range(n)])
-
-
 class BatchedLinear(nn.Module):
-    """H independent linear maps ``[D_in] -> [D_out]``: ``weight[h] [D_in, D_out]``, ``bias[h] [D_out]``.
+    """H independent linear maps ``[D_in] -> [D_out]``: ``weight [H, D_in, D_out]``, ``bias [H, D_out]``.
 
-    An input shared by all heads goes through one ``[B, D_in] x [D_in, H * D_out]``
-    product. Every head starts from the same draw of ``nn.Linear``'s default initialisation.
+    An input shared by all heads goes through one ``[B, D_in] x [D_in, H * D_out]`` product:
+    the weight is laid out that way, and cast to the autocast dtype, in one pass per step.
+    Every head starts from the same draw of ``nn.Linear``'s default initialisation.
     """
 
     def __init__(self, n: int, dim_in: int, dim_out: int, generator: torch.Generator) -> None:
@@ -120,22 +107,19 @@ class BatchedLinear(nn.Module):
         bound = 1.0 / math.sqrt(dim_in)
         weight = (torch.rand(dim_in, dim_out, generator=generator) * 2 - 1) * bound
         bias = (torch.rand(dim_out, generator=generator) * 2 - 1) * bound
-        self.weight = per_head(weight, n)
-        self.bias = per_head(bias, n)
-
-    @property
-    def head_weights(self) -> Tensor:
-        """``[H, D_in, D_out]``: every head's matrix."""
-        return torch.stack(list(self.weight))
+        self.weight = nn.Parameter(weight.expand(n, -1, -1).clone())
+        self.bias = nn.Parameter(bias.expand(n, -1).clone())
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, D_in]`` shared by all heads, or ``[H, B, D_in]`` -> ``[H, B, D_out]``."""
-        bias = torch.stack(list(self.bias))[:, None]
+        n, dim_in, dim_out = self.weight.shape
         if x.dim() == 2:
-            n, (dim_in, dim_out) = len(self.weight), self.weight[0].shape
-            flat = torch.stack(list(self.weight), dim=1).view(dim_in, n * dim_out)
-            return (x @ flat).view(x.shape[0], n, dim_out).permute(1, 0, 2) + bias
-        return torch.baddbmm(bias, x, self.head_weights)
+            device = x.device.type
+            dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.weight.dtype
+            flat = self.weight.permute(1, 0, 2).to(dtype, memory_format=torch.contiguous_format)
+            return (x @ flat.reshape(dim_in, n * dim_out)).view(x.shape[0], n, dim_out).permute(1, 0, 2) \
+                + self.bias[:, None]
+        return torch.baddbmm(self.bias[:, None], x, self.weight)
 
 
 class LinearHead(BatchedLinear):
@@ -256,60 +240,68 @@ def _prepare_inputs(
 
 
 class SweepAdam:
-    """Adam over parameter groups, each with its own ``lr`` and (L2) ``weight_decay``: one call
-    of torch's fused Adam kernel per group and step.
+    """Adam over per-head slices ``tensor[h]`` of batched parameters, in groups that each have
+    their own ``lr`` and (L2) ``weight_decay``: one call of torch's fused Adam kernel per group
+    and step (a plain-torch loop where the kernel is missing).
 
-    The update is ``torch.optim.Adam(param_groups, fused=True)``'s, without its per-group
-    Python work, which for a sweep's twenty-odd small groups costs more than the arithmetic.
-    ``param_groups`` is a list of ``{"params", "lr", "weight_decay", ...}`` dicts, as for
-    ``torch.optim``; set a group's ``lr`` between steps to schedule it.
+    ``param_groups``: ``{"params": [(tensor, head), ...], "lr", "weight_decay", ...}`` dicts;
+    set a group's ``lr`` between steps to schedule it. Each slice is updated exactly as
+    ``torch.optim.Adam`` would update it as a parameter of its own, without torch.optim's
+    per-group Python work, which for a sweep's twenty-odd small groups costs more than the
+    arithmetic.
     """
 
     def __init__(self, param_groups: list[dict], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.param_groups, self.betas, self.eps = param_groups, betas, eps
-        self.moments = [([torch.zeros_like(p) for p in g["params"]], [torch.zeros_like(p) for p in g["params"]])
-                        for g in param_groups]
-        device = param_groups[0]["params"][0].device
-        self.steps = torch.zeros((), dtype=torch.float32, device=device)  # shared by every tensor
+        self.moments = [([torch.zeros_like(t[h]) for t, h in g["params"]],
+                         [torch.zeros_like(t[h]) for t, h in g["params"]]) for g in param_groups]
+        device = param_groups[0]["params"][0][0].device
+        self.steps = torch.zeros((), dtype=torch.float32, device=device)  # shared by every slice
+        self.fused = hasattr(torch, "_fused_adam_") and device.type in ("cpu", "cuda")
 
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
         beta1, beta2 = self.betas
         for group, (exp_avg, exp_avg_sq) in zip(self.param_groups, self.moments):
-            params = group["params"]
-            torch._fused_adam_(params, [p.grad for p in params], exp_avg, exp_avg_sq, [], [self.steps] * len(params),
-                               lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-                               eps=self.eps, amsgrad=False, maximize=False)
+            params = [t[h] for t, h in group["params"]]
+            grads = [t.grad[h] for t, h in group["params"]]
+            if self.fused:
+                torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], [self.steps] * len(params),
+                                   lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+                                   eps=self.eps, amsgrad=False, maximize=False)
+                continue
+            step = float(self.steps)
+            for p, g, m, v in zip(params, grads, exp_avg, exp_avg_sq):
+                g = g.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else g
+                m.lerp_(g, 1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denom = (v.sqrt() / math.sqrt(1 - beta2**step)).add_(self.eps)
+                p.addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**step))
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
-            for p in group["params"]:
-                p.grad = None
+            for t, _ in group["params"]:
+                t.grad = None
 
 
-def sweep_optimizer(groups: dict, grid: Sequence[tuple[float, float]]) -> SweepAdam | torch.optim.Adam:
-    """Adam with a parameter group per (learning rate, weight decay): each head's tensors
-    named ``*weight*`` go to its (lr, wd) group, its others (biases, attention queries) to its
-    (lr, 0) group; ``base_lr`` keeps the lr for the schedule.
+def sweep_optimizer(groups: dict, grid: Sequence[tuple[float, float]]) -> SweepAdam:
+    """Adam with a group per (learning rate, weight decay): head h's slice of each tensor
+    named ``*weight`` goes to its (lr, wd) group, its slices of the others (biases, attention
+    queries) to its (lr, 0) group; ``base_lr`` keeps the lr for the schedule.
 
     Each head is then updated exactly as ``torch.optim.Adam`` would update it alone. Weight
     decay is Adam's L2 penalty (``grad += wd * p``): a head minimises ``mean loss + wd / 2 *
     |W|^2``, so a converged linear head is the ``LogisticRegression(C = 1 / (wd * N_train))``
-    solution. :class:`SweepAdam` (torch's fused kernel) on CPU and CUDA; ``torch.optim.Adam``
-    elsewhere.
+    solution.
     """
-    params: dict[tuple[float, float], list[nn.Parameter]] = {}  # (lr, weight decay) -> tensors
+    params: dict[tuple[float, float], list[tuple[nn.Parameter, int]]] = {}  # (lr, wd) -> slices
     for group in groups.values():
         for name, p in group.named_parameters():
-            lr, wd = grid[int(name.rsplit(".", 1)[1])]  # ParameterList entries: ...weight.<head>
-            params.setdefault((lr, wd if ".weight." in f".{name}" else 0.0), []).append(p)
-    # One parameter group per setting (heads of the same lr share one for their biases and queries).
-    param_groups = [{"params": ps, "lr": lr, "base_lr": lr, "weight_decay": wd} for (lr, wd), ps in params.items()]
-    device = param_groups[0]["params"][0].device
-    if hasattr(torch, "_fused_adam_") and device.type in ("cpu", "cuda"):
-        return SweepAdam(param_groups)
-    return torch.optim.Adam(param_groups, foreach=True)
+            for h, (lr, wd) in enumerate(grid):  # every parameter has a leading head axis
+                params.setdefault((lr, wd if name.endswith("weight") else 0.0), []).append((p, h))
+    # One group per setting (heads of the same lr share one for their biases and queries).
+    return SweepAdam([{"params": ps, "lr": lr, "base_lr": lr, "weight_decay": wd} for (lr, wd), ps in params.items()])
 
 
 SMALL_SOFTMAX = 32

@@ -175,44 +175,51 @@ def test_sweep_optimizer_is_torch_adam_with_a_learning_rate_and_weight_decay_per
               ("linear", "mean"): HeadGroup("linear", "mean", 3, 8, 4, seed=0, mlp_hidden=6, attention_heads=2)}
     optimizer = sweep_optimizer(groups, grid)
     assert isinstance(optimizer, SweepAdam)  # torch's fused kernel, one call per group
-    ids = {id(p): name for group in groups.values() for name, p in group.named_parameters()}
-    settings = {(g["lr"], g["weight_decay"]): sorted(ids[id(p)] for p in g["params"]) for g in optimizer.param_groups}
+    names = {id(p): name for group in groups.values() for name, p in group.named_parameters()}
+    settings = {(g["lr"], g["weight_decay"]): sorted((names[id(t)], h) for t, h in g["params"])
+                for g in optimizer.param_groups}
     assert len(settings) == len(optimizer.param_groups) == 5  # 3 heads' weights; biases by lr (wd 0 twice)
-    seen = []
+    slices = sorted((name, h) for name in names.values() for h in range(3))
+    assert sorted(sum(settings.values(), [])) == slices  # every head's slice of every tensor, once
     for h, (lr, wd) in enumerate(grid):
-        mine = {n for n in ids.values() if n.endswith(f".{h}")}
-        weights = {n for n in mine if ".weight." in n}
+        mine = {(n, i) for n, i in slices if i == h}
+        weights = {(n, i) for n, i in mine if n.endswith("weight")}
         assert weights and weights <= set(settings[(lr, wd)])
         assert mine - weights and mine - weights <= set(settings[(lr, 0.0)])  # biases, queries: no decay
-        seen += sorted(mine)
-    assert sorted(seen) == sorted(ids.values()) == sorted(n for names in settings.values() for n in names)
-    assert [n for n in seen if "queries" in n]  # the attention queries train, without decay
+    assert any(n.endswith("query") for n, _ in settings[(1e-2, 0.0)])  # the attention queries train, undecayed
 
 
-def test_sweep_adam_equals_torch_adam() -> None:
-    """SweepAdam's update, learning-rate changes between steps included, is torch.optim.Adam's."""
+@pytest.mark.parametrize("fused", [True, False])
+def test_sweep_adam_equals_torch_adam_on_each_slice(fused: bool) -> None:
+    """SweepAdam on head slices, learning-rate changes included, is torch.optim.Adam on each
+    slice as a parameter of its own; with torch's fused kernel and with the plain loop."""
     from probes.heads import SweepAdam
 
     torch.manual_seed(0)
-    shapes = [[(5, 4), (4,)], [(3,), (2, 2)]]
-    ours = [[nn.Parameter(torch.randn(s)) for s in group] for group in shapes]
-    theirs = [[nn.Parameter(p.detach().clone()) for p in group] for group in ours]
-    settings = [(1e-2, 0.1), (3e-3, 0.0)]
-    mine = SweepAdam([{"params": ps, "lr": lr, "weight_decay": wd} for ps, (lr, wd) in zip(ours, settings)])
-    reference = torch.optim.Adam([{"params": ps, "lr": lr, "weight_decay": wd}
-                                  for ps, (lr, wd) in zip(theirs, settings)], foreach=False)
+    weight, bias = nn.Parameter(torch.randn(3, 5, 4)), nn.Parameter(torch.randn(3, 4))
+    settings = [(1e-2, 0.1), (3e-3, 0.0), (1e-1, 0.01)]
+    mine = SweepAdam([{"params": [(weight, h)], "lr": lr, "weight_decay": wd} for h, (lr, wd) in enumerate(settings)]
+                     + [{"params": [(bias, h) for h in range(3)], "lr": 1e-2, "weight_decay": 0.0}])
+    mine.fused = fused
+    singles = [nn.Parameter(weight[h].detach().clone()) for h in range(3)]
+    single_biases = [nn.Parameter(bias[h].detach().clone()) for h in range(3)]
+    reference = torch.optim.Adam([{"params": [singles[h]], "lr": lr, "weight_decay": wd}
+                                  for h, (lr, wd) in enumerate(settings)]
+                                 + [{"params": single_biases, "lr": 1e-2, "weight_decay": 0.0}], foreach=False)
     for step in range(25):
-        for a, b in zip(sum(ours, []), sum(theirs, [])):
-            grad = torch.randn_like(a)
-            a.grad, b.grad = grad.clone(), grad.clone()
+        grad_w, grad_b = torch.randn(3, 5, 4), torch.randn(3, 4)
+        weight.grad, bias.grad = grad_w.clone(), grad_b.clone()
+        for h in range(3):
+            singles[h].grad, single_biases[h].grad = grad_w[h].clone(), grad_b[h].clone()
         for optimizer in (mine, reference):
-            for group, (lr, _) in zip(optimizer.param_groups, settings):
+            for group, (lr, _) in zip(optimizer.param_groups, settings + [(1e-2, 0.0)]):
                 group["lr"] = lr * (1 - step / 25)
             optimizer.step()
-    for a, b in zip(sum(ours, []), sum(theirs, [])):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    for h in range(3):
+        torch.testing.assert_close(weight[h], singles[h], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(bias[h], single_biases[h], atol=1e-6, rtol=1e-5)
     mine.zero_grad()
-    assert all(p.grad is None for p in sum(ours, []))
+    assert weight.grad is None and bias.grad is None
 
 
 def test_multilabel_probe_is_scored_with_map() -> None:
@@ -289,8 +296,7 @@ def test_attention_pooling_equals_scaled_dot_product_attention_and_ignores_paddi
     torch.manual_seed(0)
     n_probes, dim, n_heads = 3, 8, 2
     pool = AttentionPool(n_probes, dim, n_heads)
-    for query in pool.queries:
-        nn.init.normal_(query)
+    nn.init.normal_(pool.query)
     lengths = torch.tensor([3, 5, 1])
     mask = torch.arange(5)[None] < lengths[:, None]
     x = torch.randn(3, 5, dim).masked_fill(~mask[..., None], 1e3)  # garbage in the padding
@@ -401,20 +407,19 @@ def test_batched_linear_on_a_shared_input_equals_each_heads_product() -> None:
     torch.manual_seed(0)
     lin = BatchedLinear(5, 12, 7, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        for w, b in zip(lin.weight, lin.bias):
-            w.add_(torch.randn_like(w))
-            b.add_(torch.randn_like(b))
+        lin.weight.add_(torch.randn_like(lin.weight))
+        lin.bias.add_(torch.randn_like(lin.bias))
     x = torch.randn(9, 12)
     out = lin(x)
-    heads = lin.head_weights
-    assert heads.shape == (5, 12, 7)
     expected = torch.stack([x @ lin.weight[h] + lin.bias[h] for h in range(5)])
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(out, torch.einsum("bd,hdc->hbc", x, heads) + torch.stack(list(lin.bias))[:, None],
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, torch.einsum("bd,hdc->hbc", x, lin.weight) + lin.bias[:, None], rtol=0, atol=1e-6)
     torch.testing.assert_close(lin(x.expand(5, -1, -1)), expected, rtol=0, atol=1e-5)  # the per-head input path
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the weight is cast in the layout pass
+        low = lin(x)
+    assert not torch.equal(low, out)  # the product ran in bf16 ...
+    torch.testing.assert_close(low.float(), expected, rtol=0.02, atol=0.3)  # ... and is close
     out.square().sum().backward()
-    w = heads.detach().clone().requires_grad_()
-    torch.stack([x @ w[h] for h in range(5)]).add(torch.stack(list(lin.bias)).detach()[:, None]).square().sum().backward()
-    for h in range(5):
-        torch.testing.assert_close(lin.weight[h].grad, w.grad[h], rtol=1e-5, atol=1e-5)
+    w = lin.weight.detach().clone().requires_grad_()
+    torch.stack([x @ w[h] for h in range(5)]).add(lin.bias.detach()[:, None]).square().sum().backward()
+    torch.testing.assert_close(lin.weight.grad, w.grad, rtol=1e-5, atol=1e-5)
