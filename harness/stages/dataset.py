@@ -43,7 +43,6 @@ def run(ctx: StageContext) -> dict:
 def _run_source(ctx: StageContext) -> dict:
     """A pre-training corpus (harness.sources): its pool manifest with uniform supervision fields."""
     from harness.sources import read_source
-    from harness.sources.select import write_cutset
 
     kind = ctx.config["kind"]
     root = ctx.cache_dir / "datasets" / ctx.key
@@ -56,12 +55,8 @@ def _run_source(ctx: StageContext) -> dict:
         ctx.log("evaluation clips removed: " + ", ".join(f"{name}: {n}" for name, n in excluded.items()))
     if not cuts:
         raise ValueError(f"the {kind!r} source has no clip with readable audio: {report.summary()}")
-    write_cutset(cuts, root / "pretrain.jsonl.gz")
     atomic_write_json(root / "report.json", report.to_dict())
-    hours = round(sum(c.duration for c in cuts) / 3600, 4)
-    index = {"pretrain": {"path": "pretrain.jsonl.gz", "num_clips": len(cuts), "hours": hours},
-             "tasks": {}, "report": "report.json"}
-    atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
+    hours = _publish_pool(ctx, root, cuts, sum(c.duration for c in cuts), report="report.json")
     ctx.log(f"{kind} at {root}: {report.summary()}")
     return {"root": str(root), "pool_clips": len(cuts), "hours": hours, "excluded": excluded,
             "report": report.to_dict()}
@@ -69,7 +64,7 @@ def _run_source(ctx: StageContext) -> dict:
 
 def _run_mix(ctx: StageContext) -> dict:
     """A pool drawn from other sources' pools by weight (without replacement, nested as it grows)."""
-    from harness.sources.select import mix, write_cutset
+    from harness.sources.select import mix
     from harness.stages.manifests import iter_cut_dicts
 
     cfg = ctx.config
@@ -77,12 +72,21 @@ def _run_mix(ctx: StageContext) -> dict:
              for i, (name, weight) in enumerate(cfg["weights"].items())}
     cuts, counts = mix(parts, total=cfg["total"], seed=cfg["seed"])
     root = ctx.cache_dir / "datasets" / ctx.key
-    write_cutset(cuts, root / "pretrain.jsonl.gz")
-    hours = round(sum(float(c.get("duration", 0.0)) for c in cuts) / 3600, 4)
-    index = {"pretrain": {"path": "pretrain.jsonl.gz", "num_clips": len(cuts), "hours": hours}, "tasks": {}}
-    atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
+    hours = _publish_pool(ctx, root, cuts, sum(float(c.get("duration", 0.0)) for c in cuts))
     ctx.log(f"mix of {len(cuts)} clips: " + ", ".join(f"{n}: {c}" for n, c in counts.items()))
     return {"root": str(root), "pool_clips": len(cuts), "hours": hours, "counts": counts}
+
+
+def _publish_pool(ctx: StageContext, root: Path, cuts: list, seconds: float, **index_extra: str) -> float:
+    """Write a pool's manifest under ``root`` and the node's pointer to it; returns its hours."""
+    from harness.sources.select import write_cutset
+
+    write_cutset(cuts, root / "pretrain.jsonl.gz")
+    hours = round(seconds / 3600, 4)
+    index = {"pretrain": {"path": "pretrain.jsonl.gz", "num_clips": len(cuts), "hours": hours}, "tasks": {},
+             **index_extra}
+    atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
+    return hours
 
 
 def _exclude(ctx: StageContext, cuts: list) -> tuple[list, dict[str, int]]:
