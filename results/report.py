@@ -380,7 +380,8 @@ def _tag_sections(writer: ReportWriter, graph, layout, log) -> None:
     writer.sections.append(section)
     node = tag_nodes[0]
     freqs = figures.tag_frequencies(layout.store_for("tags").path("tags", node.key) / "tags.jsonl")
-    ks = sorted({len(_labels(layout, s)) for s in systems})
+    labels = {s.id: _labels(layout, s) for s in systems}  # each tag system's file, read once
+    ks = sorted({len(v) for v in labels.values()})
     writer.figure(section, "wordcloud", f"The {min(len(freqs), 200)} most frequent tags, sized by the number of "
                   "clips that carry them.", lambda stem: figures.wordcloud_figure(freqs, stem))
     longtail = writer.figure(section, "longtail", "Tag frequency against rank (log-log); markers: the "
@@ -393,7 +394,7 @@ def _tag_sections(writer: ReportWriter, graph, layout, log) -> None:
                          f"Share of occurrences the top K tags cover: {shares}.")
     if not systems:
         return
-    largest = max(systems, key=lambda s: len(_labels(layout, s)))
+    largest = max(systems, key=lambda s: len(labels[s.id]))
     try:
         from harness.assets import fetch
 
@@ -401,7 +402,7 @@ def _tag_sections(writer: ReportWriter, graph, layout, log) -> None:
     except Exception as exc:  # noqa: BLE001 - no mirror and no network: the rest of the report stands
         section.text += f"\n\nt-SNE coverage not drawn: the AudioSet label list is unavailable ({exc})."
         return
-    tags = _labels(layout, largest)
+    tags = labels[largest.id]
     log(f"report: t-SNE of {len(tags)} tags and {len(audioset)} AudioSet labels")
     coverage = writer.figure(section, "tsne_coverage", f"t-SNE of the tag system (K = {len(tags)}) and the "
                              f"{len(audioset)} AudioSet labels, embedded with all-MiniLM-L6-v2; right: "
