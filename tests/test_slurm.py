@@ -404,7 +404,9 @@ def test_a_study_search_dispatches_its_trials_as_slurm_jobs(cluster, tmp_path, h
     probes = [json.loads(p.read_text()) for p in (out / "state").glob("probe-*.json")]
     assert len(probes) == 2 and all(p["executor"] == "slurm" and p["job_id"] for p in probes)
     assert len({p["job_id"] for p in probes}) == 2  # one Slurm job per trial's probe
-    assert all(sacct_state(p["job_id"]) == "COMPLETED" for p in probes)
+    # the accounting database may lag behind the jobs' own completion records
+    wait_for(lambda: all(sacct_state(p["job_id"]) == "COMPLETED" for p in probes), 120,
+             f"sacct to show the trial jobs {[p['job_id'] for p in probes]} COMPLETED", every=2)
     best = json.loads((out / "search" / "best.json").read_text())
     frame = pd.read_parquet(out / "results.parquet")
     assert len(frame) == 1 and json.loads(frame["search"][0])["params"] == best["params"]
