@@ -357,12 +357,11 @@ def run_search(study, layout, run: Callable, log: Callable[[str], None] = lambda
         union = Graph()
         for number, values in batch:
             try:
-                config = trial_config(study, values)
-            except HarnessError as exc:
+                graphs[number] = trial_graph(trial_config(study, values), search)
+            except HarnessError as exc:  # values the study cannot take: the trial fails, the search goes on
                 log(f"search: trial {number} {_show(values)}: invalid: {exc.problems[0]}")
                 ostudy.tell(number, state=TrialState.FAIL)
                 continue
-            graphs[number] = trial_graph(config, search)
             for node in graphs[number]:
                 union.add(node)
         if len(union):

@@ -197,3 +197,24 @@ def test_interrupted_search_resumes_and_the_best_values_are_recorded(tmp_path, h
     assert report.returncode == 0, report.stderr
     text = (out / "report" / "index.md").read_text()
     assert "## Hyperparameter search" in text and f"{best['value']:.4f}" in text
+
+
+def test_trials_whose_jobs_fail_are_recorded_failed_and_a_search_without_any_success_stops(tmp_path):
+    import optuna
+
+    from harness.dispatch import Layout
+    from harness.errors import HarnessError
+    from harness.search import run_search, search_dir
+    from harness.slurm import journal_storage
+
+    study = load_study(write(tmp_path, PROBE_SEARCH))
+    layout = Layout(out=tmp_path / "out", cache=tmp_path / "home")
+    rounds, lines = [], []
+    with pytest.raises(HarnessError, match="search: all 3 trials failed"):
+        run_search(study, layout, run=rounds.append, log=lines.append)  # jobs "ran" and left no result
+    assert [sum(1 for n in g if n.stage == "probe") for g in rounds] == [2, 1]  # rounds of `parallel` trials
+    journal = search_dir(layout) / "journal.log"
+    (name,) = optuna.get_all_study_names(journal_storage(journal))
+    trials = optuna.load_study(study_name=name, storage=journal_storage(journal)).trials
+    assert [t.state.name for t in trials] == ["FAIL"] * 3
+    assert sum("failed (see the failed jobs above)" in line for line in lines) == 3
