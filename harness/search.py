@@ -61,6 +61,9 @@ SEARCH = Obj({
 LIST_SETTINGS = {"probes.lrs", "probes.weight_decays", "probes.heads", "probes.poolings"}
 """Probe settings that are lists: a trial sets them to its one sampled value."""
 
+ENDED = ("COMPLETE", "FAIL", "PRUNED")
+"""Trial states that count toward ``trials`` (names of optuna.trial.TrialState)."""
+
 _STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
 
@@ -166,14 +169,14 @@ def check_search(config: dict[str, Any], validate: Callable[[dict], list[str]], 
                     break
         else:
             ctx.error(f"search.space.{p.path}", f"expected a single setting, found a {type(value).__name__} there")
-    tasks = search["tasks"] or [t for t in config["probes"]["tasks"]
-                                if task_registry.load_task(t)["kind"] in ("multiclass", "multilabel")]
+    kinds = {name: task_registry.load_task(name)["kind"] for name in config["probes"]["tasks"]}
+    tasks = search["tasks"] or [t for t, kind in kinds.items() if kind in ("multiclass", "multilabel")]
     for i, name in enumerate(search["tasks"]):
-        if name not in config["probes"]["tasks"]:
+        if name not in kinds:
             ctx.error(f"search.tasks[{i}]", f"not one of probes.tasks: {', '.join(config['probes']['tasks'])}")
-        elif task_registry.load_task(name)["kind"] not in ("multiclass", "multilabel"):
+        elif kinds[name] not in ("multiclass", "multilabel"):
             ctx.error(f"search.tasks[{i}]", "a search maximises a probe's validation score; "
-                      f"{name!r} is a {task_registry.load_task(name)['kind']} task without one")
+                      f"{name!r} is a {kinds[name]} task without one")
     if not tasks:
         ctx.error("search.tasks", "no classification task in probes.tasks to score trials on")
     arms = {o.get("label") or o["name"] for o in config["pretrain"]["objectives"]}
@@ -294,19 +297,16 @@ def trial_graph(config: dict[str, Any], search: dict[str, Any]):
 
     full = expand(config)
     tasks = set(search["tasks"] or config["probes"]["tasks"])
+    arm = search["objective"]
     graph = Graph()
     for node in full:
         c = node.coords
-        if node.stage != "probe" or c.get("task") not in tasks or node.config["task"]["kind"] not in (
-                "multiclass", "multilabel"):
-            continue
-        arm = search["objective"]
-        run_objective = c.get("objective")
-        if run_objective in config["pretrain"]["baselines"]:
-            continue
-        if arm is not None and arm not in (c.get("arm"), run_objective):
-            continue
-        graph.add(node)
+        scored = (node.stage == "probe" and c.get("task") in tasks
+                  and node.config["task"]["kind"] in ("multiclass", "multilabel")
+                  and c.get("objective") not in config["pretrain"]["baselines"]
+                  and (arm is None or arm in (c.get("arm"), c.get("objective"))))
+        if scored:
+            graph.add(node)
     return graph
 
 
@@ -338,7 +338,9 @@ def run_search(study, layout, run: Callable, log: Callable[[str], None] = lambda
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ostudy = optuna.create_study(study_name=optuna_name(study), storage=_storage(layout), direction="maximize",
                                  sampler=sampler, load_if_exists=True)
-    ended = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+    from harness.graph import Graph
+
+    ended = tuple(TrialState[name] for name in ENDED)
     stale = [t for t in ostudy.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
     if stale:
         log(f"search: {len(stale)} trial(s) interrupted earlier are evaluated again")
@@ -352,8 +354,6 @@ def run_search(study, layout, run: Callable, log: Callable[[str], None] = lambda
             trial = ostudy.ask(distributions)
             batch.append((trial.number, trial.params))
         graphs: dict[int, Any] = {}
-        from harness.graph import Graph
-
         union = Graph()
         for number, values in batch:
             try:
@@ -422,13 +422,12 @@ def progress(study, layout) -> tuple[int, int] | None:
     if not (search_dir(layout) / "journal.log").is_file():
         return None
     import optuna
-    from optuna.trial import TrialState
 
     try:
         ostudy = optuna.load_study(study_name=optuna_name(study), storage=_storage(layout))
     except KeyError:
         return None
-    ended = sum(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in ostudy.get_trials(deepcopy=False))
+    ended = sum(t.state.name in ENDED for t in ostudy.get_trials(deepcopy=False))
     return ended, study.config["search"]["trials"]
 
 

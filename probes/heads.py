@@ -253,8 +253,9 @@ class SweepAdam:
 
     def __init__(self, param_groups: list[dict], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.param_groups, self.betas, self.eps = param_groups, betas, eps
-        self.moments = [([torch.zeros_like(t[h]) for t, h in g["params"]],
-                         [torch.zeros_like(t[h]) for t, h in g["params"]]) for g in param_groups]
+        # Each head's slice of a parameter, once: views, updated in place with the parameter.
+        self.slices = [[t[h] for t, h in g["params"]] for g in param_groups]
+        self.moments = [([torch.zeros_like(p) for p in ps], [torch.zeros_like(p) for p in ps]) for ps in self.slices]
         device = param_groups[0]["params"][0][0].device
         self.steps = torch.zeros((), dtype=torch.float32, device=device)  # shared by every slice
         self.fused = hasattr(torch, "_fused_adam_") and device.type in ("cpu", "cuda")
@@ -263,9 +264,8 @@ class SweepAdam:
     def step(self) -> None:
         self.steps += 1
         beta1, beta2 = self.betas
-        for group, (exp_avg, exp_avg_sq) in zip(self.param_groups, self.moments):
-            params = [t[h] for t, h in group["params"]]
-            grads = [t.grad[h] for t, h in group["params"]]
+        for group, params, (exp_avg, exp_avg_sq) in zip(self.param_groups, self.slices, self.moments):
+            grads = [t.grad[h] for t, h in group["params"]]  # a new gradient tensor every step
             if self.fused:
                 torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], [self.steps] * len(params),
                                    lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],

@@ -73,12 +73,16 @@ class ShardFeatures(_iterable_base()):  # type: ignore[misc]
         self.num_mel_bins = num_mel_bins
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
-        from encoders.features import fbank  # the features pre-training computes (the paper's input)
-
         for cut in read_shards(self.in_dir, split_for_dataloading=True):
-            audio = cut.load_audio()
-            yield cut.id, fbank(audio.mean(axis=0) if audio.ndim == 2 else audio, cut.sampling_rate,
-                                self.num_mel_bins)
+            yield cut.id, clip_fbank(cut, self.num_mel_bins)
+
+
+def clip_fbank(cut: Any, num_mel_bins: int = 80) -> Any:
+    """The fbank pre-training computes, of a cut's audio (mixed down to mono)."""
+    from encoders.features import fbank  # the features pre-training computes (the paper's input)
+
+    audio = cut.load_audio()
+    return fbank(audio.mean(axis=0) if audio.ndim == 2 else audio, cut.sampling_rate, num_mel_bins)
 
 
 def collate_ids_and_features(batch: list[tuple[str, Any]]) -> tuple[list[str], Any, Any]:
@@ -161,14 +165,9 @@ class _WorkerStream(_iterable_base()):  # type: ignore[misc]
         yield from pool
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
-        from encoders.features import fbank
-
         for n, cut in enumerate(self.cuts()):
-            if n < self.skip:
-                continue
-            audio = cut.load_audio()
-            yield self.rows[cut.id], fbank(audio.mean(axis=0) if audio.ndim == 2 else audio, cut.sampling_rate,
-                                           self.num_mel_bins)
+            if n >= self.skip:
+                yield self.rows[cut.id], clip_fbank(cut, self.num_mel_bins)
 
 
 def round_robin_skips(counts: list[int], position: int) -> list[int]:
