@@ -234,6 +234,12 @@ class JobView:
     def active(self) -> bool:
         return self.cls in ("PENDING", "RUNNING")
 
+    def orphaned(self, inputs_done: bool) -> bool:
+        """Cancelled by Slurm because a job it waited on did not succeed. sacct does not always
+        keep the Dependency reason, but Slurm's own cancellation reads plain "CANCELLED" (a
+        user's scancel reads "CANCELLED by UID"): plain CANCELLED with an input not done is it."""
+        return self.by_dependency or (self.cls == "CANCELLED" and self.raw == "CANCELLED" and not inputs_done)
+
 
 def job_paths(log_dir: Path, job_id: str):
     from submitit.core.utils import JobPaths
@@ -365,7 +371,8 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                     continue
                 if v is not None and v.cls != "UNKNOWN" and records[nid]["job_id"] in ours:
                     retry = v.cls in RETRYABLE and attempts.get(nid, 0) <= int(settings["retries"])
-                    if not (retry or v.by_dependency):
+                    # Inputs come first in graph order: their status is already decided.
+                    if not (retry or v.orphaned(all(status.get(d.id) == "done" for d in node.inputs.values()))):
                         status[nid] = "failed"
                         continue
                 inputs = [status.get(dep.id, "done") for dep in node.inputs.values()]
@@ -495,11 +502,7 @@ def describe(graph, layout) -> list[dict[str, Any]]:
                 row["state"] = v.cls
             elif v.cls == "UNKNOWN":
                 row["state"] = "pending"
-            # Slurm's own cancellation of a job whose input failed reads plain "CANCELLED" (a user's
-            # scancel reads "CANCELLED by UID"); sacct does not always keep the Dependency reason.
-            elif v.by_dependency or (v.cls == "CANCELLED" and v.raw == "CANCELLED" and any(
-                    states.get((read_state(layout, d) or {}).get("job_id", ""), {}).get("State", "").split(" ")[0]
-                    not in ("", "COMPLETED") for d in node.inputs.values())):
+            elif v.orphaned(all(layout.is_done(d) for d in node.inputs.values())):
                 row["state"], row["cause"] = "BLOCKED", "an input failed"
             else:
                 row["state"], row["cause"] = v.cls, v.cause

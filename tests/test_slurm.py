@@ -127,6 +127,15 @@ def test_job_states_are_classified(tmp_path):
         assert cls(state) == (state, False)
     assert cls("BOOT_FAIL") == ("NODE_FAIL", False)
 
+    # Slurm's own cancellation of a job whose input did not succeed, when sacct lost the reason:
+    # plain CANCELLED with an input not done; never a user's scancel, never with inputs done.
+    def orphaned(state, reason="None", inputs_done=False):
+        return view("7", {"State": state, "Reason": reason}, tmp_path, False).orphaned(inputs_done)
+
+    assert orphaned("CANCELLED") and orphaned("CANCELLED", "Dependency", inputs_done=True)
+    assert not orphaned("CANCELLED", inputs_done=True)
+    assert not orphaned("CANCELLED by 0") and not orphaned("FAILED") and not orphaned("PREEMPTED")
+
 
 # ------------------------------------------------------------------ on a real cluster
 
