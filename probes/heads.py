@@ -12,7 +12,7 @@ Layout of the computation:
 
 * heads sharing a (head type, pooling) pair form a *group*; a group holds its
   parameters as single tensors with a leading head axis (a linear group is
-  ``W [H, D, C]`` and ``b [H, C]``) and runs all its heads with one matrix product (or
+  ``W [H, C, D]`` and ``b [H, C]``) and runs all its heads with one matrix product (or
   bmm); the optimiser updates each head's slice ``W[h]`` with the head's own settings;
 * fixed poolings (``"mean"``, ``"max"``) are computed once, then standardised with
   train statistics; learned poolings (``"attention"``) read the frames, standardised
@@ -94,12 +94,45 @@ LEARNED_POOLINGS: dict[str, type[AttentionPool]] = {"attention": AttentionPool}
 # ------------------------------------------------------------------------------ heads
 
 
-class BatchedLinear(nn.Module):
-    """H independent linear maps ``[D_in] -> [D_out]``: ``weight [H, D_in, D_out]``, ``bias [H, D_out]``.
+class _SharedInputLinear(torch.autograd.Function):
+    """``out [B, H, C] = x [B, D] @ W[h].T + b[h]`` for every head h, as one ``[B, D] x [D, H*C]``
+    product in ``dtype``; ``W [H, C, D]`` (``nn.Linear``'s layout per head) and ``b [H, C]``
+    are float32 parameters.
 
-    An input shared by all heads goes through one ``[B, D_in] x [D_in, H * D_out]`` product:
-    the weight is laid out that way, and cast to the autocast dtype, in one pass per step.
-    Every head starts from the same draw of ``nn.Linear``'s default initialisation.
+    In this layout the weight needs no reordering either way: the forward reads
+    ``W.view(H*C, D)`` transposed, and the backward's ``grad.T @ x`` is ``[H*C, D]``, which is
+    the weight's gradient as it lies. With autocast's ``permute -> to -> mm`` the gradient
+    was copied twice more per step, a cost that grew with the number of heads. The bias is
+    added in float32; the gradient is cast back to float32 in one contiguous pass.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Tensor:
+        n, dim_out, dim_in = weight.shape
+        flat = weight.to(dtype).view(n * dim_out, dim_in)
+        x = x.to(dtype)
+        ctx.save_for_backward(x, flat)
+        out = torch.add(x @ flat.t(), bias.reshape(n * dim_out))  # float32: the bias's type wins
+        return out.view(x.shape[0], n, dim_out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, flat = ctx.saved_tensors
+        batch, n, dim_out = grad.shape
+        grad = grad.reshape(batch, n * dim_out)
+        low = grad.to(x.dtype)
+        grad_weight = (low.t() @ x).view(n, dim_out, -1).float()
+        grad_x = (low @ flat).float() if ctx.needs_input_grad[0] else None
+        return grad_x, grad_weight, grad.sum(0).view(n, dim_out), None
+
+
+class BatchedLinear(nn.Module):
+    """H independent linear maps ``[D_in] -> [D_out]``: ``weight [H, D_out, D_in]`` (each head
+    laid out as ``nn.Linear.weight``), ``bias [H, D_out]``.
+
+    An input shared by all heads goes through one ``[B, D_in] x [D_in, H * D_out]`` product
+    (:class:`_SharedInputLinear`), in the autocast dtype when autocast is on. Every head
+    starts from the same draw of ``nn.Linear``'s default initialisation.
     """
 
     def __init__(self, n: int, dim_in: int, dim_out: int, generator: torch.Generator) -> None:
@@ -107,19 +140,17 @@ class BatchedLinear(nn.Module):
         bound = 1.0 / math.sqrt(dim_in)
         weight = (torch.rand(dim_in, dim_out, generator=generator) * 2 - 1) * bound
         bias = (torch.rand(dim_out, generator=generator) * 2 - 1) * bound
-        self.weight = nn.Parameter(weight.expand(n, -1, -1).clone())
+        self.weight = nn.Parameter(weight.t().expand(n, -1, -1).clone(memory_format=torch.contiguous_format))
         self.bias = nn.Parameter(bias.expand(n, -1).clone())
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, D_in]`` shared by all heads, or ``[H, B, D_in]`` -> ``[H, B, D_out]``."""
-        n, dim_in, dim_out = self.weight.shape
         if x.dim() == 2:
             device = x.device.type
             dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.weight.dtype
-            flat = self.weight.permute(1, 0, 2).to(dtype, memory_format=torch.contiguous_format)
-            return (x @ flat.reshape(dim_in, n * dim_out)).view(x.shape[0], n, dim_out).permute(1, 0, 2) \
-                + self.bias[:, None]
-        return torch.baddbmm(self.bias[:, None], x, self.weight)
+            with torch.autocast(device, enabled=False):
+                return _SharedInputLinear.apply(x, self.weight, self.bias, dtype).permute(1, 0, 2)
+        return torch.baddbmm(self.bias[:, None], x, self.weight.transpose(1, 2))
 
 
 class LinearHead(BatchedLinear):
@@ -309,6 +340,26 @@ SMALL_SOFTMAX = 32
 fast as ``F.cross_entropy`` (forward and backward) for 10 classes, slower from about 50."""
 
 
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    """``scale * sum_i -log softmax(rows_i)[target_i]``, the gradient computed in place from the
+    saved log-probabilities (``softmax - onehot``): one pass fewer than ``F.cross_entropy``'s
+    backward, which on CPU is about a third faster for thousands of rows of 50 classes."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, target: Tensor, scale: float) -> Tensor:
+        log_probs = torch.log_softmax(rows, -1)
+        ctx.save_for_backward(log_probs, target)
+        ctx.scale = scale
+        return log_probs.gather(1, target[:, None]).sum().mul(-scale)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        log_probs, target = ctx.saved_tensors  # not needed after this: overwritten in place
+        probs = log_probs.exp_()
+        probs.scatter_add_(1, target[:, None], probs.new_full((len(target), 1), -1.0))
+        return probs.mul_(grad * ctx.scale), None, None
+
+
 def _loss(logits: Tensor, target: Tensor, multilabel: bool) -> Tensor:
     """Sum over heads of each head's mean loss; ``logits [H, B, C]``."""
     n_heads, batch, n_classes = logits.shape
@@ -321,7 +372,7 @@ def _loss(logits: Tensor, target: Tensor, multilabel: bool) -> Tensor:
     target = target.repeat_interleave(n_heads)
     if n_classes < SMALL_SOFTMAX:  # torch's CPU log-softmax has a large per-row cost when rows are short
         return (torch.logsumexp(rows, -1).sum() - rows.gather(1, target[:, None]).sum()) / batch
-    return F.cross_entropy(rows, target, reduction="sum") / batch
+    return _SoftmaxCrossEntropy.apply(rows, target, 1.0 / batch)
 
 
 @torch.no_grad()

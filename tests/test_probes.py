@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchaudio
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
@@ -406,20 +407,62 @@ def test_batched_linear_on_a_shared_input_equals_each_heads_product() -> None:
 
     torch.manual_seed(0)
     lin = BatchedLinear(5, 12, 7, torch.Generator().manual_seed(0))
+    assert lin.weight.shape == (5, 7, 12) and lin.bias.shape == (5, 7) and lin.weight.is_contiguous()
     with torch.no_grad():
         lin.weight.add_(torch.randn_like(lin.weight))
         lin.bias.add_(torch.randn_like(lin.bias))
     x = torch.randn(9, 12)
     out = lin(x)
-    expected = torch.stack([x @ lin.weight[h] + lin.bias[h] for h in range(5)])
+    expected = torch.stack([F.linear(x, lin.weight[h], lin.bias[h]) for h in range(5)])
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(out, torch.einsum("bd,hdc->hbc", x, lin.weight) + lin.bias[:, None], rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, torch.einsum("bd,hcd->hbc", x, lin.weight) + lin.bias[:, None], rtol=0, atol=1e-5)
     torch.testing.assert_close(lin(x.expand(5, -1, -1)), expected, rtol=0, atol=1e-5)  # the per-head input path
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # the weight is cast in the layout pass
-        low = lin(x)
-    assert not torch.equal(low, out)  # the product ran in bf16 ...
-    torch.testing.assert_close(low.float(), expected, rtol=0.02, atol=0.3)  # ... and is close
-    out.square().sum().backward()
-    w = lin.weight.detach().clone().requires_grad_()
-    torch.stack([x @ w[h] for h in range(5)]).add(lin.bias.detach()[:, None]).square().sum().backward()
-    torch.testing.assert_close(lin.weight.grad, w.grad, rtol=1e-5, atol=1e-5)
+
+    def grads(fn, bf16=False):
+        """Output, and gradients of weight, bias and input, under the loss sum(c * out ** 2)."""
+        w, b = lin.weight.detach().clone().requires_grad_(), lin.bias.detach().clone().requires_grad_()
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = fn(xi, w, b)
+        y.float().square().mul(torch.linspace(0.5, 1.5, 7)).sum().backward()
+        return y, w.grad, b.grad, xi.grad
+
+    def direct(xi, w, b):
+        return torch.stack([xi @ w[h].t() + b[h] for h in range(5)])
+
+    from probes.heads import _SharedInputLinear
+
+    def shared(xi, w, b, dtype=torch.float32):
+        return _SharedInputLinear.apply(xi, w, b, dtype).permute(1, 0, 2)
+
+    for got, want in zip(grads(shared), grads(direct)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    low, high = grads(lambda *a: shared(*a, dtype=torch.bfloat16)), grads(direct)
+    assert not torch.equal(low[0], high[0])  # the products ran in bf16 ...
+    for got, want in zip(low, high):  # ... and are close; output and gradients are float32
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=0.05, atol=0.05 * float(want.detach().abs().max()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the module takes the autocast dtype
+        assert not torch.equal(lin(x), out)
+
+
+@pytest.mark.parametrize("n_classes", [10, 50])
+def test_sweep_loss_is_the_sum_of_each_heads_cross_entropy(n_classes) -> None:
+    """The sweep's loss (either cross-entropy path) against F.cross_entropy head by head:
+    value and gradient; and the multilabel loss against BCE per head."""
+    from probes.heads import _loss
+
+    torch.manual_seed(n_classes)
+    logits = (3 * torch.randn(6, 40, n_classes)).requires_grad_()
+    target = torch.randint(0, n_classes, (40,))
+    loss = _loss(logits, target, multilabel=False)
+    loss.backward()
+    ref = logits.detach().clone().requires_grad_()
+    expected = sum(F.cross_entropy(ref[h], target) for h in range(6))
+    expected.backward()
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(logits.grad, ref.grad, rtol=1e-5, atol=1e-7)
+
+    multi = (torch.rand(40, n_classes) < 0.2).float()
+    expected = sum(F.binary_cross_entropy_with_logits(ref[h], multi) for h in range(6))
+    torch.testing.assert_close(_loss(logits, multi, multilabel=True), expected, rtol=1e-6, atol=1e-5)
