@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.errors import HarnessError, StudyError
+from harness.errors import HarnessError
 from harness.schema import Any_, Context, List, Map, Num, Obj, Str
 
 SEARCH = Obj({

@@ -15,10 +15,12 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
+import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 RECORD = "_done.json"
 
@@ -64,6 +66,48 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def publish_dir(target: str | os.PathLike, complete: Callable[[Path], bool] = Path.is_dir) -> Iterator[Path]:
+    """Build a folder under a temporary name beside ``target``, then rename it into place.
+
+    Yields the temporary folder to write into. A job that dies while writing leaves only a
+    hidden ``.NAME.tmp-HOST-PID-*`` folder, never a ``target`` that a later job could take
+    for complete; the next publish on that host removes those of processes that are gone.
+    If another job published ``target`` first (the same content, by construction of the
+    callers' content keys) and ``complete(target)`` holds, its copy is kept and ours dropped.
+    An empty ``target`` folder (made by a caller) is replaced. On any error the temporary
+    folder is removed and the error goes on.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname().replace("-", "_")
+    _remove_abandoned(target, host)
+    tmp = target.parent / f".{target.name}.tmp-{host}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)  # onto a missing or empty folder: one atomic step
+        except OSError:
+            if not complete(target):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _remove_abandoned(target: Path, host: str) -> None:
+    """Delete temporary folders of ``target`` that killed processes of this host left behind."""
+    for stale in target.parent.glob(f".{target.name}.tmp-{host}-*"):
+        try:
+            os.kill(int(stale.name.rsplit("-", 2)[1]), 0)  # still writing: leave it
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
 
 
 class Store:

@@ -288,18 +288,3 @@ def test_renderers_do_not_depend_on_history():
     violin = music.render(40, notes, 24000)
     music.render(48, [music.Note(0.0, 1.5, k, 90) for k in (48, 55, 64)], 16000)  # cut off mid-note
     assert np.array_equal(violin, music.render(40, notes, 24000))
-
-
-def test_abandoned_temporary_builds_are_removed(tmp_path):
-    """A build killed before its rename leaves a temp folder; the next build removes it (live ones stay)."""
-    import os
-    import subprocess
-
-    from harness.minisuite.builder import _remove_abandoned
-
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    (tmp_path / f".suite.tmp-{dead.pid}-abcd").mkdir()
-    (tmp_path / f".suite.tmp-{os.getpid()}-ef01").mkdir()
-    _remove_abandoned(tmp_path / "suite")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".suite.tmp-{os.getpid()}-ef01"]

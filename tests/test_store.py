@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.store import RECORD, Store, atomic_write_json, atomic_write_text, digest, file_digest
+from harness.store import RECORD, Store, atomic_write_json, atomic_write_text, digest, file_digest, publish_dir
 
 
 def test_digest_is_order_independent_and_content_sensitive():
@@ -76,3 +76,67 @@ def test_lock_serialises_processes(tmp_path):
         waited = time.time() - t0
     proc.join()
     assert waited > 0.5
+
+
+def _complete(path):
+    return (path / "done").is_file()
+
+
+def test_publish_dir_renames_a_finished_folder_into_place(tmp_path):
+    target = tmp_path / "cache" / "key"
+    with publish_dir(target, complete=_complete) as tmp:
+        assert tmp.parent == target.parent and tmp.name.startswith(".key.tmp-") and not target.exists()
+        (tmp / "done").write_text("ours")
+    assert (target / "done").read_text() == "ours"
+    assert [p.name for p in target.parent.iterdir()] == ["key"]  # nothing temporary left
+
+    empty = tmp_path / "made-by-caller"
+    empty.mkdir()  # an empty folder is replaced
+    with publish_dir(empty) as tmp:
+        (tmp / "x").write_text("1")
+    assert (empty / "x").read_text() == "1"
+
+
+def test_publish_dir_leaves_nothing_when_the_writer_fails(tmp_path):
+    target = tmp_path / "key"
+    with pytest.raises(RuntimeError, match="disk full"):
+        with publish_dir(target, complete=_complete) as tmp:
+            (tmp / "half").write_text("partial")
+            raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_publish_dir_keeps_what_another_job_published_first(tmp_path):
+    target = tmp_path / "key"
+    with publish_dir(target, complete=_complete) as tmp:
+        (tmp / "done").write_text("ours")
+        target.mkdir()  # the other job renames first
+        (target / "done").write_text("theirs")
+    assert (target / "done").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]
+    # Something incomplete in the way is an error, and our copy is still cleaned up.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "stray").write_text("?")
+    with pytest.raises(OSError):
+        with publish_dir(other, complete=_complete) as tmp:
+            (tmp / "done").write_text("ours")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key", "other"]
+
+
+def test_abandoned_temporary_folders_are_removed(tmp_path):
+    """A job killed before its rename leaves a temporary folder; the next publish on the same host
+    removes it; a live process's folder, and other hosts' (their pids mean nothing here), stay."""
+    import socket
+    import subprocess
+
+    host = socket.gethostname().replace("-", "_")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f".suite.tmp-{host}-{dead.pid}-abcd").mkdir()
+    live = tmp_path / f".suite.tmp-{host}-{os.getpid()}-ef01"
+    elsewhere = tmp_path / f".suite.tmp-node7-{dead.pid}-0123"
+    live.mkdir(), elsewhere.mkdir()
+    with publish_dir(tmp_path / "suite") as tmp:
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name, tmp.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name, "suite"])

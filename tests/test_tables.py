@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 

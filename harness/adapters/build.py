@@ -17,13 +17,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import secrets
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.adapters.base import SPLITS, Record
+from harness.store import publish_dir
 
 LIST_IN_LOG = 5  # missing / unreadable clips named in the log (all of them are in report.json)
 
@@ -128,22 +127,11 @@ def build(out_dir: str | Path, kind: str, args: dict[str, Any], progress: bool =
     task_info = {"path": f"tasks/{kind}.jsonl.gz", **summarize([r for r, _ in kept])}
     index = {"adapter": kind, "args": args, "tasks": {kind: task_info},
              "missing": len(missing), "unreadable": len(unreadable), "report": "report.json"}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
+    # Published concurrently by another job: identical by construction, and kept.
+    with publish_dir(out, complete=lambda o: (o / "index.json").is_file()) as tmp:
         write_cutset([c for _, c in kept], tmp / task_info["path"])
         (tmp / "report.json").write_text(json.dumps({"missing": missing, "unreadable": unreadable}, indent=1) + "\n")
         (tmp / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-        try:
-            os.rename(tmp, out)
-        except OSError:  # published concurrently by another job: identical by construction
-            if not (out / "index.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return index
 
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import secrets
-import shutil
 import zlib
 from functools import partial
 from pathlib import Path
@@ -15,6 +12,7 @@ import numpy as np
 
 from harness.minisuite.render import Job, render_job
 from harness.minisuite.spec import GENERATOR_VERSION, SPLITS, TASKS, clips_per_class, pool_clips
+from harness.store import publish_dir
 
 
 def _split_table(seed: int, task: str, n_classes: int, per_class: int) -> list[list[str]]:
@@ -151,18 +149,6 @@ def _existing(out: Path, seed: int, scale: float) -> dict | None:
     return None
 
 
-def _remove_abandoned(out: Path) -> None:
-    """Delete temporary folders that builds killed before their rename left behind."""
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        try:
-            pid = int(stale.name.rsplit(".tmp-", 1)[1].split("-")[0])
-            os.kill(pid, 0)  # still building: leave it
-        except ProcessLookupError:
-            shutil.rmtree(stale, ignore_errors=True)
-        except (ValueError, PermissionError):
-            continue
-
-
 def build(out_dir: str | Path, seed: int = 0, scale: float = 1.0, progress: bool = True, workers: int = 2) -> dict:
     """Build the suite into ``out_dir`` atomically; see :func:`harness.minisuite.build`."""
     out = Path(out_dir).expanduser().absolute()
@@ -170,25 +156,8 @@ def build(out_dir: str | Path, seed: int = 0, scale: float = 1.0, progress: bool
     found = _existing(out, seed, scale)
     if found is not None:
         return found
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
-        jobs = plan(seed, scale)
+    jobs = plan(seed, scale)
+    with publish_dir(out, complete=lambda o: _existing(o, seed, scale) is not None) as tmp:
         metas = _render_all(jobs, tmp, progress, workers)
-        index = _write_manifests(jobs, metas, tmp, out, seed, scale)
-        try:
-            if out.is_dir():
-                out.rmdir()  # an empty folder made by the caller; anything else was refused above
-            os.rename(tmp, out)
-        except OSError:  # a concurrent build published first
-            found = _existing(out, seed, scale)
-            if found is None:
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-            return found
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return index
+        _write_manifests(jobs, metas, tmp, out, seed, scale)
+    return _existing(out, seed, scale)  # ours, or the same suite that another build published first

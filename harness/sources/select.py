@@ -23,7 +23,7 @@ import hashlib
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from harness.errors import HarnessError
 from harness.sources._common import youtube_id

@@ -106,23 +106,16 @@ def pool_shards(manifest: str | os.PathLike, shard_size: int, cache_dir: str | o
     the same pool shares one copy. Written into a temporary folder and renamed: a job that
     dies while writing leaves nothing that a later job could take for complete.
     """
-    import shutil
-
     from lhotse import CutSet
 
-    from harness.store import digest, file_digest
+    from harness.store import digest, file_digest, publish_dir
 
     key = digest({"manifest": file_digest(manifest), "shard_size": shard_size, "format": "flac"})
     target = Path(cache_dir) / "shards" / key
     if (target / INDEX).is_file():
         return target
-    tmp = target.with_name(f"{key}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    index = write_shards(CutSet.from_file(manifest), tmp, shard_size=shard_size)
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another job published the same shards first: identical by construction
-        shutil.rmtree(tmp, ignore_errors=True)
+    with publish_dir(target, complete=lambda t: (t / INDEX).is_file()) as tmp:
+        index = write_shards(CutSet.from_file(manifest), tmp, shard_size=shard_size)
     log(f"wrote {index['num_clips']} clips as {len(index['fields']['cuts'])} shards -> {target}")
     return target
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 from harness.job import StageContext
-from harness.store import atomic_write_json, digest, file_digest
+from harness.store import atomic_write_json, digest, file_digest, publish_dir
 
 VERSION = "2"
 SKIPPED_IN_RECORD = 100  # skipped clips listed in the job record; skipped.json lists them all
@@ -161,21 +160,15 @@ def _extract(ctx: StageContext, ckpt: Path, manifest: Path, target: Path) -> Non
     custom = {c["id"]: c.get("custom") or {} for c in iter_cut_dicts(manifest)}
     encoder, _ = load_encoder(ckpt)
     embeddings = extract_embeddings(encoder, feats, layer=ctx.config["layer"], progress=ctx.progress)
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_shards(tmp, embeddings)
     # One row per embedding, in the same order: skipped clips are in neither.
     rows = [{"id": i, "label": custom[i].get("label"), "labels": custom[i].get("labels"), "split": custom[i].get("split"),
              "fold": custom[i].get("fold"), "captions": custom[i].get("captions")}
             for i in ids]
-    atomic_write_json(tmp / "clips.json", rows)
-    atomic_write_json(tmp / "skipped.json", skipped)
-    atomic_write_json(tmp / "meta.json", {"num_clips": len(ids), "dim": int(embeddings[0].shape[-1]),
-                                          "checkpoint": str(ckpt), "manifest": str(manifest),
-                                          "skipped": skipped})
-    atomic_write_json(tmp / "_done.json", {"ok": True})
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another job published the same embeddings first: identical by construction
-        shutil.rmtree(tmp, ignore_errors=True)
+    with publish_dir(target, complete=lambda t: (t / "_done.json").is_file()) as tmp:
+        save_shards(tmp, embeddings)
+        atomic_write_json(tmp / "clips.json", rows)
+        atomic_write_json(tmp / "skipped.json", skipped)
+        atomic_write_json(tmp / "meta.json", {"num_clips": len(ids), "dim": int(embeddings[0].shape[-1]),
+                                              "checkpoint": str(ckpt), "manifest": str(manifest),
+                                              "skipped": skipped})
+        atomic_write_json(tmp / "_done.json", {"ok": True})
