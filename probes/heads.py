@@ -95,15 +95,14 @@ LEARNED_POOLINGS: dict[str, type[AttentionPool]] = {"attention": AttentionPool}
 
 
 class _SharedInputLinear(torch.autograd.Function):
-    """``out [B, H, C] = x [B, D] @ W[h].T + b[h]`` for every head h, as one ``[B, D] x [D, H*C]``
-    product in ``dtype``; ``W [H, C, D]`` (``nn.Linear``'s layout per head) and ``b [H, C]``
-    are float32 parameters.
+    """``out[h] = x @ W[h].T + b[h]`` for every head h, from ``x [B, D]``, ``W [H, C, D]`` (each
+    head laid out as ``nn.Linear.weight``) and ``b [H, C]``, as one ``[H*C, D] x [D, B]``
+    product in ``dtype``. Returns ``[H, B, C]`` laid out class-major, ``[H, C, B]`` in memory.
 
-    In this layout the weight needs no reordering either way: the forward reads
-    ``W.view(H*C, D)`` transposed, and the backward's ``grad.T @ x`` is ``[H*C, D]``, which is
-    the weight's gradient as it lies. With autocast's ``permute -> to -> mm`` the gradient
-    was copied twice more per step, a cost that grew with the number of heads. The bias is
-    added in float32; the gradient is cast back to float32 in one contiguous pass.
+    This layout needs no reordering either way: the forward reads ``W.view(H*C, D)`` as it
+    lies, the backward's ``grad @ x`` is ``[H*C, D]``, the weight's gradient as it lies, and
+    the softmax over classes runs across items, contiguous (:class:`_SoftmaxCrossEntropy`).
+    The bias is added in float32; the gradients come back as float32.
     """
 
     @staticmethod
@@ -112,18 +111,18 @@ class _SharedInputLinear(torch.autograd.Function):
         flat = weight.to(dtype).view(n * dim_out, dim_in)
         x = x.to(dtype)
         ctx.save_for_backward(x, flat)
-        out = torch.add(x @ flat.t(), bias.reshape(n * dim_out))  # float32: the bias's type wins
-        return out.view(x.shape[0], n, dim_out)
+        out = (flat @ x.t()).float().add_(bias.reshape(n * dim_out, 1))  # twice as fast as a mixed-type add
+        return out.view(n, dim_out, x.shape[0]).transpose(1, 2)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, flat = ctx.saved_tensors
-        batch, n, dim_out = grad.shape
-        grad = grad.reshape(batch, n * dim_out)
+        n, batch, dim_out = grad.shape
+        grad = grad.transpose(1, 2).reshape(n * dim_out, batch)  # a view in the forward's layout
         low = grad.to(x.dtype)
-        grad_weight = (low.t() @ x).view(n, dim_out, -1).float()
-        grad_x = (low @ flat).float() if ctx.needs_input_grad[0] else None
-        return grad_x, grad_weight, grad.sum(0).view(n, dim_out), None
+        grad_weight = (low @ x).float().view(n, dim_out, -1)
+        grad_x = (low.t() @ flat).float() if ctx.needs_input_grad[0] else None
+        return grad_x, grad_weight, grad.sum(1).view(n, dim_out), None
 
 
 class BatchedLinear(nn.Module):
@@ -149,7 +148,7 @@ class BatchedLinear(nn.Module):
             device = x.device.type
             dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.weight.dtype
             with torch.autocast(device, enabled=False):
-                return _SharedInputLinear.apply(x, self.weight, self.bias, dtype).permute(1, 0, 2)
+                return _SharedInputLinear.apply(x, self.weight, self.bias, dtype)
         return torch.baddbmm(self.bias[:, None], x, self.weight.transpose(1, 2))
 
 
@@ -224,7 +223,7 @@ class PooledInputs:
         return self.x.shape[0]
 
     def batch(self, index: Tensor) -> tuple[Tensor, None]:
-        return self.x[index], None
+        return self.x.index_select(0, index), None  # on CPU, 5x faster than x[index]
 
 
 class FrameInputs:
@@ -248,7 +247,8 @@ class FrameInputs:
         steps = torch.arange(int(lengths.max()), device=lengths.device)
         mask = steps[None, :] < lengths[:, None]
         rows = (self.starts[index, None] + steps[None, :]).clamp(max=self.flat.shape[0] - 1)
-        return self.flat[rows].float() * mask[..., None], mask
+        frames = self.flat.index_select(0, rows.reshape(-1)).view(*rows.shape, -1)
+        return frames.float() * mask[..., None], mask
 
 
 def _prepare_inputs(
@@ -335,29 +335,30 @@ def sweep_optimizer(groups: dict, grid: Sequence[tuple[float, float]]) -> SweepA
     return SweepAdam([{"params": ps, "lr": lr, "base_lr": lr, "weight_decay": wd} for (lr, wd), ps in params.items()])
 
 
-SMALL_SOFTMAX = 32
-"""Below this many classes the cross-entropy is ``logsumexp - gathered logit``: on CPU, twice as
-fast as ``F.cross_entropy`` (forward and backward) for 10 classes, slower from about 50."""
-
-
 class _SoftmaxCrossEntropy(torch.autograd.Function):
-    """``scale * sum_i -log softmax(rows_i)[target_i]``, the gradient computed in place from the
-    saved log-probabilities (``softmax - onehot``): one pass fewer than ``F.cross_entropy``'s
-    backward, which on CPU is about a third faster for thousands of rows of 50 classes."""
+    """``scale * sum_h sum_i -log softmax(logits[h, i])[target_i]`` for logits ``[H, B, C]``.
+
+    The log-softmax runs over ``logits.transpose(1, 2)``, ``[H, C, B]``, so that it vectorises
+    across items rather than along rows of a few classes: on CPU, for 16 heads x 256 items,
+    2.5x faster than row-wise at 50 classes and 30x at 10, and free of a copy when the logits
+    are class-major in memory (a linear head's). The gradient, ``softmax - onehot``, is made
+    in place from the saved log-probabilities.
+    """
 
     @staticmethod
-    def forward(ctx, rows: Tensor, target: Tensor, scale: float) -> Tensor:
-        log_probs = torch.log_softmax(rows, -1)
-        ctx.save_for_backward(log_probs, target)
+    def forward(ctx, logits: Tensor, target: Tensor, scale: float) -> Tensor:
+        log_probs = torch.log_softmax(logits.transpose(1, 2), 1)
+        index = target.view(1, 1, -1).expand(logits.shape[0], 1, -1)
+        ctx.save_for_backward(log_probs, index)
         ctx.scale = scale
-        return log_probs.gather(1, target[:, None]).sum().mul(-scale)
+        return log_probs.gather(1, index).sum().mul(-scale)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        log_probs, target = ctx.saved_tensors  # not needed after this: overwritten in place
+        log_probs, index = ctx.saved_tensors  # not needed after this: overwritten in place
         probs = log_probs.exp_()
-        probs.scatter_add_(1, target[:, None], probs.new_full((len(target), 1), -1.0))
-        return probs.mul_(grad * ctx.scale), None, None
+        probs.scatter_add_(1, index, probs.new_full(index.shape, -1.0))
+        return probs.mul_(grad * ctx.scale).transpose(1, 2), None, None
 
 
 def _loss(logits: Tensor, target: Tensor, multilabel: bool) -> Tensor:
@@ -366,13 +367,7 @@ def _loss(logits: Tensor, target: Tensor, multilabel: bool) -> Tensor:
     if multilabel:
         per_item = F.binary_cross_entropy_with_logits(logits, target.expand_as(logits), reduction="sum")
         return per_item / (batch * n_classes)
-    # Item-major rows: a view, not a copy, when the logits are [B, H, C] in memory (a linear
-    # head on a pooled input), so that the gradient flows back contiguous too.
-    rows = logits.transpose(0, 1).reshape(-1, n_classes)
-    target = target.repeat_interleave(n_heads)
-    if n_classes < SMALL_SOFTMAX:  # torch's CPU log-softmax has a large per-row cost when rows are short
-        return (torch.logsumexp(rows, -1).sum() - rows.gather(1, target[:, None]).sum()) / batch
-    return _SoftmaxCrossEntropy.apply(rows, target, 1.0 / batch)
+    return _SoftmaxCrossEntropy.apply(logits, target, 1.0 / batch)
 
 
 @torch.no_grad()

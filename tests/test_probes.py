@@ -433,7 +433,7 @@ def test_batched_linear_on_a_shared_input_equals_each_heads_product() -> None:
     from probes.heads import _SharedInputLinear
 
     def shared(xi, w, b, dtype=torch.float32):
-        return _SharedInputLinear.apply(xi, w, b, dtype).permute(1, 0, 2)
+        return _SharedInputLinear.apply(xi, w, b, dtype)
 
     for got, want in zip(grads(shared), grads(direct)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
@@ -446,14 +446,19 @@ def test_batched_linear_on_a_shared_input_equals_each_heads_product() -> None:
         assert not torch.equal(lin(x), out)
 
 
+@pytest.mark.parametrize("class_major", [False, True])
 @pytest.mark.parametrize("n_classes", [10, 50])
-def test_sweep_loss_is_the_sum_of_each_heads_cross_entropy(n_classes) -> None:
-    """The sweep's loss (either cross-entropy path) against F.cross_entropy head by head:
-    value and gradient; and the multilabel loss against BCE per head."""
+def test_sweep_loss_is_the_sum_of_each_heads_cross_entropy(n_classes, class_major) -> None:
+    """The sweep's loss against F.cross_entropy head by head, value and gradient, for logits
+    laid out [H, B, C] or class-major [H, C, B] (a linear head's); the multilabel loss against
+    BCE per head."""
     from probes.heads import _loss
 
     torch.manual_seed(n_classes)
-    logits = (3 * torch.randn(6, 40, n_classes)).requires_grad_()
+    values = 3 * torch.randn(6, 40, n_classes)
+    if class_major:
+        values = values.transpose(1, 2).contiguous().transpose(1, 2)
+    logits = values.requires_grad_()
     target = torch.randint(0, n_classes, (40,))
     loss = _loss(logits, target, multilabel=False)
     loss.backward()
