@@ -268,7 +268,7 @@ def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]
     ]
 
 
-def _distributed() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
     """(rank, world size); (0, 1) unless torch.distributed is initialised."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -287,7 +287,7 @@ def init_distributed() -> tuple[int, int]:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return _distributed()
+    return rank_and_world()
 
 
 def _mean_over_ranks(values: dict[str, float], device: torch.device, world: int) -> dict[str, float]:

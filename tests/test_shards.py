@@ -113,6 +113,66 @@ def test_shard_feed_epochs_resume_and_workers(tmp_path):
     assert sum((resumed.batch(s) for s in range(5, steps)), []) == stream[20:]
 
 
+def test_round_robin_offsets_match_a_literal_round_robin():
+    from harness.sources.shards import round_robin_offset
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        counts = [int(c) for c in rng.integers(0, 7, int(rng.integers(1, 5)))]
+        literal, taken = [], [0] * len(counts)  # (worker, k) in stream order
+        while any(t < c for t, c in zip(taken, counts)):
+            for w in range(len(counts)):
+                if taken[w] < counts[w]:
+                    literal.append((w, taken[w]))
+                    taken[w] += 1
+        assert [round_robin_offset(counts, w, k) for w, k in literal] == list(range(len(literal))), counts
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_under_ddp_each_rank_decodes_only_its_share_of_each_batch(tmp_path, monkeypatch, workers):
+    """Every rank reads the single-process stream of rows; it decodes exactly the clips at
+    ``batch[rank::world]``, with the single-process features, and no other clip; also when
+    opened at a later step (a resumed run)."""
+    import harness.sources.shards as shards
+    from harness.sources.shards import ShardFeed
+
+    cuts = _cuts(tmp_path, n=11)
+    write_shards(cuts, tmp_path / "shards", shard_size=2)
+    rows = {c.id: r for r, c in enumerate(cuts)}
+    steps = 7  # 28 clips: batches straddle the 11-clip epochs
+
+    def feed(**ddp):
+        return ShardFeed(tmp_path / "shards", rows, batch_size=4, seed=3, workers=workers, buffer=2, prefetch=2,
+                         in_process=True, **ddp)
+
+    single = feed()
+    batches, features = [], []  # a feed holds the features of its current batch only
+    for s in range(steps):
+        batches.append(single.batch(s))
+        features.append({r: single[r] for r in batches[-1]})
+    decoded = []
+    original = shards.clip_fbank
+    monkeypatch.setattr(shards, "clip_fbank", lambda cut, bins: decoded.append(cut.id) or original(cut, bins))
+    for world in (2, 3):
+        for rank in range(world):
+            for start in (0, 3):
+                decoded.clear()
+                ranked = feed(rank=rank, world=world)
+                mine = []
+                for s in range(start, steps):
+                    batch = ranked.batch(s)
+                    assert batch == batches[s]
+                    share = batch[rank::world]
+                    mine += share
+                    for r in batch:
+                        if r in share:
+                            assert torch.equal(ranked[r], features[s][r])
+                        else:
+                            assert ranked[r] is None
+                by_row = {r: c for c, r in rows.items()}
+                assert sorted(decoded) == sorted(by_row[r] for r in mine), (world, rank, start)
+
+
 def test_pretraining_from_shards_resumes_exactly(tmp_path):
     """The trainer on a shard feed: a run killed after its checkpoint and resumed logs the
     same losses as an uninterrupted one (batches depend on the step only)."""

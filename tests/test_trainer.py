@@ -196,23 +196,45 @@ def test_duration_buckets_cover_every_clip_within_the_budget() -> None:
         DurationBucketSampler(durations, max_duration=5.0, seed=0)
 
 
-def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
+def _shard_problem(folder: Path):
+    """12 generated clips in Shar shards under ``folder/shards`` (written by the test), streamed
+    by a ShardFeed (2 worker processes), with random tag targets: (feed, targets, sampler)."""
+    from harness.sources.shards import ShardFeed
+
+    ids = sorted(c.name.split(".")[0] for c in (folder / "clips").glob("*.wav"))
+    feed = ShardFeed(folder / "shards", {clip: row for row, clip in enumerate(ids)}, batch_size=8, seed=5,
+                     workers=2, buffer=4, prefetch=2)
+    targets = (torch.rand(len(ids), NUM_TAGS, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    return feed, targets, feed
+
+
+@pytest.mark.parametrize("data", ["memory", "shards"])
+def test_ddp_on_two_cpu_processes(tmp_path: Path, data: str) -> None:
     """torchrun, 2 processes, gloo: each rank trains on half of every batch; the gradients are
-    averaged, so the run matches one process training on whole batches."""
+    averaged, so the run matches one process training on whole batches. Streamed from shards,
+    each rank decodes only its half (tests/test_shards.py checks which clips) and the run
+    still matches."""
     import os
     import subprocess
     import sys
 
+    if data == "shards":
+        from test_shards import _cuts
+
+        from harness.sources.shards import write_shards
+
+        (tmp_path / "clips").mkdir()
+        write_shards(_cuts(tmp_path / "clips", n=12), tmp_path / "shards", shard_size=3)
     worker = Path(__file__).resolve().parent / "ddp_train_worker.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(worker), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+                           str(worker), str(tmp_path), data], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    feats, targets = _problem(12)
+    feats, targets, sampler = _shard_problem(tmp_path) if data == "shards" else (*_problem(12), None)
     encoder, objective = _models(dropout=0.0)
     config = TrainConfig(steps=5, batch_size=8, lr=2e-3, warmup_steps=1, specaugment=None, num_threads=1, seed=3)
-    train(encoder, objective, feats, targets, config, tmp_path / "single", progress=False)
+    train(encoder, objective, feats, targets, config, tmp_path / "single", progress=False, sampler=sampler)
     ddp = torch.load(tmp_path / "weights.pt", weights_only=True)
     for name, value in encoder.state_dict().items():
         torch.testing.assert_close(ddp[name], value, atol=2e-5, rtol=1e-4, msg=name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -135,9 +136,9 @@ class _WorkerStream(_iterable_base()):  # type: ignore[misc]
     without being decoded. The buffer holds the clips' compressed audio, not their features."""
 
     def __init__(self, root: str, shards: list[tuple[str, str]], rows: dict[str, int], seed: list[int],
-                 buffer: int, skip: int, num_mel_bins: int):
+                 buffer: int, skip: int, num_mel_bins: int, share: RankShare | None = None):
         self.root, self.shards, self.rows, self.seed = root, shards, rows, seed
-        self.buffer, self.skip, self.num_mel_bins = buffer, skip, num_mel_bins
+        self.buffer, self.skip, self.num_mel_bins, self.share = buffer, skip, num_mel_bins, share
 
     def cuts(self) -> Iterator[Any]:
         """The worker's clips in stream order (audio still compressed)."""
@@ -158,9 +159,35 @@ class _WorkerStream(_iterable_base()):  # type: ignore[misc]
         yield from pool
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
+        """``(row, fbank)``; ``(row, None)`` for a clip that another rank trains on."""
         for n, cut in enumerate(self.cuts()):
             if n >= self.skip:
-                yield self.rows[cut.id], clip_fbank(cut, self.num_mel_bins)
+                mine = self.share is None or self.share.decodes(n)
+                yield self.rows[cut.id], clip_fbank(cut, self.num_mel_bins) if mine else None
+
+
+def round_robin_offset(counts: list[int], worker: int, k: int) -> int:
+    """Position in the round-robin stream (workers that have run out skipped) of ``worker``'s
+    ``k``-th clip: all that the workers gave in rounds 0..k-1, then those before it in round k."""
+    return sum(min(c, k) for c in counts) + sum(1 for c in counts[:worker] if c > k)
+
+
+@dataclass(frozen=True)
+class RankShare:
+    """Which of one worker's clips a rank decodes. Under DDP each rank trains on
+    ``batch[rank::world]`` of every batch (see ``encoders.trainer.train``); the clips the
+    other ranks train on are passed over without being decoded."""
+
+    counts: tuple[int, ...]  # clips per worker this epoch
+    worker: int
+    start: int  # stream position of the epoch's first clip
+    batch_size: int
+    rank: int
+    world: int
+
+    def decodes(self, k: int) -> bool:
+        position = self.start + round_robin_offset(list(self.counts), self.worker, k)
+        return position % self.batch_size % self.world == self.rank
 
 
 def round_robin_skips(counts: list[int], position: int) -> list[int]:
@@ -201,11 +228,15 @@ class ShardFeed:
 
     What is in memory: per worker, ``buffer`` clips of compressed audio and
     ``prefetch`` decoded clips, plus one batch of features; never the pool.
+
+    Under DDP (``torch.distributed`` initialised when the first batch is asked for, or
+    ``rank`` and ``world`` given) every rank reads the same stream but decodes only the
+    clips of its share of each batch (``batch[rank::world]``); the others' rows map to None.
     """
 
     def __init__(self, root: str | os.PathLike, rows: dict[str, int], batch_size: int, seed: int,
                  workers: int = 2, buffer: int = 500, prefetch: int = 8, num_mel_bins: int = 80,
-                 in_process: bool = False):
+                 in_process: bool = False, rank: int | None = None, world: int | None = None):
         from harness.stages.manifests import iter_cut_dicts
 
         if workers < 1:
@@ -215,6 +246,7 @@ class ShardFeed:
         self.rows, self.batch_size, self.seed = rows, batch_size, seed
         self.workers, self.buffer, self.prefetch, self.num_mel_bins = workers, buffer, prefetch, num_mel_bins
         self.in_process = in_process  # the same stream, decoded in this process (tests, debugging)
+        self.rank, self.world = rank, world  # None: from torch.distributed when the stream opens
         # Clips per shard that train (from the cut manifests: no audio is read).
         self.shard_counts = {cuts: sum(1 for c in iter_cut_dicts(Path(root) / cuts) if c["id"] in rows)
                              for cuts in self.index["fields"]["cuts"]}
@@ -239,7 +271,8 @@ class ShardFeed:
         rows = []
         for _ in range(self.batch_size):
             row, feats = self._next()
-            self._features[row] = feats
+            if feats is not None or row not in self._features:  # a clip twice in a batch: keep it decoded
+                self._features[row] = feats
             rows.append(row)
         return rows
 
@@ -264,8 +297,14 @@ class ShardFeed:
         shards = _epoch_shards(self.index, self.seed, epoch, self.workers)
         counts = [sum(self.shard_counts[c] for c, _ in mine) for mine in shards]
         skips = round_robin_skips(counts, offset)
+        if self.rank is None or self.world is None:
+            from encoders.trainer import rank_and_world
+
+            self.rank, self.world = rank_and_world()
+        shares = [RankShare(tuple(counts), w, epoch * self.per_epoch, self.batch_size, self.rank, self.world)
+                  if self.world > 1 else None for w in range(len(shards))]
         streams = [_WorkerStream(self.root, mine, self.rows, [self.seed, epoch, w], self.buffer, skips[w],
-                                 self.num_mel_bins) for w, mine in enumerate(shards)]
+                                 self.num_mel_bins, shares[w]) for w, mine in enumerate(shards)]
         if self.in_process:
             iterators = [iter(s) for s in streams]
         else:
