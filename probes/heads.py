@@ -5,8 +5,9 @@ trained at once, on one pass over the features per epoch: each minibatch goes th
 every head, the heads' losses are summed (their parameters are disjoint, so each
 head's gradient is exactly the one it would get alone) and one (fused) Adam step
 updates all of them, with a parameter group, hence a learning rate and a weight decay,
-per head. A sweep of H
-heads therefore costs about one head's data movement plus H small matmuls.
+per head. A sweep of H heads therefore costs one head's data movement plus H heads'
+arithmetic (matrix products, Adam updates), which on a GPU is next to nothing and on a CPU
+is what grows with H.
 
 Layout of the computation:
 
@@ -129,7 +130,7 @@ class BatchedLinear(nn.Module):
     """H independent linear maps ``[D_in] -> [D_out]``: ``weight [H, D_out, D_in]`` (each head
     laid out as ``nn.Linear.weight``), ``bias [H, D_out]``.
 
-    An input shared by all heads goes through one ``[B, D_in] x [D_in, H * D_out]`` product
+    An input shared by all heads goes through one ``[H * D_out, D_in] x [D_in, B]`` product
     (:class:`_SharedInputLinear`), in the autocast dtype when autocast is on. Every head
     starts from the same draw of ``nn.Linear``'s default initialisation.
     """
