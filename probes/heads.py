@@ -364,7 +364,7 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
 
 def _loss(logits: Tensor, target: Tensor, multilabel: bool) -> Tensor:
     """Sum over heads of each head's mean loss; ``logits [H, B, C]``."""
-    n_heads, batch, n_classes = logits.shape
+    _, batch, n_classes = logits.shape
     if multilabel:
         per_item = F.binary_cross_entropy_with_logits(logits, target.expand_as(logits), reduction="sum")
         return per_item / (batch * n_classes)

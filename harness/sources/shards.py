@@ -19,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 INDEX = "shards.json"
 
@@ -166,7 +166,7 @@ class _WorkerStream(_iterable_base()):  # type: ignore[misc]
                 yield self.rows[cut.id], clip_fbank(cut, self.num_mel_bins) if mine else None
 
 
-def round_robin_offset(counts: list[int], worker: int, k: int) -> int:
+def round_robin_offset(counts: Sequence[int], worker: int, k: int) -> int:
     """Position in the round-robin stream (workers that have run out skipped) of ``worker``'s
     ``k``-th clip: all that the workers gave in rounds 0..k-1, then those before it in round k."""
     return sum(min(c, k) for c in counts) + sum(1 for c in counts[:worker] if c > k)
@@ -186,7 +186,7 @@ class RankShare:
     world: int
 
     def decodes(self, k: int) -> bool:
-        position = self.start + round_robin_offset(list(self.counts), self.worker, k)
+        position = self.start + round_robin_offset(self.counts, self.worker, k)
         return position % self.batch_size % self.world == self.rank
 
 
