@@ -1,41 +1,30 @@
-"""Audio encoders, resolved lazily by name.
+"""Audio encoders, resolved lazily by name from their declarations (:mod:`harness.registry`).
 
-The registry maps a name to a ``"module:object"`` string, so listing the encoders imports no
-model code. ``build_encoder`` is deterministic under ``torch.manual_seed``.
+An encoder is one file in this folder that declares ``COMPONENT = Component(kind="encoder",
+...)``; listing the encoders reads those declarations and imports no model code.
+``build_encoder`` is deterministic under ``torch.manual_seed``.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from harness.registry import registry
 
 if TYPE_CHECKING:
     from encoders.base import Encoder
 
-ENCODERS: dict[str, str] = {
-    "transformer": "encoders.transformer:TransformerEncoder",
-    "conformer": "encoders.conformer:ConformerEncoder",
-    "zipformer": "encoders.zipformer:ZipformerEncoder",  # needs the optional `zipformer` package
-}
 
-
-def resolve(registry: dict[str, str], name: str, kind: str) -> Any:
-    """Import and return the object registered under ``name`` (``"module:object"``).
-
-    Raises ValueError naming the known entries when ``name`` is not registered.
-    """
-    if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
-    module, _, obj = registry[name].partition(":")
-    return getattr(importlib.import_module(module), obj)
+def encoder_names() -> list[str]:
+    """The registered encoders (the zipformer one needs the optional ``zipformer`` package)."""
+    return registry("encoder").names()
 
 
 def build_encoder(name: str, **config: Any) -> Encoder:
     """Build the encoder registered as ``name`` with keyword ``config``."""
-    return resolve(ENCODERS, name, "encoder")(**config)
+    return registry("encoder").get(name).load()(**config)
 
 
 def encoder_version(name: str) -> str:
-    """The ``VERSION`` string of the module that defines encoder ``name``."""
-    cls = resolve(ENCODERS, name, "encoder")
-    return importlib.import_module(cls.__module__).VERSION
+    """The declared version of encoder ``name``."""
+    return registry("encoder").get(name).version

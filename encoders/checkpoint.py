@@ -81,6 +81,8 @@ def save_language_side(path: str | os.PathLike, objective: Any, name: str, optio
                        encoder_dim: int) -> bool:
     """Write an audio-text objective's modules with what rebuilds them; a no-op (False) for
     any other objective, and on every DDP rank but 0."""
+    from encoders.objectives import objective_version
+
     if not has_language_side(objective):
         return False
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
@@ -90,7 +92,7 @@ def save_language_side(path: str | os.PathLike, objective: Any, name: str, optio
             "name": name,
             "options": dict(options),
             "encoder_dim": int(encoder_dim),
-            "version": getattr(objective, "VERSION", None),
+            "version": objective_version(name),
             "state_dict": {k: v.detach().cpu() for k, v in objective.state_dict().items()},
         },
         path,
@@ -101,10 +103,9 @@ def save_language_side(path: str | os.PathLike, objective: Any, name: str, optio
 def _build_language_side(name: str, options: dict[str, Any], encoder_dim: int, state_dict: dict) -> Any:
     import inspect
 
-    from encoders import resolve
-    from encoders.objectives import OBJECTIVES
+    from encoders.objectives import objective_class
 
-    cls = resolve(OBJECTIVES, name, "objective")
+    cls = objective_class(name)
     accepted = inspect.signature(cls.__init__).parameters
     module = cls(encoder_dim, **{k: v for k, v in options.items() if k in accepted})  # max_tokens etc. are not
     if not has_language_side(module):
@@ -132,12 +133,11 @@ def load_language_side(run_dir: str | os.PathLike, objective: dict[str, Any] | N
     if not objective or encoder_dim is None:
         return None
     options = {k: v for k, v in objective.items() if k != "name"}
-    from encoders import resolve
-    from encoders.objectives import OBJECTIVES
+    from encoders.objectives import objective_class, objective_names
 
-    if objective.get("name") not in OBJECTIVES:
+    if objective.get("name") not in objective_names():
         return None  # a baseline (random): nothing trained
-    cls = resolve(OBJECTIVES, objective["name"], "objective")
+    cls = objective_class(objective["name"])
     if not has_language_side(cls) or not (run_dir / "train_state.pt").is_file():
         return None
     state = torch.load(run_dir / "train_state.pt", map_location=map_location, weights_only=True)

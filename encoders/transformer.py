@@ -10,8 +10,24 @@ from torch import Tensor, nn
 
 from encoders.base import Encoder, padding_mask
 from encoders.features import FRAME_RATE
+from harness.registry import Component
+from harness.schema import Num
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="encoder",
+    target="TransformerEncoder",
+    version="1",
+    doc="pre-LN Transformer over 80-bin fbank, x4 conv2d subsampling (25 frames/s)",
+    meta={"sizes": "SIZES"},  # the preset names: the keys of this module's SIZES
+    options={
+        "dim": Num(integer=True, min=1, doc="model width"),
+        "num_layers": Num(integer=True, min=1, doc="blocks"),
+        "num_heads": Num(integer=True, min=1, doc="attention heads (must divide dim)"),
+        "ffn_dim": Num(integer=True, min=1, doc="feed-forward width"),
+        "conv_channels": Num(integer=True, min=1, doc="channels of the conv2d subsampling front end"),
+        "dropout": Num(0.1, min=0.0, max=1.0, doc="dropout"),
+    },
+)
 
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"dim": 128, "num_layers": 4, "num_heads": 4, "ffn_dim": 512, "conv_channels": 32},

@@ -18,8 +18,27 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from encoders.base import Encoder, padding_mask
+from harness.registry import Component
+from harness.schema import Any_, Bool, List, Num
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="encoder",
+    target="ZipformerEncoder",
+    version="1",
+    doc="Zipformer (Yao et al., 2023) from the zipformer package, the UTS paper's encoder",
+    meta={"sizes": "SIZES"},  # the preset names: the keys of this module's SIZES
+    options={
+        "downsampling_factor": List(Num(integer=True, min=1), doc="per-stack downsampling"),
+        "num_encoder_layers": Any_(doc="layers per stack (an integer or one per stack)"),
+        "encoder_dim": Any_(doc="width per stack (an integer or one per stack)"),
+        "encoder_unmasked_dim": Any_(doc="unmasked width per stack (an integer or one per stack)"),
+        "feedforward_dim": Any_(doc="feed-forward width per stack (an integer or one per stack)"),
+        "num_heads": Any_(doc="attention heads per stack (an integer or one per stack)"),
+        "cnn_module_kernel": Any_(doc="convolution kernel per stack (an integer or one per stack)"),
+        "dropout": Num(None, min=0.0, max=1.0, doc="a fixed dropout (default: the package's schedule)"),
+        "causal": Bool(False, doc="causal (streaming) attention and convolution"),
+    },
+)
 
 FEATURE_RATE = 100.0
 """Input frames per second: ``encoders.features.FRAME_RATE``, not imported (that module loads torchaudio)."""

@@ -126,10 +126,14 @@ def cmd_run(args) -> int:
     atomic_write_text(layout.out / "study.yaml", study.path.read_text(encoding="utf-8"))
     atomic_write_json(layout.out / "study.resolved.json", study.config)
     def run(graph, detach: bool = False):
+        if executor == "slurm":  # the backend is picked here: dispatch runs local jobs, slurm submits
+            from harness import slurm
+
+            return slurm.run(graph, layout, slurm_settings, study=study.name, detach=detach,
+                             progress=not args.no_progress)
         return run_graph(graph, layout, executor_kind=executor,
                          max_parallel=args.max_parallel or compute["max_parallel"],
-                         timeout_min=compute["timeout_min"], progress=not args.no_progress,
-                         slurm=slurm_settings, detach=detach, study=study.name)
+                         timeout_min=compute["timeout_min"], progress=not args.no_progress)
 
     searched = None
     if "search" in study.config:

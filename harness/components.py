@@ -1,70 +1,58 @@
-"""What the harness layer knows about components, without importing torch.
+"""What the planner knows about components: versions, needs and stages, read from their
+declarations (:mod:`harness.registry`) without importing torch.
 
-Encoders and objectives are registered in ``encoders`` by ``module:object`` strings; a
-component's version is the ``VERSION = "..."`` constant of its module, read from the
-source file (no import), so planning a study stays fast. A version goes into the key of
-every node the component runs, so bumping it re-runs exactly those nodes.
+A component's version goes into the key of every node the component runs, so bumping it
+re-runs exactly those nodes.
 """
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.util
-
-from encoders import ENCODERS  # noqa: F401  (re-exported: name -> "module:object")
-from encoders.objectives import OBJECTIVES, OBJECTIVE_NEEDS  # noqa: F401
+from harness.registry import module_version, registry
 
 # Feature extraction shared by pre-training and embedding (the paper's input).
 FEATURES = {"kind": "kaldi-fbank", "num_mel_bins": 80, "sample_rate": 16000, "version": "1"}
 
 
+def stages() -> list[str]:
+    """Every stage, in the order the graph runs them (their declared ``meta.order``)."""
+    entries = registry("stage").entries.values()
+    return [e.name for e in sorted(entries, key=lambda e: (e.meta.get("order", 0), e.name))]
 
-@functools.lru_cache(maxsize=None)
-def module_version(module: str) -> str:
-    """The ``VERSION`` string constant of a module, read from its source without importing it."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin:
-        raise ValueError(f"module {module!r} not found")
-    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
-    for stmt in tree.body:
-        targets = [t.id for t in getattr(stmt, "targets", []) if isinstance(t, ast.Name)]
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            targets = [stmt.target.id]
-        for name in targets:
-            if name.endswith("VERSION") and isinstance(stmt.value, ast.Constant):
-                return str(stmt.value.value)
-    raise ValueError(f"module {module!r} defines no VERSION constant")
+
+def shared_stages() -> set[str]:
+    """Stages whose outputs live in the shared cache ($HARNESS_HOME), not in the study folder."""
+    return {e.name for e in registry("stage").entries.values() if e.meta.get("shared")}
 
 
 def stage_version(stage: str) -> str:
-    """The version of a stage's own code (``harness/stages/<stage>.py``)."""
-    return module_version(f"harness.stages.{stage}")
+    """The declared version of a stage's own code (``harness/stages/<stage>.py``)."""
+    return registry("stage").get(stage).version
 
 
 def encoder_version(name: str) -> str:
-    return module_version(ENCODERS[name].split(":")[0])
+    return registry("encoder").get(name).version
 
 
 def objective_version(name: str) -> str:
-    return module_version(OBJECTIVES[name].split(":")[0])
+    return registry("objective").get(name).version
 
 
 def objective_needs(name: str) -> str:
-    """What an objective trains on: 'tags', 'captions', 'labels' or 'none'."""
-    return OBJECTIVE_NEEDS[name]
+    """What an objective trains on: 'tags', 'captions', 'labels', or several joined by '+'."""
+    return registry("objective").get(name).needs
 
 
 def parser_version(backend: str) -> str:
-    from harness.tagging.parsers import PARSER_MODULES
-
-    return "+".join(module_version(m) for m in PARSER_MODULES[backend])
+    return registry("parser").get(backend).version
 
 
 def captioner_version(backend: str) -> str:
-    modules = {"manifest": (), "template": ("harness.tagging.captioners",),
-               "openai": ("harness.tagging.captioners", "harness.tagging.llm")}[backend]
-    return "+".join(module_version(m) for m in modules) or "-"
+    return registry("captioner").get(backend).version
+
+
+def backend_keys(role: str) -> dict[str, set[str]]:
+    """For the ``captioner`` or ``parser`` role: backend -> the block keys it reads."""
+    return {name: set(e.meta.get("reads", ())) for name, e in registry(role).entries.items()}
 
 
 def tagsystem_version(merge_synonyms: bool = False) -> str:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.graph import SHARED_STAGES, Graph, Node
+from harness.components import shared_stages
+from harness.graph import Graph, Node
 from harness.job import StageJob
 from harness.store import Store, atomic_write_json
 
@@ -38,7 +39,7 @@ class Layout:
         return Store(self.cache / "store")
 
     def store_for(self, stage: str) -> Store:
-        return self.shared_store if stage in SHARED_STAGES else self.store
+        return self.shared_store if stage in shared_stages() else self.store
 
     @property
     def state_dir(self) -> Path:
@@ -55,8 +56,7 @@ class Layout:
         return self.store_for(node.stage).is_done(node.stage, node.key)
 
 
-def harness_home() -> Path:
-    return Path(os.environ.get("HARNESS_HOME", Path.home() / ".cache" / "harness")).expanduser()
+from harness.home import harness_home  # noqa: E402,F401  (re-exported: it lives in a leaf module)
 
 
 def make_job(node: Node, layout: Layout, progress: bool = False) -> StageJob:
@@ -96,19 +96,16 @@ class RunSummary:
 
 
 def run_graph(graph: Graph, layout: Layout, executor_kind: str = "local", max_parallel: int | None = None,
-              timeout_min: float = 240, progress: bool = True, slurm: Any = None, detach: bool = False,
-              study: str = "harness") -> RunSummary:
-    """Run every incomplete node of the graph; return what happened.
-
-    ``executor_kind="slurm"`` needs ``slurm`` (resolved :class:`harness.slurm.SlurmSettings`);
-    with ``detach`` it returns once the whole graph is queued.
+              timeout_min: float = 240, progress: bool = True) -> RunSummary:
+    """Run every incomplete node of the graph on this machine (``local`` processes, or
+    ``debug``: in-process); return what happened. Slurm is another backend
+    (:func:`harness.slurm.run`, which uses this module's job and state helpers): the CLI
+    picks one, so this module never imports it.
     """
     from harness.progress import GraphProgress
 
-    if executor_kind == "slurm":
-        from harness import slurm as slurm_mod
-
-        return slurm_mod.run(graph, layout, slurm, study=study, detach=detach, progress=progress)
+    if executor_kind not in ("local", "debug"):
+        raise ValueError(f"run_graph runs local or debug jobs, not {executor_kind!r} (Slurm: harness.slurm.run)")
 
     summary = RunSummary()
     pending: list[Node] = []

@@ -20,10 +20,7 @@ from typing import Any, Iterator
 
 from harness import components, tasks as task_registry
 from harness.store import digest, file_digest
-from harness.study import CAPTIONER_KEYS, PARSER_KEYS
 
-STAGES = ["dataset", "captions", "tags", "tagsystem", "pretrain", "embed", "probe"]
-SHARED_STAGES = {"dataset"}  # live in the shared cache ($HARNESS_HOME), not in the study folder
 
 
 @dataclass(frozen=True)
@@ -44,17 +41,10 @@ class Node:
 
     @property
     def label(self) -> str:
-        c = self.coords
-        parts = [str(c[k]) for k in ("source", "objective", "tag_system") if c.get(k) not in (None, "", "-")]
-        if c.get("captions"):
-            parts.append(f"[{c['captions']}]")
-        if c.get("init"):
-            parts.append(f"init={c['init']}")
-        if "seed" in c:
-            parts.append(f"seed={c['seed']}")
-        if "task" in c:
-            parts.append(c["task"])
-        return " ".join(parts) or self.stage
+        """The job's label for status lines (:func:`harness.labels.node_label`)."""
+        from harness.labels import node_label
+
+        return node_label(self.coords, self.stage)
 
 
 def make_node(stage: str, config: dict, inputs: dict[str, Node], version: str,
@@ -82,7 +72,7 @@ class Graph:
         return len(self.nodes)
 
     def by_stage(self) -> dict[str, list[Node]]:
-        out: dict[str, list[Node]] = {s: [] for s in STAGES}
+        out: dict[str, list[Node]] = {s: [] for s in components.stages()}
         for node in self:
             out[node.stage].append(node)
         return {s: n for s, n in out.items() if n}
@@ -111,7 +101,7 @@ def expand(config: dict[str, Any]) -> Graph:
 
     runs: list[Node] = []
     sources = {src["name"]: src for src in config["data"]["sources"]}
-    datasets = {name: (dataset_node(src["kind"], {"seed": src["seed"], "scale": src["scale"]})
+    datasets = {name: (dataset_node(src["kind"], {"seed": src["seed"], "scale": src["scale"]}, name)
                        if src["kind"] == "minisuite" else source_node(src))
                 for name, src in sources.items() if src["kind"] != "mix"}
     datasets.update({name: mix_node(src, datasets) for name, src in sources.items() if src["kind"] == "mix"})
@@ -123,11 +113,11 @@ def expand(config: dict[str, Any]) -> Graph:
         dataset, coords = datasets[src["name"]], {"source": src["name"]}
         if own:
             coords["captions"] = captions_label(captioner)
-        cap_cfg, cap_runtime = backend_settings(captioner, CAPTIONER_KEYS)
+        cap_cfg, cap_runtime = backend_settings(captioner, components.backend_keys("captioner"))
         captions = make_node("captions", cap_cfg, {"dataset": dataset},
                              _v("captions", components.captioner_version(cap_cfg["backend"])), coords,
                              {**runtime, **cap_runtime})
-        parser_cfg, parser_runtime = backend_settings(tagging["parser"], PARSER_KEYS)
+        parser_cfg, parser_runtime = backend_settings(tagging["parser"], components.backend_keys("parser"))
         tags = make_node("tags", parser_cfg,
                          {"dataset": dataset} if parser_cfg["backend"] == "manifest" else {"captions": captions},
                          _v("tags", components.parser_version(parser_cfg["backend"])), coords,
@@ -229,7 +219,7 @@ def expand(config: dict[str, Any]) -> Graph:
         graph.add(run)
         for task_name in probes["tasks"]:
             task = task_registry.load_task(task_name)
-            task_data = dataset_node(task["adapter"], task["args"])
+            task_data = dataset_node(task["adapter"], task["args"], task_name)
             embed = make_node("embed", {"task": task, "layer": probes["layer"], "features": features},
                               {"pretrain": run, "data": task_data}, components.stage_version("embed"),
                               {**run.coords, "task": task_name, "domain": task["domain"]}, runtime)
@@ -254,16 +244,10 @@ def captions_label(captioner: dict[str, Any]) -> str:
 
 def init_label(run: Node, source: str) -> str:
     """The arm a fine-tuned run starts from: objective (or label), tag system, and the source
-    when it is another one."""
-    c = run.coords
-    label = c.get("arm") or c["objective"]
-    if c.get("tag_system") not in (None, "-"):
-        label += f" {c['tag_system']}"
-    if c.get("captions"):
-        label += f" [{c['captions']}]"
-    if c.get("source") != source:
-        label = f"{c['source']}/{label}"
-    return label
+    when it is another one (:func:`harness.labels.init_label`)."""
+    from harness.labels import init_label as label_of
+
+    return label_of(run.coords, source)
 
 
 def _init_candidates(runs: list[Node], init: dict[str, Any], seed: int, size: int | None) -> list[Node]:
@@ -319,7 +303,7 @@ def source_node(src: dict[str, Any]) -> Node:
     Keyed by the reader, its arguments and the size and modification time of every file
     they name, so that a changed caption file is read again and an unchanged corpus never is.
     """
-    from harness.sources import SOURCE_VERSION
+    from harness.registry import registry
 
     config = {"kind": src["kind"], "args": src["args"], "files": _file_stamps(src["args"])}
     inputs = {}
@@ -327,9 +311,10 @@ def source_node(src: dict[str, Any]) -> Node:
         config["exclude"] = []
         for i, name in enumerate(src["exclude"]):
             task = task_registry.load_task(name)
-            inputs[f"exclude{i}"] = dataset_node(task["adapter"], task["args"])
+            inputs[f"exclude{i}"] = dataset_node(task["adapter"], task["args"], name)
             config["exclude"].append({"task": task, "splits": sorted({task["splits"]["valid"], task["splits"]["test"]})})
-    return make_node("dataset", config, inputs, _v("dataset", SOURCE_VERSION), {"dataset": src["kind"]})
+    return make_node("dataset", config, inputs, _v("dataset", registry("source").get(src["kind"]).version),
+                     {"dataset": src["kind"], "for": src["name"]})
 
 
 def mix_node(src: dict[str, Any], datasets: dict[str, Node]) -> Node:
@@ -339,7 +324,7 @@ def mix_node(src: dict[str, Any], datasets: dict[str, Node]) -> Node:
     weights = dict(sorted(src["args"]["of"].items()))
     config = {"kind": "mix", "weights": weights, "total": src["args"].get("total"), "seed": src["args"].get("seed", 0)}
     inputs = {f"part{i}": datasets[name] for i, name in enumerate(weights)}
-    return make_node("dataset", config, inputs, _v("dataset", SOURCE_VERSION), {"dataset": "mix"})
+    return make_node("dataset", config, inputs, _v("dataset", SOURCE_VERSION), {"dataset": "mix", "for": src["name"]})
 
 
 def _file_stamps(args: dict[str, Any]) -> dict[str, list[int]]:
@@ -354,12 +339,15 @@ def _file_stamps(args: dict[str, Any]) -> dict[str, list[int]]:
     return dict(sorted(stamps.items()))
 
 
-def dataset_node(kind: str, args: dict[str, Any]) -> Node:
-    """A generated or adapted dataset (shared across studies): keyed by the adapter and its args."""
+def dataset_node(kind: str, args: dict[str, Any], used_by: str | None = None) -> Node:
+    """A generated or adapted dataset (shared across studies): keyed by the adapter and its
+    args. ``used_by``: the task or source it is read for, which names the job in plan,
+    status and progress (not part of the key: one dataset serves every task that reads it)."""
     from harness.adapters import node_config
 
     config, version = node_config(kind, args)
-    return make_node("dataset", config, {}, _v("dataset", version), {"dataset": kind})
+    coords = {"dataset": kind, "for": used_by} if used_by else {"dataset": kind}
+    return make_node("dataset", config, {}, _v("dataset", version), coords)
 
 
 def _v(stage: str, *component_versions: str) -> str:

@@ -9,7 +9,6 @@ completion record. ``checkpoint()`` requeues the same job; stages that can resum
 
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import socket
@@ -20,18 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.store import Store
-
-# Stage name -> "module:function". Modules are imported inside the job only.
-STAGE_FUNCTIONS = {
-    "dataset": "harness.stages.dataset:run",
-    "captions": "harness.stages.captions:run",
-    "tags": "harness.stages.tags:run",
-    "tagsystem": "harness.stages.tagsystem:run",
-    "pretrain": "harness.stages.pretrain:run",
-    "embed": "harness.stages.embed:run",
-    "probe": "harness.stages.probe:run",
-}
-
 
 @dataclass(frozen=True)
 class InputRef:
@@ -170,5 +157,7 @@ def _distributed_env(stage: str) -> tuple[int, int]:
 
 
 def stage_function(stage: str) -> Callable[[StageContext], dict[str, Any] | None]:
-    module, name = STAGE_FUNCTIONS[stage].split(":")
-    return getattr(importlib.import_module(module), name)
+    """The ``run`` function a stage declares (imported here, inside the job only)."""
+    from harness.registry import load
+
+    return load("stage", stage)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,87 @@ class File(Node):
         resolved = (ctx.base_dir / Path(value).expanduser()).resolve()
         if not resolved.is_file():
             ctx.error(path, f"file not found: {value} (resolved to {resolved})")
+            return MISSING
+        return str(resolved)
+
+
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
+
+
+def expand(value: str) -> tuple[str, list[str]]:
+    """``value`` with ``~`` and environment variables expanded, and the names of unset variables.
+
+    ``${VAR:-default}`` gives ``default`` (itself expanded) when VAR is unset or empty.
+    """
+    unset: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1) or m.group(3)
+        got = os.environ.get(name)
+        if got:
+            return got
+        if m.group(2) is not None:
+            text, inner = expand(m.group(2))
+            if inner:  # neither the variable nor its default resolves: name both
+                unset.extend([name, *inner])
+            return text
+        unset.append(name)
+        return m.group(0)
+
+    text = _VAR.sub(sub, value)
+    return os.path.expanduser(text), unset
+
+
+class PathArg(Node):
+    """A path argument of a data reader: ``~`` and ``$VAR`` (``${VAR:-default}``) expanded,
+    a relative path resolved against the study file's folder, and checked to exist as a
+    file (``must="file"``), a folder (``must="dir"``) or either (``must="any"``; ``None``:
+    not checked). ``many``: one path or a list of them; ``mapping``: also a mapping of
+    names to paths (e.g. WavCaps subsets to folders), or ``mapping="as-is"`` a mapping passed
+    on unchanged (AudioSet's ``classes``: a file, or the mapping itself). The resolved absolute path (or list,
+    or mapping) is what the reader gets and what the node's key hashes."""
+
+    def __init__(self, default: Any = MISSING, must: str | None = "any", many: bool = False,
+                 mapping: bool | str = False, **kw):
+        super().__init__(default, **kw)
+        if must not in (None, "file", "dir", "any"):
+            raise ValueError(f"must: expected file, dir, any or None, found {must!r}")
+        self.must, self.many, self.mapping = must, many, mapping
+
+    @property
+    def expected(self) -> str:
+        what = {"file": "a file", "dir": "a folder", "any": "an existing path", None: "a path"}[self.must]
+        if self.many:
+            what += " or a list of them"
+        if self.mapping:
+            what += " or a mapping of names to them"
+        return what
+
+    def _validate(self, value, path, ctx):
+        if isinstance(value, str):
+            return self._one(value, path, ctx)
+        if self.many and isinstance(value, list) and value:
+            out = [self._one(v, f"{path}[{i}]", ctx) for i, v in enumerate(value)]
+            return MISSING if MISSING in out else out
+        if self.mapping == "as-is" and isinstance(value, dict):
+            return value
+        if self.mapping and isinstance(value, dict) and value:
+            out = {str(k): self._one(v, _join(path, k), ctx) for k, v in value.items()}
+            return MISSING if MISSING in out.values() else out
+        return self.fail(value, path, ctx)
+
+    def _one(self, value: Any, path: str, ctx: Context) -> Any:
+        if not isinstance(value, str) or not value:
+            return self.fail(value, path, ctx, "a path")
+        text, unset = expand(value)
+        if unset:
+            ctx.error(path, f"expected {self.expected}, found {value!r} with {' and '.join(unset)} not set")
+            return MISSING
+        resolved = Path(text) if Path(text).is_absolute() else ctx.base_dir / text
+        exists = {"file": resolved.is_file, "dir": resolved.is_dir, "any": resolved.exists}.get(self.must)
+        if exists is not None and not exists():
+            kind = {"file": "file", "dir": "folder", "any": "path"}[self.must]
+            ctx.error(path, f"{kind} not found: {value} (resolved to {resolved})")
             return MISSING
         return str(resolved)
 

@@ -7,6 +7,7 @@ and raises :class:`~harness.errors.StudyError` (the CLI exits with code 2).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -16,14 +17,16 @@ from typing import Any
 from harness import tasks as task_registry
 from harness.errors import StudyError
 from harness.yamlio import display as _display, load_with_includes
-from harness.schema import MISSING, Any_, Bool, Context, File, List, Map, Num, Obj, Str
-from harness.search import SEARCH, check_search
-from harness.slurm import SLURM
+from harness.schema import MISSING, Any_, Bool, Context, File, List, Map, Num, Obj, PathArg, Str
+from harness.registry import registry
+from harness.search_schema import SEARCH, check_search
+from harness.slurm_settings import SLURM
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
-SOURCE_KINDS = ["minisuite", "uts", "audiocaps", "clotho", "wavcaps", "audioset", "generic",  # harness.sources
-                "mix"]  # a weighted mix of the study's other sources
+# The built-in mini suite, every corpus reader declared in harness/sources/, and a weighted
+# mix of the study's other sources.
+SOURCE_KINDS = ["minisuite", *registry("source").names(), "mix"]
 
 SOURCE = Obj({
     "name": Str(pattern=NAME, doc="name of the source, used in tables"),
@@ -61,27 +64,9 @@ def _model_fields(role: str) -> dict:
 # Settings that never change what a backend returns: kept out of node keys (see graph.expand).
 RUNTIME_KEYS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries", "batch_size", "device")
 
-# Which settings each backend reads; setting any other is an error.
-CAPTIONER_KEYS = {
-    "manifest": {"field"},
-    "template": {"field", "seed"},
-    "openai": {"model", "prompt", "temperature", "top_p", "max_tokens", "audio_format", "sample_rate", "field",
-               "base_url", "api_key_env", "concurrency", "timeout", "max_retries", "batch_size"},
-}
-PARSER_KEYS = {
-    "rules": {"max_tags"},
-    "manifest": {"field", "max_tags"},  # tags the source already has (UTS audio_tag), no parsing
-    "openai": {"model", "prompt", "temperature", "top_p", "max_tokens", "min_tags", "max_tags",
-               "base_url", "api_key_env", "concurrency", "timeout", "max_retries"},
-    "transformers": {"model", "gguf_file", "prompt", "temperature", "top_p", "max_tokens", "min_tags",
-                     "max_tags", "seed", "batch_size", "device"},
-}
-REQUIRED_KEYS = {("captioner", "openai"): ("model", "base_url"), ("parser", "openai"): ("model", "base_url"),
-                 ("parser", "transformers"): ("model",)}
-
 TAGGING = Obj({
     "captioner": Obj({
-        "backend": Str("manifest", choices=list(CAPTIONER_KEYS), doc="where captions come from"),
+        "backend": Str("manifest", choices=registry("captioner").names(), doc="where captions come from"),
         "field": Str(None, pattern=NAME, doc="manifest: the caption field (default caption); "
                                              "template: the tag-list field (default events); "
                                              "openai: a tag/label field put in the prompt (BLAT tag-guided captions)"),
@@ -92,7 +77,7 @@ TAGGING = Obj({
         **_model_fields("captioner"),
     }, default={}, shorthand="backend"),
     "parser": Obj({
-        "backend": Str("rules", choices=list(PARSER_KEYS), doc="caption -> tags parser"),
+        "backend": Str("rules", choices=registry("parser").names(), doc="caption -> tags parser"),
         "max_tags": Num(None, integer=True, min=1, doc="keep at most this many tags per caption"),
         "field": Str(None, pattern=NAME, doc="manifest: the source's tag-list field (default tags)"),
         "min_tags": Num(None, integer=True, min=1, doc="openai/transformers: reject replies with fewer (default 3)"),
@@ -262,33 +247,75 @@ def _origin(origins: dict[str, Path], key_path: str, default: Path) -> str:
 
 
 def _check_components(config: dict, ctx: Context) -> None:
-    """Names that refer to registries: objectives, encoders and tasks must exist."""
-    from harness import components
-
+    """Names that refer to registries (encoders, objectives, tasks) exist, and every option
+    of a component is one it declares, of the declared type: all problems, one line each."""
     pre = config["pretrain"]
-    if pre["encoder"]["name"] not in components.ENCODERS:
-        ctx.error("pretrain.encoder.name", f"unknown encoder; expected one of: {', '.join(components.ENCODERS)}, "
-                  f"found {pre['encoder']['name']!r}")
+    encoder = pre["encoder"]
+    _check_component("encoder", encoder["name"], encoder["options"], "pretrain.encoder", ctx)
+    encoders = registry("encoder")
+    if encoder["name"] in encoders:
+        sizes = _presets(encoders.get(encoder["name"]))
+        if sizes and encoder["size"] not in sizes:
+            hint = difflib.get_close_matches(encoder["size"], sizes, n=1)
+            ctx.error("pretrain.encoder.size", f"expected one of {', '.join(sizes)} (the {encoder['name']!r} "
+                      f"presets), found {encoder['size']!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
     for i, obj in enumerate(pre["objectives"]):
-        if obj["name"] not in components.OBJECTIVES:
-            ctx.error(f"pretrain.objectives[{i}].name", "unknown objective; expected one of: "
-                      f"{', '.join(components.OBJECTIVES)}, found {obj['name']!r}")
+        _check_component("objective", obj["name"], obj["options"], f"pretrain.objectives[{i}]", ctx)
     _check_tagging(config["tagging"], ctx)
     _check_sources(config["data"]["sources"], ctx)
     _check_objectives(config, ctx)
     if pre["stream"] is not None and pre["max_duration"] is not None:
         ctx.error("pretrain.stream", "streamed batches have batch_size clips; duration bucketing (max_duration) "
                   "needs every clip's duration up front: set one of the two")
-    known = task_registry.available()
     for i, name in enumerate(config["probes"]["tasks"]):
-        if name not in known:
-            ctx.error(f"probes.tasks[{i}]", f"unknown task; expected one of: {', '.join(sorted(known))}, found {name!r}")
+        _check_task(name, f"probes.tasks[{i}]", ctx)
+
+
+def _check_component(kind: str, name: str, options: dict, where: str, ctx: Context) -> None:
+    """``name`` is a registered ``kind`` and ``options`` fit its declared option schema."""
+    entries = registry(kind)
+    problem = entries.problem(name)
+    if problem:
+        ctx.error(f"{where}.name", problem)
+        return
+    entries.get(name).check_options(options, f"{where}.options", ctx)
+
+
+def _presets(entry) -> list[str]:
+    """The preset names of an encoder: the keys of the module constant its ``meta.sizes`` names."""
+    import ast
+
+    constant = entry.meta.get("sizes")
+    if not constant:
+        return []
+    tree = ast.parse(entry.file.read_text(encoding="utf-8"))
+    for stmt in tree.body:
+        target = stmt.target if isinstance(stmt, ast.AnnAssign) else (
+            stmt.targets[0] if isinstance(stmt, ast.Assign) else None)
+        if isinstance(target, ast.Name) and target.id == constant and isinstance(stmt.value, ast.Dict):
+            return [k.value for k in stmt.value.keys if isinstance(k, ast.Constant)]
+    return []
+
+
+def _check_task(name: str, where: str, ctx: Context) -> None:
+    """A task that exists, and whose file is valid: each of its problems is one line."""
+    known = task_registry.available()
+    if name not in known:
+        hint = difflib.get_close_matches(name, list(known), n=1)
+        ctx.error(where, f"unknown task {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") +
+                  f"; expected one of: {', '.join(sorted(known))} (task files are read from probes/tasks/ and "
+                  "from the folders in HARNESS_TASK_PATH; docs/tasks.md)")
+        return
+    try:
+        task_registry.load_task(name)
+    except StudyError as exc:
+        for line in exc.problems:
+            ctx.error(where, line)
 
 
 def _check_sources(sources: list[dict], ctx: Context) -> None:
-    """Names are unique; a corpus reader gets the arguments it takes, the mini suite none."""
-    import inspect
-
+    """Names are unique; a corpus reader gets the arguments it declares (paths expanded and
+    checked to exist), the mini suite none."""
     seen: set[str] = set()
     for i, src in enumerate(sources):
         where = f"data.sources[{i}]"
@@ -304,31 +331,32 @@ def _check_sources(sources: list[dict], ctx: Context) -> None:
         if src["kind"] == "mix":
             _check_mix(src, sources, where, ctx)
             continue
-        known = task_registry.available()
         for j, name in enumerate(src["exclude"]):
-            if name not in known:
-                ctx.error(f"{where}.exclude[{j}]", f"unknown task; expected one of: {', '.join(sorted(known))}, "
-                          f"found {name!r}")
-        from harness.sources import reader
-
-        params = inspect.signature(reader(src["kind"])).parameters
-        accepted = [n for n, p in params.items() if n != "source" and p.kind is not p.VAR_KEYWORD]
-        for key in src["args"]:
-            if key not in accepted:
-                ctx.error(f"{where}.args.{key}", f"not an argument of the {src['kind']!r} reader; it takes: "
-                          f"{', '.join(accepted)}")
-        for name, p in params.items():
-            if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD and name not in src["args"]:
-                ctx.error(f"{where}.args.{name}", f"missing: the {src['kind']!r} reader needs it (docs/sources.md)")
-        for key, value in src["args"].items():  # paths: ~, $VAR, ${VAR:-default}; relative to the study file
-            if key in SOURCE_PATH_ARGS and isinstance(value, (str, list)):
-                values = [value] if isinstance(value, str) else value
-                expanded = [_expand_path(v, ctx, f"{where}.args.{key}") for v in values]
-                src["args"][key] = expanded[0] if isinstance(value, str) else expanded
+            _check_task(name, f"{where}.exclude[{j}]", ctx)
+        src["args"] = _reader_args(registry("source").get(src["kind"]), src["args"], f"{where}.args", ctx)
 
 
-SOURCE_PATH_ARGS = {"manifests", "audio_root", "captions", "audio_dir", "root", "json_files", "segments", "path",
-                    "classes"}
+def _reader_args(entry, args: dict, where: str, ctx: Context) -> dict:
+    """A reader's arguments as the user set them, every one checked against the reader's
+    declaration; path arguments (:class:`~harness.schema.PathArg`) expanded and resolved
+    against the study file, which is what the reader gets and the dataset key hashes."""
+    out = dict(args)
+    for key, value in args.items():
+        node = entry.options.get(key)
+        if node is None:
+            hint = difflib.get_close_matches(str(key), list(entry.options), n=1)
+            ctx.error(f"{where}.{key}", f"not an argument of the {entry.name!r} reader"
+                      + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                      + f"; it takes: {', '.join(entry.options)} (docs/sources.md)")
+            continue
+        checked = node.validate(value, f"{where}.{key}", ctx)
+        if isinstance(node, PathArg) and checked is not MISSING:
+            out[key] = checked
+    for key, node in entry.options.items():
+        if node.required and key not in args:
+            ctx.error(f"{where}.{key}", f"missing: the {entry.name!r} reader needs it ({node.expected}; "
+                      "docs/sources.md)")
+    return out
 
 
 def _check_mix(src: dict, sources: list[dict], where: str, ctx: Context) -> None:
@@ -356,20 +384,6 @@ def _check_mix(src: dict, sources: list[dict], where: str, ctx: Context) -> None
         ctx.error(f"{where}.args.seed", f"expected an integer >= 0, found {seed!r}")
 
 
-def _expand_path(value: Any, ctx: Context, where: str) -> Any:
-    from harness.adapters.base import expand
-
-    if not isinstance(value, str):
-        ctx.error(where, f"expected a path, found {value!r}")
-        return value
-    text, unset = expand(value)
-    if unset:
-        ctx.error(where, f"expected a path, found {value!r} with {' and '.join(unset)} not set")
-        return value
-    path = Path(text)
-    return str(path if path.is_absolute() else ctx.base_dir / path)
-
-
 def _check_tagging(tagging: dict, ctx: Context) -> None:
     """Each backend block sets only what its backend reads, and everything it needs."""
     for role in ("captioner", "parser"):
@@ -387,14 +401,16 @@ def _check_tagging(tagging: dict, ctx: Context) -> None:
 def _check_backend_block(block: dict, role: str, where: str, ctx: Context) -> dict:
     """A captioner or parser block: only the keys its backend reads, defaults filled, the
     resolved block keeping only those keys."""
-    allowed = CAPTIONER_KEYS if role == "captioner" else PARSER_KEYS
+    from harness.components import backend_keys
+
+    allowed = backend_keys(role)
     fields = TAGGING.fields[role].fields
     backend = block["backend"]
     for key, value in block.items():
         if key != "backend" and key not in allowed[backend] and value != fields[key].default:
             ctx.error(f"{where}.{key}", f"not used by the {backend!r} backend; it reads: "
                       f"{', '.join(sorted(allowed[backend])) or 'nothing else'}")
-    for key in REQUIRED_KEYS.get((role, backend), ()):
+    for key in registry(role).get(backend).meta.get("requires", ()):
         if block.get(key) is None:
             ctx.error(f"{where}.{key}", f"missing required key for the {backend!r} backend")
     if role == "parser" and backend == "transformers" and block.get("model"):
@@ -425,14 +441,14 @@ def _check_objectives(config: dict, ctx: Context) -> None:
         labels.setdefault(obj["label"] or obj["name"], []).append(i)
     for i, obj in enumerate(objectives):
         where = f"pretrain.objectives[{i}]"
-        if obj["captions"] is not None:
+        if obj["captions"] is not None and obj["name"] in registry("objective"):
             obj["captions"] = _check_backend_block(obj["captions"], "captioner", f"{where}.captions", ctx)
             needs = set(components.objective_needs(obj["name"]).split("+"))
             uses = "captions" in needs or ("tags" in needs and config["tagging"]["parser"]["backend"] != "manifest")
             if not uses:
                 ctx.error(f"{where}.captions", f"the {obj['name']!r} objective trains on "
                           f"{components.objective_needs(obj['name'])}, not on captions (or tags parsed from them)")
-        if obj["label"] and obj["label"] in components.OBJECTIVES and obj["label"] != obj["name"]:
+        if obj["label"] and obj["label"] in registry("objective") and obj["label"] != obj["name"]:
             ctx.error(f"{where}.label", f"{obj['label']!r} is the name of another objective; choose another label")
         for name in obj["sources"]:
             if name not in sources:

@@ -71,7 +71,7 @@ def load_task(name: str) -> dict[str, Any]:
     raw, _ = load_with_includes(path)
     ctx = Context(base_dir=path.parent)
     task = TASK.validate(raw, "", ctx)
-    if task.get("adapter") in adapters.ADAPTERS:
+    if task.get("adapter") in adapters.names():
         _check_adapter(task, ctx)
     if ctx.problems:
         raise StudyError([f"{display(path)}: {p.path}: {p.message}" for p in ctx.problems])

@@ -134,11 +134,19 @@ def _pretrain_dir(ctx, pointer: dict) -> Path:
     return embed.path.parent.parent / embed.record["inputs"]["pretrain"]
 
 
+def _run_record(run_dir: Path) -> dict[str, Any]:
+    """The completion record of the pre-training run folder (``{}`` where it has none)."""
+    from harness.store import RECORD
+
+    path = run_dir / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _captions(clips: list[dict], cache: Path) -> list[list[str]]:
     """Each clip's captions: from ``clips.json``, or the manifest for older caches."""
     if all("captions" in c for c in clips):
         return [list(c.get("captions") or []) for c in clips]
-    from harness.stages.manifests import iter_cut_dicts
+    from harness.manifest_io import iter_cut_dicts
 
     manifest = json.loads((cache / "meta.json").read_text())["manifest"]
     by_id = {c["id"]: (c.get("custom") or {}).get("captions") or [] for c in iter_cut_dicts(Path(manifest))}
@@ -156,7 +164,7 @@ def run_language_task(ctx, task: dict, pointer: dict, cache: Path, clips: list[d
     embed_record = ctx.inputs["embed"].record
     layer = (embed_record.get("config") or {}).get("layer", -1)
     run_dir = _pretrain_dir(ctx, pointer)
-    run_record = json.loads((run_dir / "_done.json").read_text()) if (run_dir / "_done.json").is_file() else {}
+    run_record = _run_record(run_dir)
     objective = (run_record.get("config") or {}).get("objective") or {}
     meta = json.loads((cache / "meta.json").read_text())
     if layer != -1:

@@ -87,7 +87,7 @@ def tag_frequencies(path: str | os.PathLike, column: str = "tags") -> Counter:
 
 
 def _iter_jsonl_tags(path: Path) -> Iterable[list[str]]:
-    from harness.stages.manifests import iter_json_objects
+    from harness.manifest_io import iter_json_objects
 
     expected = ("one JSON object per line with a 'tags' list (TAGS.jsonl) "
                 "or a Lhotse cut with custom 'audio_tag'")
@@ -353,7 +353,7 @@ def model_identity(model_dir: str | os.PathLike | None = None) -> str:
 
 
 def embedding_cache_dir() -> Path:
-    from harness.dispatch import harness_home
+    from harness.home import harness_home
 
     return harness_home() / "text-embeddings"
 

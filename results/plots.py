@@ -93,25 +93,28 @@ def scaling_figure(frame, stem: str | Path) -> dict | None:
     """
     if "train_clips" not in frame or frame["train_clips"].isna().all():
         return None
+    from harness.labels import objective_system_label
+
     trained = frame[frame["train_clips"].notna()].copy()
-    systems = trained["tag_system"].fillna("-") if "tag_system" in trained else ["-"] * len(trained)
-    trained["arm"] = [o if s == "-" else f"{o} {s}" for o, s in zip(trained["objective"], systems)]
-    sizes = trained.groupby("arm")["train_clips"].nunique()
+    systems = trained["tag_system"] if "tag_system" in trained else [None] * len(trained)
+    trained["line"] = [objective_system_label({"objective": o, "tag_system": s})
+                       for o, s in zip(trained["objective"], systems)]
+    sizes = trained.groupby("line")["train_clips"].nunique()
     arms = sorted(sizes[sizes >= 2].index)
     if not arms:
         return None
-    trained = trained[trained["arm"].isin(arms)]
+    trained = trained[trained["line"].isin(arms)]
     domains = _domains(trained)
     series: dict[str, dict[str, list[tuple[int, float]]]] = {}
     palette = dict(zip(arms, colors(len(arms))))
     with figure(width=3.2 * len(domains), height=2.6, ncols=len(domains), squeeze=False) as (fig, axes):
         for i, (ax, domain) in enumerate(zip(axes[0], domains)):
             part = trained[trained["domain"] == domain]
-            per_task = part.groupby(["arm", "train_clips", "task"])["value"].mean()
-            curve = per_task.groupby(["arm", "train_clips"]).mean().reset_index()
+            per_task = part.groupby(["line", "train_clips", "task"])["value"].mean()
+            curve = per_task.groupby(["line", "train_clips"]).mean().reset_index()
             series[domain] = {}
             for arm in arms:
-                line = curve[curve["arm"] == arm].sort_values("train_clips")
+                line = curve[curve["line"] == arm].sort_values("train_clips")
                 if line.empty:
                     continue
                 points = [(int(n), float(v)) for n, v in zip(line["train_clips"], line["value"])]

@@ -6,7 +6,8 @@ Writes ``runs/<study>/report/``::
     tables/NAME.{md,tex,csv}  Markdown, LaTeX (booktabs) and tidy CSV
     figures/NAME.{png,pdf}    publication style (results/style.py), PNG and vector PDF
     figures/NAME.json         the numbers behind a figure, where it has some (coverage, shares)
-    provenance.json           git commit, package versions, study file, results digest, file digests
+    provenance.json           git commit, package versions, study file, results (and configs) digest,
+                              file digests
 
 The report is a pure function of the results and the study's outputs: the same results
 give byte-identical tables and figures (provenance.json adds the commit and versions).
@@ -106,9 +107,7 @@ def write_report(results_path: str | Path, out_dir: str | Path, title: str = "",
         header.append("No results yet: run the study first (`harness run STUDY`).\n")
     else:
         n_runs, n_tasks = frame["run"].nunique(), frame["task"].nunique()
-        from results.table import arm_label
-
-        seeds = frame.groupby(frame["run"].map(arm_label))["seed"].nunique()
+        seeds = frame.groupby("arm")["seed"].nunique()
         header.append(f"{n_runs} pre-trained encoders × {n_tasks} tasks; "
                       f"{_range(seeds.min(), seeds.max())} pre-training seed(s) per arm; "
                       f"probe heads: {', '.join(sorted(frame['head'].unique()))}. "
@@ -141,11 +140,14 @@ def render_all(table) -> dict[str, str]:
 def domain_means(frame, arm: Callable[[Any], str]):
     """Rows averaged over the tasks of each domain, per seed, under new arm names.
 
-    ``arm(row)`` names the arm of a results row; the seed suffix is kept, so that
-    :func:`results.table.build_table` still gives mean ± interval over seeds. A domain
-    whose tasks use different metrics reports their plain mean ("mean" metric).
+    ``arm(row)`` names the arm of a results row. Each new row has that name as its ``arm``
+    and, as its ``run``, the name with the seed (:func:`harness.labels.with_seed`), so
+    that :func:`results.table.build_table` still gives mean ± interval over seeds. A
+    domain whose tasks use different metrics reports their plain mean ("mean" metric).
     """
     import pandas as pd
+
+    from harness.labels import with_seed
 
     if frame.empty:
         return frame
@@ -154,7 +156,7 @@ def domain_means(frame, arm: Callable[[Any], str]):
     rows = []
     for (name, seed, domain), group in per_task.groupby(["arm_name", "seed", "domain"], sort=True):
         metrics = sorted(set(group["metric"]))
-        rows.append({"run": f"{name} s{seed}", "seed": seed, "domain": domain, "task": "mean",
+        rows.append({"run": with_seed(name, seed), "arm": name, "seed": seed, "domain": domain, "task": "mean",
                      "metric": metrics[0] if len(metrics) == 1 else "mean", "value": float(group["value"].mean())})
     return pd.DataFrame(rows)
 
@@ -185,7 +187,7 @@ def _result_sections(writer: ReportWriter, frame, plots, graph, layout, log) -> 
     if len(heads) > 1:
         section = Section("Pooling and probe heads", "Each probe head and pooling on the same encoders: "
                           "the mean over the tasks of each domain.")
-        means = domain_means(frame, lambda r: f"{_arm(r.run)} · {r.head}")
+        means = domain_means(frame, lambda r: f"{r.arm} · {r.head}")
         writer.table(section, "heads", render_all(build_table(means, caption="Probe heads and poolings: mean "
                                                                "test metric over the tasks of each domain.",
                                                                label="tab:heads")))
@@ -235,24 +237,16 @@ def _result_sections(writer: ReportWriter, frame, plots, graph, layout, log) -> 
 
 
 def _objective_arm(row) -> str:
-    """An objective, with the captions it trained on and its initialisation when the study varies them."""
-    name = str(row.objective)
-    captions, init = getattr(row, "captions", None), getattr(row, "init", None)
-    if isinstance(captions, str) and captions:
-        name += f" [{captions}]"
-    if isinstance(init, str) and init:
-        name += f" init={init}"
-    return name
+    """The objective arm of a results row (a frame's ``itertuples``): the objective, with the
+    captions it trained on and its initialisation when the study varies them
+    (:func:`harness.labels.objective_arm_label`)."""
+    from harness.labels import objective_arm_label
+
+    return objective_arm_label(row._asdict())
 
 
 def _range(low: int, high: int) -> str:
     return str(low) if low == high else f"{low}–{high}"
-
-
-def _arm(run: str) -> str:
-    from results.table import arm_label
-
-    return arm_label(run)
 
 
 def plain_renderings(head: list[str], cells: list[list[str]], align: str, caption: str, label: str,
@@ -450,6 +444,11 @@ def _write_provenance(out: Path, results_path, study, written: list[Path]) -> No
         "results": {"path": str(results_path), "sha256": _sha256(Path(results_path))},
         "files": {str(p.relative_to(out)): _sha256(p) for p in sorted(set(written)) if p.is_file()},
     }
+    from results.table import CONFIGS
+
+    configs = Path(results_path).with_name(CONFIGS)
+    if configs.is_file():  # the resolved configs the results rest on, stored beside them
+        record["configs"] = {"path": str(configs), "sha256": _sha256(configs)}
     if study is not None:
         text = study.path.read_text(encoding="utf-8")
         record["study"] = {"name": study.name, "path": str(study.path), "digest": study.digest(),

@@ -1,9 +1,11 @@
 """The results table as paper tables: a :class:`Table` model and its renderers.
 
-* :func:`load_results` reads ``runs/<study>/results.parquet``; :func:`pivot` is the plain
-  mean-per-(run, task) view.
+* :func:`load_results` reads ``runs/<study>/results.parquet``; :func:`load_configs` the
+  resolved configs stored once each beside it (``configs.parquet``); :func:`pivot` is the
+  plain mean-per-(run, task) view.
 * :func:`build_table` turns the rows of one probe head into a :class:`Table`: rows are
-  *arms* (a run label without its `` s<seed>`` suffix, e.g. "data × objective"), columns
+  *arms* (the ``arm`` column: the label a run's seeds share, e.g. "data × objective";
+  :mod:`harness.labels` builds it), columns
   are tasks grouped by domain (speech, music, environment, then any other, A–Z), each
   cell the mean over pre-training seeds ± the Student-t half-width, with its number of
   seeds and a bold flag (:func:`results.stats.best_cells`).
@@ -31,8 +33,8 @@ from results.stats import bold_rule_text, column_bold, summarise
 
 __all__ = [
     "DOMAIN_ORDER", "KIND_LABELS", "METRIC_LABELS", "LOWER_IS_BETTER", "Cell", "Column", "Table",
-    "load_results", "pivot", "arm_label", "build_table", "build_tables", "with_paper",
-    "to_markdown", "to_latex", "to_csv", "latex_escape",
+    "load_results", "load_configs", "row_config", "arms", "pivot", "arm_label", "build_table", "build_tables",
+    "with_paper", "to_markdown", "to_latex", "to_csv", "latex_escape",
 ]
 
 DOMAIN_ORDER = ["speech", "music", "environment"]
@@ -44,16 +46,58 @@ LOWER_IS_BETTER = frozenset({"eer", "wer", "cer", "error", "loss"})
 """Metrics where a smaller value is better (all others: larger is better)."""
 
 MISSING = "–"
+CONFIGS = "configs.parquet"
+"""The configs side table beside ``results.parquet`` (written by :func:`harness.collect.write_results`)."""
 _SEED_SUFFIX = re.compile(r"\s+s-?\d+$")
 
 
 # --------------------------------------------------------------------------- reading
 
 def load_results(path: str | Path):
-    """The results table (``results.parquet``) as a pandas frame."""
+    """The results table (``results.parquet``) as a pandas frame.
+
+    A table written before results had an ``arm`` column gets one (:func:`arms`), so that
+    every reader can group by it.
+    """
     import pandas as pd
 
-    return pd.read_parquet(path)
+    frame = pd.read_parquet(path)
+    if "arm" not in frame.columns and "run" in frame.columns:
+        frame["arm"] = arms(frame)
+    return frame
+
+
+def load_configs(results_path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The resolved configs behind a results table, keyed by ``(stage, key)``: ``("pretrain",
+    run_id)`` and ``("probe", probe_key)`` for the columns of the same names.
+
+    They are read from ``configs.parquet`` beside ``results_path``, each stored once; for
+    a results table written before that file, from its ``config`` column (one JSON object
+    ``{"pretrain": ..., "probe": ...}`` per row).
+    """
+    import json
+
+    import pandas as pd
+
+    side = Path(results_path).with_name(CONFIGS)
+    if side.is_file():
+        frame = pd.read_parquet(side)
+        return {(str(r.stage), str(r.key)): json.loads(r.config) for r in frame.itertuples(index=False)}
+    configs: dict[tuple[str, str], dict[str, Any]] = {}
+    frame = pd.read_parquet(results_path)
+    if "config" in frame.columns:
+        rows = frame[["run_id", "probe_key", "config"]].drop_duplicates()
+        for run_id, probe_key, text in rows.itertuples(index=False):
+            config = json.loads(text)
+            configs[("pretrain", str(run_id))] = config["pretrain"]
+            configs[("probe", str(probe_key))] = config["probe"]
+    return configs
+
+
+def row_config(configs: Mapping[tuple[str, str], Mapping[str, Any]], row: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config of one results row, ``{"pretrain": ..., "probe": ...}``, from
+    :func:`load_configs` by the row's ``run_id`` and ``probe_key``."""
+    return {"pretrain": configs[("pretrain", str(row["run_id"]))], "probe": configs[("probe", str(row["probe_key"]))]}
 
 
 def pivot(frame, head: str | None = None):
@@ -164,8 +208,22 @@ class Table:
 
 # --------------------------------------------------------------------------- building
 
+def arms(frame):
+    """Each row's arm: the ``arm`` column. Rows without one (a results table written before
+    the column, or a frame built by hand with ``run`` labels only) fall back to
+    :func:`arm_label` of their ``run``."""
+    if "arm" in frame.columns and (frame["arm"].notna().all() or "run" not in frame.columns):
+        return frame["arm"]
+    legacy = frame["run"].map(arm_label)
+    return legacy if "arm" not in frame.columns else frame["arm"].where(frame["arm"].notna(), legacy)
+
+
 def arm_label(run: str) -> str:
-    """A run label without its `` s<seed>`` suffix: the arm that several seeds share."""
+    """A run label without its `` s<seed>`` suffix: the arm that several seeds share.
+
+    For results tables written before the ``arm`` column only; read ``arm`` (:func:`arms`)
+    instead of parsing labels.
+    """
     return _SEED_SUFFIX.sub("", str(run))
 
 
@@ -203,8 +261,9 @@ def build_table(frame, head: str | None = None, *, confidence: float = 0.95, wit
 
     Args:
         frame: the results table (:func:`load_results`), one row per (run, task, head,
-            probe seed); columns ``run, seed, task, domain, metric, head, value`` are used,
-            and the grid coordinates ``objective, source, tag_system, ...`` when present.
+            probe seed); columns ``arm, run, seed, task, domain, metric, head, value`` are
+            used (``arm`` where present, see :func:`arms`), and the grid coordinates
+            ``objective, source, tag_system, ...`` when present.
         head: the probe head (e.g. ``"linear-mean"``); may be omitted when there is one.
         confidence: level of the Student-t intervals.
         without_interval: what bold means where there is no interval (one seed); see
@@ -218,7 +277,7 @@ def build_table(frame, head: str | None = None, *, confidence: float = 0.95, wit
     elif "head" in frame.columns:
         frame = frame[frame["head"] == head]
     frame = frame[frame["value"].notna()].copy()
-    frame["arm"] = frame["run"].map(arm_label)
+    frame["arm"] = arms(frame)
     unit = "seed" if "seed" in frame.columns else None
     summary = summarise(frame, ["arm", "domain", "task", "metric"], unit=unit, confidence=confidence) \
         if len(frame) else None

@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from harness.labels import arm_label, run_label
+
 TASKS = {"speaker": "speech", "language": "speech", "instrument": "music", "event": "environment"}
 OBJECTIVE_GAIN = {"mtc": 0.10, "par": 0.05}
 
@@ -26,9 +28,10 @@ def synthetic_results(ks=(32, 64, 128), seeds=(0, 1), clips=None) -> pd.DataFram
         noise = 0.004 if seed % 2 else -0.004  # cancels in the mean over two seeds
         for n in clips or [None]:
             bonus = 0.0 if n is None else 0.02 * np.log10(n / 100)
+            coords = {"objective": objective, "tag_system": "-" if k is None else f"uts-{k}", "seed": seed}
             rows.append({
-                "run": f"{objective}{'' if k is None else f' uts-{k}'} s{seed}", "objective": objective,
-                "tag_system": "-" if k is None else f"uts-{k}", "tag_system_size": k, "seed": seed, "task": task, "domain": domain, "head": "linear-mean",
+                "run": run_label(coords), "arm": arm_label(coords), **coords,
+                "tag_system_size": k, "task": task, "domain": domain, "head": "linear-mean",
                 "metric": "accuracy", "value": expected_value(objective, k, task) + noise + bonus,
                 "train_clips": None if objective == "random" else n, "probe_seed": 0,
             })

@@ -11,12 +11,13 @@ import torch
 
 from encoders import build_encoder
 from encoders.decoder import TextDecoder
-from encoders.objectives import OBJECTIVE_NEEDS, OBJECTIVES, from_supervision, objective_needs, objective_version
+from encoders.objectives import from_supervision, objective_class, objective_names, objective_needs, objective_version
+from harness.registry import registry
 from encoders.objectives.supervision import Supervision
 from encoders.text import TextTokenizer
 
 SMALL_DECODER = {"layers": 1, "dim": 64, "heads": 4, "ffn_dim": 128}
-OPTIONS = {  # small heads so the whole contract runs in seconds on one CPU thread
+OPTIONS = {  # small heads so the whole contract runs in seconds on one CPU thread (others: declared defaults)
     "mtc": {},
     "supervised": {},
     "par": SMALL_DECODER,
@@ -47,14 +48,24 @@ def collate(targets: dict, indices: list[int]) -> dict:
     return collate_targets(targets, indices, torch.device("cpu"))
 
 
-def test_registry_needs_agree_with_the_classes():
-    from encoders import resolve
+def test_every_objective_declares_what_the_planner_needs():
+    """Each file's declaration resolves to its class, and its option schema names exactly the
+    keyword options the objective accepts (so plan-time checks and the code agree)."""
+    import inspect
 
-    for name in OBJECTIVES:
-        cls = resolve(OBJECTIVES, name, "objective")
-        assert OBJECTIVE_NEEDS[name] == objective_needs(name) == cls.needs
-        assert set(cls.needs.split("+")) <= {"tags", "captions", "labels"} and objective_version(name)
-    assert set(OPTIONS) == set(OBJECTIVES)  # a new objective must join the contract below
+    assert set(objective_names()) >= {"mtc", "par", "captioning", "contrastive", "multitask", "supervised"}
+    for name in objective_names():
+        entry = registry("objective").get(name)
+        cls = objective_class(name)
+        assert entry.file.stem == name and cls.__module__ == entry.module
+        assert set(objective_needs(name).split("+")) <= {"tags", "captions", "labels"} and objective_version(name)
+        accepted = set(inspect.signature(cls.from_supervision).parameters) | set(
+            inspect.signature(cls.__init__).parameters)
+        accepted -= {"self", "cls", "encoder_dim", "sup", "options", "generative_options", "num_tags",
+                     "num_embeddings", "bos_id", "eos_id", "mask_id", "mtc", "generative", "max_len"}
+        if name == "multitask":  # its generative half's options pass through
+            accepted |= set(registry("objective").get("par").options) | {"generative"}
+        assert accepted <= set(entry.options), (name, accepted - set(entry.options))
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +73,9 @@ def built():
     torch.manual_seed(0)
     encoder = build_encoder("transformer", size="tiny")
     out = {}
-    for name in OBJECTIVES:
+    for name in objective_names():
         torch.manual_seed(1)
-        out[name] = from_supervision(name, encoder.dim, supervision(), **OPTIONS[name])
+        out[name] = from_supervision(name, encoder.dim, supervision(), **OPTIONS.get(name, {}))
     return encoder, out
 
 
@@ -77,7 +88,7 @@ def feats_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.
     return feats, torch.tensor(lengths)
 
 
-@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+@pytest.mark.parametrize("name", sorted(objective_names()))
 def test_objective_contract(name, built):
     """Finite loss, gradients reach the encoder, same seed -> same loss, padding changes nothing."""
     encoder, objectives = built
@@ -252,28 +263,77 @@ def test_contrastive_temperature_fixed_or_learned():
     assert fixed.logit_scale.item() == pytest.approx(math.log(1 / 0.05))
 
 
-def test_the_documented_example_objective_works(monkeypatch):
-    """docs/adding-an-objective.md's tagcount.py, executed as written, meets the contract."""
+@pytest.fixture
+def tagcount_file():
+    """docs/adding-an-objective.md's tagcount.py, written where the guide says
+    (``encoders/objectives/tagcount.py``) and removed afterwards."""
     import re
     import sys
-    import types
     from pathlib import Path
 
-    import encoders.objectives as registry
-
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "adding-an-objective.md").read_text()
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "adding-an-objective.md").read_text()
     code = re.search(r"`encoders/objectives/tagcount\.py`:\n\n```python\n(.*?)```", doc, re.S).group(1)
-    module = types.ModuleType("tagcount_from_docs")
-    exec(compile(code, "docs/adding-an-objective.md", "exec"), module.__dict__)
-    monkeypatch.setitem(sys.modules, "tagcount_from_docs", module)
-    monkeypatch.setitem(registry.OBJECTIVES, "tagcount", "tagcount_from_docs:TagCount")
-    monkeypatch.setitem(registry.OBJECTIVE_NEEDS, "tagcount", "tags")
+    path = root / "encoders" / "objectives" / "tagcount.py"
+    assert not path.exists(), "a tagcount.py is already in encoders/objectives/"
+    path.write_text(code)
+    try:
+        yield path
+    finally:
+        path.unlink()
+        sys.modules.pop("encoders.objectives.tagcount", None)
+
+
+def test_the_documented_example_objective_is_one_file(tagcount_file, tmp_path, capsys):
+    """The guide's one file, and no other edit, makes an objective that meets the contract
+    and that a study can use; a misspelt option is one line at plan, with a did-you-mean."""
+    from harness.cli import main
+
+    assert "tagcount" in objective_names() and objective_needs("tagcount") == "tags"
     objective, targets = from_supervision("tagcount", 16, supervision(), hidden=8)
     assert targets["counts"].squeeze(1).tolist() == [len(t) for t in TAGS]
     frames = torch.randn(4, 6, 16, requires_grad=True)
     out = objective(collate(targets, [0, 1, 2, 3]), frames, torch.tensor([6, 3, 5, 2]))
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and frames.grad[1, 3:].abs().sum() == 0  # padding gets no gradient
+
+    study = tmp_path / "tagcount.yaml"
+    text = ("name: tagcount-vs-mtc\ndata: {sources: [{name: mini, kind: minisuite}]}\ntagging: {sizes: [8]}\n"
+            "pretrain:\n  encoder: transformer\n  objectives: [mtc, {name: tagcount, options: {OPTION: 128}}]\n"
+            "probes: {tasks: [mini/env_event]}\n")
+    study.write_text(text.replace("OPTION", "hidden"))
+    assert main(["plan", str(study)]) == 0
+    assert "tagcount" in capsys.readouterr().out
+    study.write_text(text.replace("OPTION", "hiden"))
+    assert main(["plan", str(study)]) == 2
+    (line,) = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert line.endswith("pretrain.objectives[1].options.hiden: not an option of the 'tagcount' objective "
+                         "(did you mean 'hidden'?); its options: hidden")
+
+
+def test_a_broken_declaration_is_one_line_at_plan(tmp_path, capsys):
+    """An objective file without its declaration, or with a malformed one, is one line."""
+    from pathlib import Path
+
+    from harness.cli import main
+
+    path = Path(__file__).resolve().parent.parent / "encoders" / "objectives" / "nodecl.py"
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\ndata: {sources: [{name: mini, kind: minisuite}]}\ntagging: {sizes: [8]}\n"
+                     "pretrain: {encoder: transformer, objectives: [nodecl]}\nprobes: {tasks: [mini/env_event]}\n")
+    try:
+        for body, expected in [
+            ("class X: pass\n", "unknown objective 'nodecl'"),
+            ('COMPONENT = Component(kind="objective", target="X", needs="tags")\n', "declares no version"),
+            ('import os\nCOMPONENT = Component(kind="objective", target="X", version=os.sep)\n',
+             "may use only literals and harness.schema nodes, found the name 'os'"),
+        ]:
+            path.write_text(body)
+            assert main(["plan", str(study)]) == 2
+            (line,) = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+            assert expected in line and "Traceback" not in line
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def test_any_local_text_encoder_and_tokenizer_folder(tmp_path):

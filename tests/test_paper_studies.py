@@ -1,8 +1,9 @@
 """The paper studies (studies/paper/) are valid and plan the graphs the papers describe.
 
 The datasets are not here: the probe tasks' roots point at tiny trees in each official
-layout (built by the adapter tests' helpers), and the corpora are read only when a study
-runs, so planning needs none of them.
+layout (built by the adapter tests' helpers). The corpora are read only when a study runs,
+but planning checks that the files and folders a reader is given exist, so empty
+placeholders stand in for them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def data_root(tmp_path_factory):
     cremad_tree(root / "CREMA-D")
     mtat_tree(root / "MagnaTagATune")
     nsynth_tree(root / "NSynth")
+    for folder in ("UTS/audio", "AudioSet/audio", "CaptionStew"):
+        (root / folder).mkdir(parents=True)
+    for name in ("UTS/uts_400k.jsonl.gz", "CaptionStew/captions.csv", "AudioSet/unbalanced_train_segments.csv",
+                 "AudioSet/balanced_train_segments.csv"):
+        (root / name).touch()
     return root
 
 

@@ -188,7 +188,10 @@ def test_interrupted_search_resumes_and_the_best_values_are_recorded(tmp_path, h
     row = frame[(frame["run"] == "mini/mtc K=16 s0") & (frame["task"] == "mini/env_event")].iloc[0]
     assert row["valid_value"] == pytest.approx(best["value"])  # the best trial's probe is the study's
     assert json.loads(row["hparams"])["weight_decay"] == pytest.approx(best["params"]["probes.weight_decays"])
-    assert json.loads(row["config"])["probe"]["epochs"] == best["params"]["probes.epochs"]
+    from results.table import load_configs
+
+    probe_config = load_configs(out / "results.parquet")[("probe", row["probe_key"])]
+    assert probe_config["epochs"] == best["params"]["probes.epochs"]
 
     again = harness("run", path, "--out", out, "--no-progress", env=harness_env, cwd=tmp_path)
     assert again.returncode == 0 and "0 jobs run" in again.stderr, again.stderr

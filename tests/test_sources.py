@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from harness.errors import HarnessError
-from harness.sources import SOURCES, UNIFORM_FIELDS, read_source, reader, youtube_id
+from harness.sources import UNIFORM_FIELDS, read_source, reader, source_names, youtube_id
 from harness.sources.select import apportion, exclude, mix, nested_subsets, order, subset, write_cutset
 
 MIRROR = Path(os.environ.get("HARNESS_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "mirror")
@@ -68,10 +68,10 @@ def test_importing_sources_and_select_imports_no_lhotse_or_torch():
 
 
 def test_registry_is_lazy_and_complete():
-    assert set(SOURCES) == {"uts", "audiocaps", "clotho", "wavcaps", "audioset", "generic"}
-    for name in SOURCES:
+    assert set(source_names()) == {"uts", "audiocaps", "clotho", "wavcaps", "audioset", "generic"}
+    for name in source_names():
         assert callable(reader(name))
-    with pytest.raises(HarnessError, match="unknown data source 'nope'"):
+    with pytest.raises(HarnessError, match="unknown source 'nope'"):
         reader("nope")
 
 

@@ -80,8 +80,8 @@ def test_bad_value_and_bad_choice(tmp_path):
     text = MINIMAL.replace("tagging: {sizes: [8]}", "tagging: {sizes: [0]}").replace("kind: minisuite", "kind: minisuit")
     lines = problems(write(tmp_path, text))
     assert any("tagging.sizes[0]: expected an integer >= 1, found an integer 0" in l for l in lines)
-    assert any("data.sources[0].kind: expected one of 'minisuite', 'uts', 'audiocaps', 'clotho', 'wavcaps', 'audioset', "
-               "'generic', 'mix', found 'minisuit' (did you mean 'minisuite'?)" in l
+    assert any("data.sources[0].kind: expected one of 'minisuite', 'audiocaps', 'audioset', 'clotho', 'generic', "
+               "'uts', 'wavcaps', 'mix', found 'minisuit' (did you mean 'minisuite'?)" in l
                for l in lines)
 
 
@@ -220,3 +220,45 @@ def test_template_captioner_defaults_to_the_events_field(tmp_path):
 def test_every_shipped_study_is_valid(path):
     study = load_study(path)
     assert study.name and study.config["probes"]["tasks"]
+
+
+def test_every_broken_task_is_one_line_at_plan(tmp_path, monkeypatch, capsys):
+    """Four tasks whose dataset root is unset give four lines, not one; an unknown task
+    says where task files are looked for."""
+    from harness.cli import main
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    for i in range(4):
+        (tasks / f"broken{i}.yaml").write_text(
+            "domain: environment\nkind: multiclass\nmetric: accuracy\nadapter: esc50\n"
+            f"args: {{root: $NOT_SET_{i}}}\n")
+    monkeypatch.setenv("HARNESS_TASK_PATH", str(tasks))
+    for i in range(4):
+        monkeypatch.delenv(f"NOT_SET_{i}", raising=False)
+    study = write(tmp_path, MINIMAL.replace("tasks: [mini/env_event]",
+                                            "tasks: [broken0, broken1, broken2, broken3, mini/env_evnt]"))
+    assert main(["plan", str(study)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 5, lines
+    for i in range(4):
+        assert any(f"probes.tasks[{i}]" in line and f"NOT_SET_{i}" in line for line in lines)
+    (unknown,) = [line for line in lines if "probes.tasks[4]" in line]
+    assert "unknown task 'mini/env_evnt' (did you mean 'mini/env_event'?)" in unknown
+    assert "HARNESS_TASK_PATH" in unknown
+
+
+def test_misspelt_component_options_are_caught_at_plan(tmp_path):
+    """Every option of an objective and of an encoder is checked against its declaration."""
+    text = MINIMAL.replace("objectives: [mtc]", "objectives: [{name: mtc, options: {dropuot: 0.1}}]").replace(
+        "encoder: transformer", "encoder: {name: transformer, size: tinny, options: {num_layer: 2, dim: wide}}")
+    lines = problems(write(tmp_path, text))
+    assert any("pretrain.objectives[0].options.dropuot: not an option of the 'mtc' objective "
+               "(did you mean 'dropout'?)" in line for line in lines)
+    assert any("pretrain.encoder.options.num_layer: not an option of the 'transformer' encoder "
+               "(did you mean 'num_layers'?)" in line for line in lines)
+    assert any("pretrain.encoder.options.dim: expected an integer >= 1, found a string 'wide'" in line
+               for line in lines)
+    assert any("pretrain.encoder.size: expected one of tiny, small, base" in line and "did you mean 'tiny'" in line
+               for line in lines)
+    assert len(lines) == 4

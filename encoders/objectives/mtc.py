@@ -10,8 +10,19 @@ from torch import Tensor, nn
 
 from encoders.base import padding_mask
 from encoders.objectives.supervision import Supervision
+from harness.registry import Component
+from harness.schema import Num
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="objective",
+    target="MTC",
+    version="1",
+    needs="tags",
+    doc="multi-tag classification: a frame-wise linear layer, logits averaged over frames, BCE (UTS)",
+    options={
+        "dropout": Num(0.1, min=0.0, max=1.0, doc="dropout on the frames before the linear layer"),
+    },
+)
 
 
 class MTC(nn.Module):
@@ -21,8 +32,6 @@ class MTC(nn.Module):
     ``batch["targets"]`` [B, K], averaged over clips and tags.
     """
 
-    needs = "tags"
-    VERSION = VERSION
 
     def __init__(self, encoder_dim: int, num_tags: int, dropout: float = 0.1):
         super().__init__()

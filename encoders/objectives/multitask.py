@@ -11,15 +11,36 @@ from encoders.objectives.captioning import Captioning
 from encoders.objectives.mtc import MTC
 from encoders.objectives.par import PAR
 from encoders.objectives.supervision import Supervision
+from harness.registry import Component
+from harness.schema import Num, Str
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="objective",
+    target="MultiTask",
+    version="1",
+    needs="tags+captions",
+    doc="MTC plus a generative objective (captioning or PAR) on one encoder (UTS comparison)",
+    options={
+        "weight": Num(1.0, min=0.0, doc="weight of the generative loss added to MTC's"),
+        "generative": Str("captioning", choices=["captioning", "par"], doc="the generative half"),
+        "parallel_fraction": Num(None, min=0.0, max=1.0, doc="par: share of samples decoded in parallel"),
+        "tokenizer": Str(None, doc="a local tokenizer folder (default: the MiniLM WordPiece vocabulary)"),
+        "max_tokens": Num(None, integer=True, min=1, doc="truncate each target to this many tokens"),
+        "vocab": Str("full", choices=["full", "targets"],
+                     doc="full: the tokenizer's vocabulary; targets: only tokens of the training targets"),
+        "label_smoothing": Num(0.1, min=0.0, max=1.0, doc="label smoothing of the token cross-entropy"),
+        "layers": Num(6, integer=True, min=1, doc="decoder layers"),
+        "dim": Num(768, integer=True, min=1, doc="decoder width"),
+        "heads": Num(8, integer=True, min=1, doc="decoder attention heads"),
+        "ffn_dim": Num(3072, integer=True, min=1, doc="decoder feed-forward width"),
+        "dropout": Num(0.1, min=0.0, max=1.0, doc="decoder dropout"),
+    },
+)
 
 GENERATIVE = {"captioning": Captioning, "par": PAR}
 
 
 class MultiTask(nn.Module):
-    needs = "tags+captions"
-    VERSION = VERSION
 
     def __init__(self, mtc: MTC, generative: nn.Module, weight: float = 1.0):
         super().__init__()

@@ -26,13 +26,32 @@ from torch import Tensor, nn
 from encoders.base import padding_mask
 from encoders.decoder import TextDecoder
 from encoders.objectives.supervision import Supervision
+from harness.registry import Component
+from harness.schema import Num, Str
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="objective",
+    target="PAR",
+    version="1",
+    needs="tags",
+    doc="parallel decoding of the tag sequence with a bidirectional decoder mask (UTS PAR, CapPa)",
+    options={
+        "parallel_fraction": Num(0.75, min=0.0, max=1.0, doc="share of samples decoded in parallel (the rest autoregressive)"),
+        "tokenizer": Str(None, doc="a local tokenizer folder (default: the MiniLM WordPiece vocabulary)"),
+        "max_tokens": Num(None, integer=True, min=1, doc="truncate each target to this many tokens"),
+        "vocab": Str("full", choices=["full", "targets"],
+                     doc="full: the tokenizer's vocabulary; targets: only tokens of the training targets"),
+        "label_smoothing": Num(0.1, min=0.0, max=1.0, doc="label smoothing of the token cross-entropy"),
+        "layers": Num(6, integer=True, min=1, doc="decoder layers"),
+        "dim": Num(768, integer=True, min=1, doc="decoder width"),
+        "heads": Num(8, integer=True, min=1, doc="decoder attention heads"),
+        "ffn_dim": Num(3072, integer=True, min=1, doc="decoder feed-forward width"),
+        "dropout": Num(0.1, min=0.0, max=1.0, doc="decoder dropout"),
+    },
+)
 
 
 class PAR(nn.Module):
-    needs = "tags"
-    VERSION = VERSION
     text_field = "tag_sequences"
     default_max_tokens = 64
 

@@ -9,14 +9,22 @@ from torch import nn
 
 from encoders.objectives.mtc import MTC
 from encoders.objectives.supervision import Supervision
+from harness.registry import Component
+from harness.schema import Num
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="objective",
+    target="Supervised",
+    version="1",
+    needs="labels",
+    doc="supervised classification on the source's class labels (MTC's head and loss)",
+    options={
+        "dropout": Num(0.1, min=0.0, max=1.0, doc="dropout on the frames before the linear layer"),
+    },
+)
 
 
 class Supervised(MTC):
-    needs = "labels"
-    VERSION = VERSION
-
     @classmethod
     def from_supervision(cls, encoder_dim: int, sup: Supervision, **options: Any) -> tuple[nn.Module, dict]:
         targets = sup.require("label_targets", "supervised")

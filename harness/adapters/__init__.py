@@ -3,8 +3,9 @@
 Each adapter reads one dataset's official layout under a root folder the user gives
 (``args.root``) and yields one record per clip; the dataset stage turns the records into
 a Lhotse CutSet that the embed and probe stages read exactly like the mini suite's.
-Adapters resolve lazily by ``module:object`` (no import until a task names them), and
-an adapter's version is its module's ``VERSION`` constant, read without importing.
+Each adapter declares itself in its file (``COMPONENT = Component(kind="adapter", ...)``,
+:mod:`harness.registry`); the registry reads the declarations without importing them, so
+an adapter is imported only when a task names it.
 
     adapter        dataset                                   module
     minisuite      the built-in generated mini suite         harness.adapters.minisuite
@@ -27,46 +28,24 @@ See docs/tasks.md for each layout.
 from __future__ import annotations
 
 import functools
-import importlib
 from typing import Any
 
-ADAPTERS: dict[str, str] = {
-    "minisuite": "harness.adapters.minisuite:MiniSuite",
-    "generic": "harness.adapters.generic:Generic",
-    "esc50": "harness.adapters.esc50:ESC50",
-    "urbansound8k": "harness.adapters.urbansound8k:UrbanSound8K",
-    "fsd50k": "harness.adapters.fsd50k:FSD50K",
-    "vggsound": "harness.adapters.vggsound:VGGSound",
-    "voxceleb1": "harness.adapters.voxceleb:VoxCeleb1",
-    "voxceleb2": "harness.adapters.voxceleb:VoxCeleb2",
-    "cremad": "harness.adapters.cremad:CremaD",
-    "mtat": "harness.adapters.mtat:MTAT",
-    "nsynth": "harness.adapters.nsynth:NSynth",
-    "audiocaps": "harness.adapters.audiocaps:AudioCaps",
-    "clotho": "harness.adapters.clotho:Clotho",
-    "musiccaps": "harness.adapters.musiccaps:MusicCaps",
-}
-
+from harness.registry import module_version, registry
 
 def names() -> list[str]:
-    return list(ADAPTERS)
+    """The registered adapters (every ``Component(kind="adapter")`` declared in this folder)."""
+    return registry("adapter").names()
 
 
 @functools.lru_cache(maxsize=None)
 def get(name: str):
     """The adapter registered as ``name`` (an instance of :class:`harness.adapters.base.Adapter`)."""
-    if name not in ADAPTERS:
-        raise KeyError(f"unknown dataset adapter {name!r}; known: {', '.join(ADAPTERS)}")
-    module, obj = ADAPTERS[name].split(":")
-    return getattr(importlib.import_module(module), obj)()
+    return registry("adapter").get(name).load()()
 
 
 def version(name: str) -> str:
-    """The adapter's version: the shared base's and its own module's VERSION constants."""
-    from harness.components import module_version
-
-    module = ADAPTERS[name].split(":")[0]
-    return f"{module_version('harness.adapters.base')}.{module_version(module)}"
+    """The adapter's version: the shared base's, then its own declared one."""
+    return f"{module_version('harness.adapters.base')}.{registry('adapter').get(name).version}"
 
 
 def node_config(kind: str, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -76,7 +55,5 @@ def node_config(kind: str, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
         return ({"kind": kind, "seed": int(args.get("seed", 0)), "scale": float(args.get("scale", 1.0))},
                 components.minisuite_version())
-    if kind not in ADAPTERS:
-        raise ValueError(f"unknown dataset kind {kind!r}; known: {', '.join(ADAPTERS)}")
     adapter = get(kind)
     return {"kind": kind, "args": args, "fingerprint": adapter.fingerprint(args)}, version(kind)

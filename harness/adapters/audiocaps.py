@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, AdapterError, Record, index_audio, read_csv
 from harness.schema import Str
 
-VERSION = "1"
+# A task file names it in `adapter: audiocaps`.
+COMPONENT = Component(kind="adapter", name="audiocaps", target="AudioCaps", version="1")
 
 CSVS = {"train": "train.csv", "valid": "val.csv", "test": "test.csv"}
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.schema import Context, Map, Node, Num, Obj, Str
+from harness.schema import Context, Map, Node, Num, Obj, Str, expand  # noqa: F401  (expand: re-exported)
 
 VERSION = "1"
 
@@ -59,33 +58,6 @@ class Record:
 
 # ---------------------------------------------------------------------------------------
 # Paths given in task files: ~, $VAR, ${VAR} and ${VAR:-default}.
-
-_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
-
-
-def expand(value: str) -> tuple[str, list[str]]:
-    """``value`` with ``~`` and environment variables expanded, and the names of unset variables.
-
-    ``${VAR:-default}`` gives ``default`` (itself expanded) when VAR is unset or empty.
-    """
-    unset: list[str] = []
-
-    def sub(m: re.Match) -> str:
-        name = m.group(1) or m.group(3)
-        got = os.environ.get(name)
-        if got:
-            return got
-        if m.group(2) is not None:
-            text, inner = expand(m.group(2))
-            if inner:  # neither the variable nor its default resolves: name both
-                unset.extend([name, *inner])
-            return text
-        unset.append(name)
-        return m.group(0)
-
-    text = _VAR.sub(sub, value)
-    return os.path.expanduser(text), unset
-
 
 def split_alias(value: str) -> str | None:
     return SPLIT_ALIASES.get(str(value).strip().lower())

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, Record, read_csv
 
-VERSION = "1"
+# A task file names it in `adapter: clotho`.
+COMPONENT = Component(kind="adapter", name="clotho", target="Clotho", version="1")
 
 PARTS = {"development": "train", "validation": "valid", "evaluation": "test"}
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import AUDIO_EXTENSIONS, Adapter, AdapterError, Record
 
-VERSION = "1"
+# A task file names it in `adapter: cremad`.
+COMPONENT = Component(kind="adapter", name="cremad", target="CremaD", version="1")
 
 EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 FOLDS = 5

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, AdapterError, Record, read_csv
 from harness.schema import Str
 
-VERSION = "1"
+# A task file names it in `adapter: esc50`.
+COMPONENT = Component(kind="adapter", name="esc50", target="ESC50", version="1")
 
 
 class ESC50(Adapter):

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, AdapterError, Record, read_csv
 
-VERSION = "1"
+# A task file names it in `adapter: fsd50k`.
+COMPONENT = Component(kind="adapter", name="fsd50k", target="FSD50K", version="1")
 
 
 class FSD50K(Adapter):

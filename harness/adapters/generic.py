@@ -22,10 +22,12 @@ import json
 import os
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, AdapterError, Record, expand, read_csv, split_alias
 from harness.schema import Str
 
-VERSION = "1"
+# A task file names it in `adapter: generic`.
+COMPONENT = Component(kind="adapter", name="generic", target="Generic", version="1")
 
 PATH_KEYS = ("path", "audio", "file", "filename", "audio_path")
 LABEL_KEYS = ("label", "labels", "caption", "captions")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from harness.registry import Component
 from harness.adapters.base import Adapter
 from harness.schema import Num, Str
 
-VERSION = "1"
+# A task file names it in `adapter: minisuite`.
+COMPONENT = Component(kind="adapter", name="minisuite", target="MiniSuite", version="1")
 
 
 class MiniSuite(Adapter):

@@ -21,10 +21,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, AdapterError, Record, read_csv
 from harness.schema import Bool, Num, Str
 
-VERSION = "1"
+# A task file names it in `adapter: mtat`.
+COMPONENT = Component(kind="adapter", name="mtat", target="MTAT", version="1")
 
 
 class MTAT(Adapter):

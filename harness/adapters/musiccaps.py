@@ -18,10 +18,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, AdapterError, Record, index_audio, read_csv
 from harness.schema import Str
 
-VERSION = "1"
+# A task file names it in `adapter: musiccaps`.
+COMPONENT = Component(kind="adapter", name="musiccaps", target="MusicCaps", version="1")
 
 
 class MusicCaps(Adapter):

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, AdapterError, Record
 from harness.schema import Str
 
-VERSION = "1"
+# A task file names it in `adapter: nsynth`.
+COMPONENT = Component(kind="adapter", name="nsynth", target="NSynth", version="1")
 
 FOLDERS = {"train": "nsynth-train", "valid": "nsynth-valid", "test": "nsynth-test"}
 

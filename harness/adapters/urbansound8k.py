@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, AdapterError, Record, read_csv
 
-VERSION = "1"
+# A task file names it in `adapter: urbansound8k`.
+COMPONENT = Component(kind="adapter", name="urbansound8k", target="UrbanSound8K", version="1")
 
 
 class UrbanSound8K(Adapter):

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import Adapter, AdapterError, Record, index_audio, read_csv
 from harness.schema import Str
 
-VERSION = "1"
+# A task file names it in `adapter: vggsound`.
+COMPONENT = Component(kind="adapter", name="vggsound", target="VGGSound", version="1")
 
 
 class VGGSound(Adapter):

@@ -26,11 +26,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.registry import Component
 from harness.adapters.base import (AUDIO_EXTENSIONS, Adapter, AdapterError, Record, stable_fraction,
                                    with_audio_extension)
 from harness.schema import Str
 
-VERSION = "1"
+COMPONENTS = [  # task files name them in `adapter:`
+    Component(kind="adapter", name="voxceleb1", target="VoxCeleb1", version="1"),
+    Component(kind="adapter", name="voxceleb2", target="VoxCeleb2", version="1"),
+]
 
 SPLIT_CODES = {"1": "train", "2": "valid", "3": "test"}
 

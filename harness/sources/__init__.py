@@ -16,36 +16,29 @@ plus a few per-corpus extras (``split``, ``youtube_id``, ``subset``, ...); and a
 duplicate rows merged. Missing audio is reported, never raised; a malformed metadata file
 is a :class:`~harness.errors.HarnessError` naming the file and what was expected.
 
-Readers are registered by name and resolved lazily (``module:function``), so importing
-this package imports neither lhotse nor torch. See docs/sources.md.
+Readers are declared in their own files and resolved lazily (:mod:`harness.registry`), so
+importing this package imports neither lhotse nor torch. See docs/sources.md.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
-from harness.errors import HarnessError
+from harness.registry import registry
 from harness.sources._common import UNIFORM_FIELDS, SourceReport, youtube_id
 
-SOURCE_VERSION = "1"  # the readers and the pool manifest the dataset stage writes from them
+SOURCE_VERSION = "1"  # the pool manifest the dataset stage writes from a reader's clips (and of a mix)
 
-SOURCES: dict[str, str] = {
-    "uts": "harness.sources.uts:read_uts",
-    "audiocaps": "harness.sources.audiocaps:read_audiocaps",
-    "clotho": "harness.sources.clotho:read_clotho",
-    "wavcaps": "harness.sources.wavcaps:read_wavcaps",
-    "audioset": "harness.sources.audioset:read_audioset",
-    "generic": "harness.sources.generic:read_generic",
-}
+
+def source_names() -> list[str]:
+    """The registered corpus readers: one file each in this folder, declared with
+    ``COMPONENT = Component(kind="source", ...)`` (:mod:`harness.registry`)."""
+    return registry("source").names()
 
 
 def reader(name: str) -> Callable[..., tuple[Any, SourceReport]]:
     """The reader function registered under ``name``."""
-    if name not in SOURCES:
-        raise HarnessError(f"unknown data source {name!r}; known: {', '.join(sorted(SOURCES))}")
-    module, _, attr = SOURCES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return registry("source").get(name).load()
 
 
 def read_source(name: str, **kwargs: Any) -> tuple[Any, SourceReport]:
@@ -53,4 +46,4 @@ def read_source(name: str, **kwargs: Any) -> tuple[Any, SourceReport]:
     return reader(name)(**kwargs)
 
 
-__all__ = ["SOURCE_VERSION", "SOURCES", "UNIFORM_FIELDS", "SourceReport", "read_source", "reader", "youtube_id"]
+__all__ = ["SOURCE_VERSION", "source_names", "UNIFORM_FIELDS", "SourceReport", "read_source", "reader", "youtube_id"]

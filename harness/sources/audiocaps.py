@@ -20,6 +20,19 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.sources._common import AudioIndex, Clip, Clips, Pathlike, SourceReport, as_paths, build_cuts, read_csv, youtube_stems
+from harness.registry import Component
+from harness.schema import PathArg
+
+COMPONENT = Component(
+    kind="source",
+    target="read_audiocaps",
+    version="1",
+    doc="AudioCaps: caption CSVs and audio named by YouTube id",
+    options={
+        "captions": PathArg(must="file", many=True, doc="the caption CSVs (train.csv, val.csv, test.csv)"),
+        "audio_dir": PathArg(None, must="dir", many=True, doc="folder(s) of the audio"),
+    },
+)
 
 COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
 WHAT = "an AudioCaps caption CSV"

@@ -29,6 +29,21 @@ from typing import Mapping, Sequence
 from harness.errors import HarnessError
 from harness.sources._common import (AudioIndex, Clip, Clips, Pathlike, SourceReport, as_paths, build_cuts, read_csv,
                                      require_file, youtube_stems)
+from harness.registry import Component
+from harness.schema import PathArg
+
+COMPONENT = Component(
+    kind="source",
+    target="read_audioset",
+    version="1",
+    doc="AudioSet: segment CSVs, audio named by YouTube id, class names",
+    options={
+        "segments": PathArg(must="file", many=True, doc="the segment CSVs"),
+        "audio_dir": PathArg(None, must="dir", many=True, doc="folder(s) of the audio"),
+        "classes": PathArg(None, must="file", mapping="as-is",
+                           doc="class_labels_indices.csv, or a mapping of mid to display name"),
+    },
+)
 
 WHAT = 'an AudioSet segment CSV (YTID, start_seconds, end_seconds, "positive_labels")'
 

@@ -22,6 +22,21 @@ from typing import Sequence
 
 from harness.errors import HarnessError
 from harness.sources._common import AudioIndex, Clip, Clips, Pathlike, SourceReport, build_cuts, read_csv
+from harness.registry import Component
+from harness.schema import List, PathArg, Str
+
+COMPONENT = Component(
+    kind="source",
+    target="read_clotho",
+    version="1",
+    doc="Clotho: caption CSVs per split and the split folders of audio",
+    options={
+        "root": PathArg(must="dir", doc="the folder holding clotho_captions_<split>.csv"),
+        "splits": List(Str(choices=["development", "validation", "evaluation"]), default=None, unique=True,
+                       doc="splits to read (default: every split found)"),
+        "audio_dir": PathArg(None, must="dir", doc="where the split folders are, if not root"),
+    },
+)
 
 SPLITS = ("development", "validation", "evaluation")
 COLUMNS = ("file_name",) + tuple(f"caption_{i}" for i in range(1, 6))

@@ -19,6 +19,19 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.sources._common import Clip, Clips, Pathlike, SourceReport, build_cuts, read_csv, require_file, split_list
+from harness.registry import Component
+from harness.schema import PathArg
+
+COMPONENT = Component(
+    kind="source",
+    target="read_generic",
+    version="1",
+    doc="any CSV or JSONL of path, caption(s), tags, labels",
+    options={
+        "path": PathArg(must="file", doc="the CSV (.csv) or JSONL (.jsonl, .jsonl.gz, .json) file"),
+        "audio_root": PathArg(None, must="dir", doc="relative audio paths are under this folder (default: the file's)"),
+    },
+)
 
 WHAT_CSV = "a CSV with a header naming path and optionally id, caption, original_caption, tags, labels"
 WHAT_JSONL = "JSON lines, each an object with path and optionally id, caption, captions, original_caption, tags, labels"

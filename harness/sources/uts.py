@@ -24,6 +24,21 @@ from typing import Any, Sequence
 from harness.errors import HarnessError
 from harness.sources._common import (AudioIndex, Pathlike, SourceReport, as_paths, recording_from_file,
                                      require_file, split_list, uniform_custom, youtube_id)
+from harness.registry import Component
+from harness.schema import Bool, PathArg, Str
+
+COMPONENT = Component(
+    kind="source",
+    target="read_uts",
+    version="1",
+    doc="the UTS release: Lhotse cut manifests with caption, original_caption and audio_tag",
+    options={
+        "manifests": PathArg(must="file", many=True, doc="the released cut manifests (JSONL, .jsonl.gz)"),
+        "audio_root": PathArg(None, must="dir", doc="the folder the recordings are found under"),
+        "strip_prefix": Str(None, doc="a recording path prefix replaced by audio_root"),
+        "check_audio": Bool(True, doc="drop (and count) cuts whose audio file is missing"),
+    },
+)
 
 WHAT = "a Lhotse MonoCut manifest (.jsonl or .jsonl.gz, one cut per line)"
 

@@ -25,6 +25,19 @@ from typing import Mapping, Sequence
 from harness.errors import HarnessError
 from harness.sources._common import (AudioIndex, Clip, Clips, Pathlike, SourceReport, as_paths, build_cuts,
                                      require_file, split_list, youtube_id)
+from harness.registry import Component
+from harness.schema import PathArg
+
+COMPONENT = Component(
+    kind="source",
+    target="read_wavcaps",
+    version="1",
+    doc="WavCaps: the JSON files of its subsets and their audio",
+    options={
+        "json_files": PathArg(must="file", many=True, doc="the subsets' JSON files"),
+        "audio_dir": PathArg(None, must="dir", mapping=True, doc="a folder, or a mapping of subset to folder"),
+    },
+)
 
 # JSON file stem -> subset name, and subset -> the prefix of its cut ids.
 SUBSETS = {"bbc_final": "BBC_Sound_Effects", "sb_final": "SoundBible", "fsd_final": "FreeSound",

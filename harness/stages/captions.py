@@ -13,8 +13,15 @@ import json
 from harness.job import StageContext
 from harness.stages.dataset import pool_manifest
 from harness.stages.manifests import iter_cut_dicts, write_jsonl
+from harness.registry import Component
 
-VERSION = "2"
+COMPONENT = Component(
+    kind="stage",
+    target="run",
+    version="2",
+    doc="a caption per clip from the captioner",
+    meta={"order": 20},  # stages run in this order; shared: in $HARNESS_HOME, not the study folder
+)
 
 
 def run(ctx: StageContext) -> dict:

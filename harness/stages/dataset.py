@@ -15,15 +15,22 @@ from pathlib import Path
 
 from harness.job import StageContext
 from harness.store import atomic_write_json
+from harness.registry import Component
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="stage",
+    target="run",
+    version="1",
+    doc="a data source or a probe task's dataset as a Lhotse manifest (shared cache)",
+    meta={"order": 10, "shared": True},  # stages run in this order; shared: in $HARNESS_HOME, not the study folder
+)
 POINTER = "dataset.json"
 
 
 def run(ctx: StageContext) -> dict:
-    from harness.sources import SOURCES
+    from harness.sources import source_names
 
-    if ctx.config["kind"] in SOURCES and "files" in ctx.config:
+    if ctx.config["kind"] in source_names() and "files" in ctx.config:
         return _run_source(ctx)
     if ctx.config["kind"] == "mix":
         return _run_mix(ctx)

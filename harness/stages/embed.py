@@ -19,8 +19,15 @@ from pathlib import Path
 
 from harness.job import StageContext
 from harness.store import atomic_write_json, digest, file_digest, publish_dir
+from harness.registry import Component
 
-VERSION = "2"
+COMPONENT = Component(
+    kind="stage",
+    target="run",
+    version="2",
+    doc="frozen-encoder frames of a task's clips (content-addressed float16 cache)",
+    meta={"order": 60},  # stages run in this order; shared: in $HARNESS_HOME, not the study folder
+)
 SKIPPED_IN_RECORD = 100  # skipped clips listed in the job record; skipped.json lists them all
 
 
@@ -34,7 +41,7 @@ def run(ctx: StageContext) -> dict:
     pretrain = ctx.inputs["pretrain"]
     ckpt = pretrain.path / pretrain.record["outputs"]["checkpoint"]
     key = digest({"checkpoint": pretrain.record["outputs"]["digest"], "features": ctx.config["features"],
-                  "manifest": file_digest(manifest), "layer": ctx.config["layer"], "version": VERSION})
+                  "manifest": file_digest(manifest), "layer": ctx.config["layer"], "version": COMPONENT.version})
     target = ctx.cache_dir / "embeddings" / key
     reused = (target / "_done.json").is_file()
     if not reused:

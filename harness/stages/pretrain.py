@@ -10,8 +10,15 @@ checkpoint in the work folder instead (the trainer's resume comes after this).
 from __future__ import annotations
 
 from harness.job import StageContext
+from harness.registry import Component
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="stage",
+    target="run",
+    version="1",
+    doc="pre-training of an encoder with an objective",
+    meta={"order": 50},  # stages run in this order; shared: in $HARNESS_HOME, not the study folder
+)
 
 CHECKPOINT = "encoder.pt"
 

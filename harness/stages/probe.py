@@ -17,11 +17,18 @@ import numpy as np
 
 from harness.job import StageContext
 from harness.store import atomic_write_json
+from harness.registry import Component
 
 # 2: test predictions of every (head, pooling) group in predictions.npz
 # 3: k-fold tasks run every fold; retrieval and zero-shot tasks for audio-text encoders
 # 4: probes.precision (bf16 training matmuls where the hardware has bf16 units)
-VERSION = "4"
+COMPONENT = Component(
+    kind="stage",
+    target="run",
+    version="4",
+    doc="the probe sweep of one task over cached frames",
+    meta={"order": 70},  # stages run in this order; shared: in $HARNESS_HOME, not the study folder
+)
 
 LANGUAGE_KINDS = ("retrieval", "zero-shot")
 

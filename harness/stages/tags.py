@@ -7,8 +7,15 @@ import json
 
 from harness.job import StageContext
 from harness.stages.manifests import read_jsonl, write_jsonl
+from harness.registry import Component
 
-VERSION = "2"
+COMPONENT = Component(
+    kind="stage",
+    target="run",
+    version="2",
+    doc="tags per clip from the parser",
+    meta={"order": 30},  # stages run in this order; shared: in $HARNESS_HOME, not the study folder
+)
 
 
 def run(ctx: StageContext) -> dict:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from harness.job import StageContext
 from harness.stages.manifests import read_jsonl
+from harness.registry import Component
 
-VERSION = "1"
+COMPONENT = Component(
+    kind="stage",
+    target="run",
+    version="1",
+    doc="the top-K tags by df*idf (or a released tag-system file)",
+    meta={"order": 40},  # stages run in this order; shared: in $HARNESS_HOME, not the study folder
+)
 
 LABELS = "labels.json"  # the tag system, in the released {"0": "tag", ...} format
 

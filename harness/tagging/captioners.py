@@ -32,7 +32,27 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from harness.registry import Component
+
 CAPTIONER_VERSION = "1"
+
+# The backends. ``meta.reads``: the keys of a ``tagging.captioner`` block the backend reads
+# (any other is a plan-time error); ``meta.requires``: those it cannot do without.
+COMPONENTS = [
+    Component(kind="captioner", name="manifest", target="caption_cuts", version="-",
+              doc="the caption a source already has (a manifest field)", meta={"reads": ["field"]}),
+    Component(kind="captioner", name="template", target="caption_cuts",
+              versions_of=("harness.tagging.captioners",),
+              doc="captions written from a tag or label field by templates (offline, no model)",
+              meta={"reads": ["field", "seed"]}),
+    Component(kind="captioner", name="openai", target="caption_cuts",
+              versions_of=("harness.tagging.captioners", "harness.tagging.llm"),
+              doc="an audio captioner behind an OpenAI-compatible endpoint (UTS: Qwen3-Omni-Captioner)",
+              meta={"reads": ["model", "prompt", "temperature", "top_p", "max_tokens", "audio_format", "sample_rate",
+                              "field", "base_url", "api_key_env", "concurrency", "timeout", "max_retries",
+                              "batch_size"],
+                    "requires": ["model", "base_url"]}),
+]
 
 # Qwen3-Omni-30B-A3B-Captioner takes audio only, with no text prompt; general omni models
 # (gpt-4o-audio, Qwen2.5-Omni) need an instruction, given with ``prompt``.

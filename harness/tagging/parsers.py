@@ -11,12 +11,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-PARSER_MODULES = {  # backend -> modules whose VERSION constants version its output
-    "rules": ("harness.tagging.rules",),
-    "manifest": ("harness.stages.tags",),  # tags taken from the source as they are
-    "openai": ("harness.tagging.llm", "harness.tagging.responses"),
-    "transformers": ("harness.tagging.llm", "harness.tagging.responses", "harness.tagging.hf"),
-}
+from harness.registry import Component
+
+# The backends. ``versions_of``: the modules whose VERSION constants version the output;
+# ``meta.reads``: the keys of a ``tagging.parser`` block the backend reads (any other is a
+# plan-time error); ``meta.requires``: those it cannot do without.
+COMPONENTS = [
+    Component(kind="parser", name="rules", target="parse_captions", versions_of=("harness.tagging.rules",),
+              doc="offline rules: noun and verb lemmas of the caption", meta={"reads": ["max_tags"]}),
+    Component(kind="parser", name="manifest", target="parse_captions", versions_of=("harness.stages.tags",),
+              doc="the tags a source already has (UTS audio_tag), no parsing", meta={"reads": ["field", "max_tags"]}),
+    Component(kind="parser", name="openai", target="parse_captions",
+              versions_of=("harness.tagging.llm", "harness.tagging.responses"),
+              doc="an LLM behind an OpenAI-compatible endpoint (UTS: Qwen2.5-7B-Instruct served by vLLM)",
+              meta={"reads": ["model", "prompt", "temperature", "top_p", "max_tokens", "min_tags", "max_tags",
+                              "base_url", "api_key_env", "concurrency", "timeout", "max_retries"],
+                    "requires": ["model", "base_url"]}),
+    Component(kind="parser", name="transformers", target="parse_captions",
+              versions_of=("harness.tagging.llm", "harness.tagging.responses", "harness.tagging.hf"),
+              doc="a local Hugging Face causal LM folder (or a GGUF file in it)",
+              meta={"reads": ["model", "gguf_file", "prompt", "temperature", "top_p", "max_tokens", "min_tags",
+                              "max_tags", "seed", "batch_size", "device"],
+                    "requires": ["model"]}),
+]
 PARSER_SAMPLING = {"temperature": 0.3, "top_p": 0.9, "max_tokens": 512}  # UTS: Qwen2.5-7B-Instruct via vLLM
 
 

@@ -1,0 +1,121 @@
+"""Display labels of runs and arms, built from grid coordinates in one place.
+
+A leaf module: it imports nothing from the project, so the graph (``Node.label``,
+``init_label``), the results collector and the report all name things the same way.
+Every function reads a plain mapping of coordinates (a node's ``coords``, or a results
+row as a dict); an absent, empty or NaN coordinate is left out.
+
+* :func:`arm_label`: the arm several seeds share, e.g. ``"src/mtc K=32 [weak_caption] init=x"``
+  (source, objective or its label, tag system, own captions, initialisation).
+* :func:`run_label`: the arm and its seed, ``"src/mtc K=32 [weak_caption] init=x s0"``.
+* :func:`init_label`: the arm a fine-tuned run starts from, as its ``init`` coordinate.
+* :func:`objective_arm_label`: the report's objective arm, ``"mtc [weak_caption] init=x"``.
+* :func:`objective_system_label`: an objective and its tag system, ``"mtc K=32"`` (the
+  data-scaling figure's lines).
+* :func:`node_label`: a job of any stage, for status lines and state files.
+
+Labels are for display and grouping only: the results table stores each coordinate in a
+column of its own (and the arm in ``arm``), so nothing parses a label back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+__all__ = ["arm_label", "run_label", "with_seed", "init_label", "objective_arm_label", "objective_system_label",
+           "node_label"]
+
+NO_VALUE = "-"
+"""The value of ``source`` / ``tag_system`` for runs without one (the random baseline)."""
+
+
+def _given(value: Any) -> bool:
+    """Whether a coordinate has a value: not None, not empty, not NaN (a missing cell)."""
+    if value is None or value == "":
+        return False
+    return not (isinstance(value, float) and value != value)
+
+
+def _named(value: Any) -> bool:
+    """Whether a ``source`` / ``tag_system`` names something (``"-"``: none)."""
+    return _given(value) and value != NO_VALUE
+
+
+def _decorated(name: str, c: Mapping[str, Any], *, init: bool) -> str:
+    """``name`` with the tag system, the objective's own captions and (``init``) the initialisation."""
+    if _named(c.get("tag_system")):
+        name += f" {c['tag_system']}"
+    if _given(c.get("captions")):  # the objective's own captions (graph.captions_label), e.g. [weak_caption]
+        name += f" [{c['captions']}]"
+    if init and _given(c.get("init")):  # fine-tuned from another run or a checkpoint
+        name += f" init={c['init']}"
+    return name
+
+
+def arm_label(c: Mapping[str, Any]) -> str:
+    """The arm of a run, shared by its seeds: ``source/objective tag-system [captions] init=...``.
+
+    The objective is named by its entry's label (coordinate ``arm``) when it has one; the
+    source is left out for runs without one (``"-"``: the random baseline).
+    """
+    name = c.get("arm") if _given(c.get("arm")) else c.get("objective", "?")
+    label = _decorated(str(name), c, init=True)
+    if _named(c.get("source")):
+        label = f"{c['source']}/{label}"
+    return label
+
+
+def with_seed(arm: str, seed: Any) -> str:
+    """A run label from its arm and pre-training seed: ``"<arm> s<seed>"``."""
+    return f"{arm} s{seed}"
+
+
+def run_label(c: Mapping[str, Any]) -> str:
+    """The label of one pre-training run: its :func:`arm_label` and seed, ``"mtc K=32 s0"``."""
+    return with_seed(arm_label(c), c.get("seed", 0))
+
+
+def init_label(c: Mapping[str, Any], source: str) -> str:
+    """The ``init`` coordinate of a run fine-tuned from the run with coordinates ``c``: that
+    run's objective (or label), tag system and captions, and its source when it is not
+    ``source`` (the fine-tuned run's own)."""
+    name = c.get("arm") if _given(c.get("arm")) else c["objective"]
+    label = _decorated(str(name), c, init=False)
+    if c.get("source") != source:
+        label = f"{c['source']}/{label}"
+    return label
+
+
+def objective_arm_label(c: Mapping[str, Any]) -> str:
+    """An objective with the captions it trained on and its initialisation, when the study
+    varies them: the report's per-objective arm (tag systems and sources averaged over)."""
+    name = str(c.get("objective"))
+    captions, init = c.get("captions"), c.get("init")
+    if isinstance(captions, str) and captions:
+        name += f" [{captions}]"
+    if isinstance(init, str) and init:
+        name += f" init={init}"
+    return name
+
+
+def objective_system_label(c: Mapping[str, Any]) -> str:
+    """An objective with its tag system, ``"mtc K=32"``: a line of the data-scaling figure
+    (sources, captions and seeds averaged over)."""
+    name = str(c.get("objective"))
+    return f"{name} {c['tag_system']}" if _named(c.get("tag_system")) else name
+
+
+def node_label(c: Mapping[str, Any], stage: str) -> str:
+    """A job's label for status lines: source, objective, tag system, captions, init, seed
+    and task where the job has them (``"mini mtc K=32 seed=0 mini/env_event"``); the stage
+    name when it has none."""
+    parts = [str(c[k]) for k in ("source", "objective", "tag_system") if _named(c.get(k))]
+    if _given(c.get("captions")):
+        parts.append(f"[{c['captions']}]")
+    if _given(c.get("init")):
+        parts.append(f"init={c['init']}")
+    if "seed" in c:
+        parts.append(f"seed={c['seed']}")
+    if "task" in c:
+        parts.append(str(c["task"]))
+    return " ".join(parts) or stage
