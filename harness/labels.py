@@ -30,10 +30,15 @@ NO_VALUE = "-"
 
 
 def _given(value: Any) -> bool:
-    """Whether a coordinate has a value: not None, not empty, not NaN (a missing cell)."""
-    if value is None or value == "":
+    """Whether a coordinate has a value: not None, not empty, not a missing cell (NaN, ``pd.NA``)."""
+    if value is None:
         return False
-    return not (isinstance(value, float) and value != value)
+    if isinstance(value, str):
+        return value != ""
+    try:
+        return bool(value == value)  # NaN != NaN; pd.NA == pd.NA is pd.NA, whose truth value raises
+    except TypeError:
+        return False
 
 
 def _named(value: Any) -> bool:

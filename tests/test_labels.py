@@ -124,6 +124,9 @@ def test_missing_cells_are_left_out() -> None:
     row = {"source": "src", "objective": "mtc", "tag_system": "K=32", "captions": math.nan, "init": None,
            "arm": math.nan, "seed": 2}
     assert labels.run_label(row) == "src/mtc K=32 s2"
+    import pandas as pd
+
+    assert labels.arm_label({**row, "captions": pd.NA, "source": pd.NA}) == "mtc K=32"
 
 
 def test_graph_builds_its_labels_with_the_labels_module() -> None:

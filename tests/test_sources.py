@@ -136,6 +136,78 @@ def test_uts_reads_release_and_reroots_audio(tmp_path):
     assert (report.kept, report.missing_audio) == (4, 0)
 
 
+def released_uts(tmp_path: Path, source_of=lambda corpus, cid: corpus) -> Path:
+    """Cuts written in exactly the released form (the authors' README and dataset card): the
+    fields in the cut's ``custom``, and ``recording.sources[0].source`` holding the *name* of
+    the corpus the clip comes from, not a path."""
+    specs = [("YtS9FbMAKnFc", "audioset"), ("YvSll_S4JHcA", "audioset"), ("-0gPZ8zVHKo_30", "vggsound"),
+             ("Yabsent00000", "audioset")]
+    manifest = tmp_path / "manifest" / "captionstew400k_full_tag_3k.jsonl.gz"
+    manifest.parent.mkdir(parents=True)
+    with gzip.open(manifest, "wt", encoding="utf-8") as f:
+        for i, (cid, corpus) in enumerate(specs):
+            cut = {"id": cid, "start": 0.0, "duration": 0.3, "channel": 0,
+                   "supervisions": [],
+                   "recording": {"id": cid, "sources": [{"type": "file", "channels": [0],
+                                                         "source": source_of(corpus, cid)}],
+                                 "sampling_rate": SR, "num_samples": int(0.3 * SR), "duration": 0.3,
+                                 "channel_ids": [0]},
+                   "custom": {"audio_tag": ["speech", "male", "indoor"][: i + 1],
+                              "caption": f"A detailed strong caption number {i}.",
+                              "original_caption": f"weak caption {i}"},
+                   "type": "MonoCut"}
+            f.write(json.dumps(cut) + "\n")
+    return manifest
+
+
+def test_uts_release_as_released_finds_audio_under_audio_root(tmp_path):
+    """With only manifests and audio_root set, a cut's audio is audio_root/<corpus>/<id>.<ext>;
+    missing audio is counted per corpus; the cuts keep their released fields."""
+    manifest = released_uts(tmp_path)
+    audio = tmp_path / "audio"
+    tone(audio / "audioset" / "YtS9FbMAKnFc.wav")
+    tone(audio / "audioset" / "YvSll_S4JHcA.flac", freq=500)
+    tone(audio / "vggsound" / "deeper" / "-0gPZ8zVHKo_30.ogg", freq=700)  # a sub-folder: found by stem
+    cuts, report = read_source("uts", manifests=manifest, audio_root=audio)
+    assert [c.id for c in cuts] == ["YtS9FbMAKnFc", "YvSll_S4JHcA", "-0gPZ8zVHKo_30"]
+    assert (report.rows, report.kept, report.missing_audio) == (4, 3, 1)
+    assert report.notes["missing_by_corpus"] == {"audioset": 1}
+    check_uniform(cuts, "uts", report)
+    c = custom_of(cuts)
+    assert c["YvSll_S4JHcA"]["tags"] == ["speech", "male"] and c["YvSll_S4JHcA"]["original_caption"] == "weak caption 1"
+    for cut in cuts:
+        assert cut.load_audio().shape[-1] == int(0.3 * SR)
+    assert cuts[1].recording.sources[0].source == str((audio / "audioset" / "YvSll_S4JHcA.flac").resolve())
+
+
+def test_uts_release_with_an_index_or_paths(tmp_path):
+    """Other layouts: a CSV of recording_id,path; or manifests whose sources already are paths."""
+    audio = tmp_path / "anywhere"
+    for i, cid in enumerate(["YtS9FbMAKnFc", "YvSll_S4JHcA", "-0gPZ8zVHKo_30", "Yabsent00000"]):
+        tone(audio / f"clip{i}.wav", freq=300 + 100 * i)
+    index = tmp_path / "index.csv"
+    index.write_text("recording_id,path\nYtS9FbMAKnFc,anywhere/clip0.wav\n-0gPZ8zVHKo_30,anywhere/clip2.wav\n")
+    cuts, report = read_source("uts", manifests=released_uts(tmp_path / "a"), index=index)
+    assert [c.id for c in cuts] == ["YtS9FbMAKnFc", "-0gPZ8zVHKo_30"] and report.missing_audio == 2
+    ids = ["YtS9FbMAKnFc", "YvSll_S4JHcA", "-0gPZ8zVHKo_30", "Yabsent00000"]
+    as_paths = released_uts(tmp_path / "b", source_of=lambda corpus, cid: str(audio / f"clip{ids.index(cid)}.wav"))
+    cuts, report = read_source("uts", manifests=as_paths)
+    assert len(cuts) == 4 and report.missing_audio == 0
+
+
+def test_uts_release_without_any_audio_is_one_line(tmp_path):
+    """No cut resolving is an error saying what was looked for and where, never an empty pool."""
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HarnessError) as info:
+        read_source("uts", manifests=released_uts(tmp_path), audio_root=tmp_path / "empty")
+    message = str(info.value)
+    assert "\n" not in message and "none of the 4 cuts has its audio" in message
+    assert f"{tmp_path / 'empty'}/<corpus>/<recording id>.{{wav,flac,mp3,ogg,opus}}" in message
+    assert "audioset: 3" in message and "vggsound: 1" in message
+    cuts, report = read_source("uts", manifests=released_uts(tmp_path / "t"), check_audio=False)
+    assert len(cuts) == 4  # text only (captions -> tags): every cut kept as released
+
+
 def test_uts_malformed_lines(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "start": 0, "duration": 1, "channel": 0}\n{not json\n')
