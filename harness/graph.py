@@ -343,7 +343,7 @@ def dataset_node(kind: str, args: dict[str, Any], used_by: str | None = None) ->
     """A generated or adapted dataset (shared across studies): keyed by the adapter and its
     args. ``used_by``: the task or source it is read for, which names the job in plan,
     status and progress (not part of the key: one dataset serves every task that reads it)."""
-    from harness.adapters import node_config
+    from harness.sources import node_config
 
     config, version = node_config(kind, args)
     coords = {"dataset": kind, "for": used_by} if used_by else {"dataset": kind}

@@ -48,7 +48,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "optimizer": ("encoders.optim",),
     "stage": ("harness.stages",),
     "source": ("harness.sources",),
-    "adapter": ("harness.adapters",),
+    "adapter": ("harness.sources",),
     "captioner": ("harness.tagging",),
     "parser": ("harness.tagging",),
 }

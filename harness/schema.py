@@ -233,7 +233,7 @@ class PathArg(Node):
         if unset:
             ctx.error(path, f"expected {self.expected}, found {value!r} with {' and '.join(unset)} not set")
             return MISSING
-        resolved = Path(text) if Path(text).is_absolute() else ctx.base_dir / text
+        resolved = Path(os.path.normpath(text if os.path.isabs(text) else ctx.base_dir / text))
         exists = {"file": resolved.is_file, "dir": resolved.is_dir, "any": resolved.exists}.get(self.must)
         if exists is not None and not exists():
             kind = {"file": "file", "dir": "folder", "any": "path"}[self.must]

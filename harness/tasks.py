@@ -2,7 +2,7 @@
 
 A task file gives name, version, domain, kind, metric, splits (or folds) and the source
 adapter with its arguments; ``include:`` makes a variant a few lines long. The adapter
-(``harness.adapters``) checks its own arguments, e.g. that ``args.root`` is a folder in
+(``harness.sources``) checks its own arguments, e.g. that ``args.root`` is a folder in
 the dataset's official layout, so a bad path fails when the study is planned, in one
 line naming the task file and the key. The registry reads YAML only (no torch), so
 validating a study stays fast. Extra task folders can be added with the
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness import adapters
+from harness import sources
 from harness.errors import StudyError
 from harness.schema import Any_, Context, Map, Num, Obj, Str
 from harness.yamlio import display, load_with_includes
@@ -34,7 +34,7 @@ TASK = Obj({
     "description": Str(""),
     "splits": Obj({"train": Str("train"), "valid": Str("valid"), "test": Str("test")}, default={}),
     "folds": Num(None, integer=True, min=2, doc="k-fold tasks: the number of folds (results average them)"),
-    "adapter": Str(choices=adapters.names()),
+    "adapter": Str(choices=sources.adapter_names()),
     "args": Map(Any_(), default={}),
 })
 
@@ -71,7 +71,7 @@ def load_task(name: str) -> dict[str, Any]:
     raw, _ = load_with_includes(path)
     ctx = Context(base_dir=path.parent)
     task = TASK.validate(raw, "", ctx)
-    if task.get("adapter") in adapters.names():
+    if task.get("adapter") in sources.adapter_names():
         _check_adapter(task, ctx)
     if ctx.problems:
         raise StudyError([f"{display(path)}: {p.path}: {p.message}" for p in ctx.problems])
@@ -83,7 +83,7 @@ def load_task(name: str) -> dict[str, Any]:
 
 def _check_adapter(task: dict[str, Any], ctx: Context) -> None:
     """The adapter checks its args; the task's kind and folds must fit what the adapter gives."""
-    adapter = adapters.get(task["adapter"])
+    adapter = sources.get_adapter(task["adapter"])
     if isinstance(task.get("args"), dict):
         task["args"] = adapter.check(task["args"], ctx, "args")
     kinds = list(adapter.kinds)

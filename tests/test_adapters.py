@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness import adapters, tasks
-from harness.adapters.build import build
+from harness import sources, tasks
+from harness.sources._build import build
 from harness.errors import StudyError
 from harness.stages.manifests import iter_cut_dicts
 
@@ -97,7 +97,7 @@ def test_esc10_variant_and_fold_choice(tmp_path, monkeypatch):
     assert task["args"]["subset"] == "esc10" and task["adapter"] == "esc50"
     _, cuts, _ = built(task, tmp_path)
     assert sorted(by_id(cuts)) == ["1-100-A-0", "3-300-A-0", "5-500-A-0"]
-    records = adapters.get("esc50").load({**task["args"], "subset": None, "test_fold": 5, "valid_fold": 4})
+    records = sources.get_adapter("esc50").load({**task["args"], "subset": None, "test_fold": 5, "valid_fold": 4})
     splits = {r.id: r.split for r in records}
     assert splits["5-500-A-0"] == splits["5-501-A-1"] == "test" and splits["4-400-A-1"] == "valid"
 
@@ -200,7 +200,7 @@ def test_generic_errors_are_one_line(tmp_path, monkeypatch):
     assert "birds.yaml: args.manifest: expected a column for labels or captions" in text
     assert "a split or fold" in text
     monkeypatch.setenv("HARNESS_TASK_PATH", generic_task(tmp_path, str(tmp_path / "nope.csv")))
-    with pytest.raises(StudyError, match=r"birds\.yaml: args\.manifest: expected a CSV.*no such file"):
+    with pytest.raises(StudyError, match=r"birds\.yaml: args\.manifest: file not found: .*nope\.csv"):
         tasks.load_task("birds")
 
 
@@ -529,7 +529,7 @@ def test_voxceleb2_video_disjoint_split(paper_data, monkeypatch, tmp_path):
     assert all(split_of_video[f"id00015/{v}"] == {"train"} for v in ("w1", "w2"))
     # with a split list in the VoxCeleb1 format, that list decides
     write(data / "VoxCeleb2" / "my_split.txt", "1 id00012/v1/00001.wav\n3 id00012/v2/00001.wav\n")
-    records = adapters.get("voxceleb2").load({**task["args"], "split_list": "my_split.txt"})
+    records = sources.get_adapter("voxceleb2").load({**task["args"], "split_list": "my_split.txt"})
     assert [(r.id, r.split) for r in records] == [("id00012/v1/00001", "train"), ("id00012/v2/00001", "test")]
 
 
@@ -558,7 +558,7 @@ def test_mtat_top_tags_mp3_and_folder_split(paper_data, monkeypatch, tmp_path):
         assert got[cid]["split"] == splits[path[0]]
         assert set(got[cid]["labels"]) == on
     # top_k 2 keeps the two most frequent tags (guitar 3, then piano/rock/quiet 2: piano by name)
-    records = adapters.get("mtat").load({**task["args"], "top_k": 2})
+    records = sources.get_adapter("mtat").load({**task["args"], "top_k": 2})
     kept = {r.id: set(r.labels) for r in records}
     assert kept == {"2": {"guitar"}, "6": {"piano"}, "9": {"guitar"}, "15": {"piano", "guitar"}}
     assert index["tasks"]["mtat"]["labels"] == ["guitar", "piano", "quiet", "rock"]
@@ -570,7 +570,7 @@ def test_nsynth_instrument_family(paper_data, monkeypatch, tmp_path):
     _, cuts, _ = built(task, tmp_path)
     assert {k: (v["split"], v["label"]) for k, v in by_id(cuts).items()} == expected["nsynth"]
     pitch = task_with_data("paper/nsynth_pitch", data, monkeypatch)
-    records = adapters.get("nsynth").load(pitch["args"])
+    records = sources.get_adapter("nsynth").load(pitch["args"])
     assert {r.id: r.label for r in records}["guitar_acoustic_000-060-100"] == "60"
 
 
@@ -635,10 +635,11 @@ def test_docs_generic_example_runs(tmp_path, monkeypatch):
 
 
 def test_max_per_split_and_valid_fraction_are_deterministic():
-    from harness.adapters.base import Record, finalize
+    from harness.sources._adapter import finalize
+    from harness.sources._common import Clip
 
     def make():
-        return [Record(id=f"c{i}", path="x", split="test" if i < 10 else "train", label="a") for i in range(100)]
+        return [Clip(id=f"c{i}", path="x", split="test" if i < 10 else "train", label="a") for i in range(100)]
 
     a = finalize(make(), {"valid_fraction": 0.2, "max_per_split": {"train": 30}})
     b = finalize(make(), {"valid_fraction": 0.2, "max_per_split": {"train": 30}})
@@ -647,3 +648,53 @@ def test_max_per_split_and_valid_fraction_are_deterministic():
     assert counts["train"] == 30 and counts["test"] == 10 and 8 <= counts["valid"] <= 30
     with pytest.raises(ValueError, match="appears twice"):
         finalize(make() + make()[:1], {})
+
+
+def test_a_bad_row_of_a_generic_task_is_found_at_plan(tmp_path, monkeypatch):
+    """A bad split value, or a row without a label, is one line when the task is loaded
+    (that is, at `harness plan`), naming the file and line — not a failed dataset job."""
+    write(tmp_path / "clips.csv", "path,label,split\na.wav,owl,train\nb.wav,crow,training-set\n")
+    monkeypatch.setenv("HARNESS_TASK_PATH", generic_task(tmp_path, str(tmp_path / "clips.csv")))
+    with pytest.raises(StudyError) as err:
+        tasks.load_task("birds")
+    (line,) = err.value.problems
+    assert "birds.yaml: args.manifest:" in line and "clips.csv:3: clip 'b': split: expected train, valid or test" in line
+    write(tmp_path / "clips.csv", "path,label,split\na.wav,owl,train\nb.wav,,test\n")
+    with pytest.raises(StudyError, match=r"clips\.csv:3: clip 'b' has no label, labels or caption"):
+        tasks.load_task("birds")
+
+
+def test_one_reader_serves_each_corpus_format(tmp_path):
+    """AudioCaps, Clotho and a generic CSV are each read by one parser, whether as a
+    pre-training source or as a probe task: the same clips, captions and audio files."""
+    from harness.sources import read_source
+
+    csvs = tmp_path / "audiocaps"
+    header = "audiocap_id,youtube_id,start_time,caption\n"
+    write(csvs / "train.csv", header + "1,aaaaaaaaaaa,30,a dog barks\n")
+    write(csvs / "val.csv", header + "2,bbbbbbbbbbb,0,rain falls\n3,bbbbbbbbbbb,0,heavy rain\n")
+    write(csvs / "test.csv", header + "4,ccccccccccc,10,a bell rings\n")
+    wav(csvs / "audio" / "Yaaaaaaaaaaa_30.000.wav")
+    wav(csvs / "audio" / "bbbbbbbbbbb.flac")
+    wav(csvs / "audio" / "4.wav")
+    cuts, _ = read_source("audiocaps", captions=[str(csvs / f) for f in ("train.csv", "val.csv", "test.csv")],
+                          audio_dir=str(csvs / "audio"))
+    task = sources.get_adapter("audiocaps").load({"root": str(csvs), "audio_dir": "audio"})
+    source_view = {c.custom["youtube_id"]: (c.custom["captions"], c.recording.sources[0].source) for c in cuts}
+    task_view = {c.id.split("_")[0]: (c.captions, c.path) for c in task}
+    assert source_view == task_view and len(task_view) == 3
+
+    write(tmp_path / "clotho" / "clotho_captions_development.csv",
+          "file_name,caption_1,caption_2\nx.wav,one,two\n")
+    write(tmp_path / "clotho" / "clotho_captions_evaluation.csv", "file_name,caption_1,caption_2\ny.wav,three,\n")
+    wav(tmp_path / "clotho" / "development" / "x.wav")
+    wav(tmp_path / "clotho" / "evaluation" / "y.wav")
+    cuts, _ = read_source("clotho", root=str(tmp_path / "clotho"))
+    task = sources.get_adapter("clotho").load({"root": str(tmp_path / "clotho"), "valid_fraction": None})
+    assert {c.id: c.custom["captions"] for c in cuts} == {c.id.split("/")[1]: c.captions for c in task}
+
+    write(tmp_path / "g" / "list.csv", "path,caption,captions,split\na.wav,first,second;third,train\n")
+    wav(tmp_path / "g" / "a.wav")
+    (cut,), _ = read_source("generic", path=str(tmp_path / "g" / "list.csv"))
+    (clip,) = sources.get_adapter("generic").load({"manifest": str(tmp_path / "g" / "list.csv")})
+    assert sorted(cut.custom["captions"]) == sorted(clip.captions) == ["first", "second", "third"]

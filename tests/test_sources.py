@@ -202,7 +202,7 @@ def test_uts_release_without_any_audio_is_one_line(tmp_path):
         read_source("uts", manifests=released_uts(tmp_path), audio_root=tmp_path / "empty")
     message = str(info.value)
     assert "\n" not in message and "none of the 4 cuts has its audio" in message
-    assert f"{tmp_path / 'empty'}/<corpus>/<recording id>.{{wav,flac,mp3,ogg,opus}}" in message
+    assert f"{tmp_path / 'empty'}/<corpus>/<recording id>.{{wav,flac,mp3,ogg,opus," in message
     assert "audioset: 3" in message and "vggsound: 1" in message
     cuts, report = read_source("uts", manifests=released_uts(tmp_path / "t"), check_audio=False)
     assert len(cuts) == 4  # text only (captions -> tags): every cut kept as released
@@ -302,8 +302,8 @@ def test_clotho_tree(tmp_path):
 def test_clotho_errors(tmp_path):
     with pytest.raises(HarnessError, match="no clotho_captions_"):
         read_source("clotho", root=tmp_path)
-    write_csv(tmp_path / "clotho_captions_development.csv", ["file_name", "caption_1"], [["a.wav", "x"]])
-    with pytest.raises(HarnessError, match=r"missing column\(s\) caption_2, caption_3, caption_4, caption_5"):
+    write_csv(tmp_path / "clotho_captions_development.csv", ["file_name", "caption"], [["a.wav", "x"]])
+    with pytest.raises(HarnessError, match=r"missing column\(s\) caption_1"):
         read_source("clotho", root=tmp_path)
 
 
@@ -465,15 +465,15 @@ def test_generic_csv_and_jsonl(tmp_path):
 
 
 def test_generic_errors(tmp_path):
-    bad = write_csv(tmp_path / "list.csv", ["file", "caption"], [["a.wav", "x"]])
-    with pytest.raises(HarnessError, match=r"list.csv: missing column\(s\) path"):
+    bad = write_csv(tmp_path / "list.csv", ["wave", "caption"], [["a.wav", "x"]])
+    with pytest.raises(HarnessError, match=r"list.csv:2: no audio path \(path / audio / file"):
         read_source("generic", path=bad)
     jl = tmp_path / "list.jsonl"
     jl.write_text('{"path": "a.wav", "tags": 3}\n')
-    with pytest.raises(HarnessError, match=r"list.jsonl:1: .*expected JSON lines"):
+    with pytest.raises(HarnessError, match=r"list.jsonl:1: expected a list or a .;.-separated string, found int"):
         read_source("generic", path=jl)
     jl.write_text('{"caption": "no path"}\n')
-    with pytest.raises(HarnessError, match=r'list.jsonl:1: no "path" key'):
+    with pytest.raises(HarnessError, match=r'list.jsonl:1: no audio path'):
         read_source("generic", path=jl)
     with pytest.raises(HarnessError, match="unknown format"):
         read_source("generic", path=tmp_path / "list.txt")

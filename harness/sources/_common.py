@@ -1,8 +1,9 @@
-"""What every source reader shares: the report, the uniform supervision fields, the audio
-index, CSV checks, YouTube ids, and turning a clip record into a Lhotse cut.
+"""What every data reader shares — pre-training corpora and probe datasets alike: the one
+clip record (:class:`Clip`), the one CSV reader, the one audio index, splits, YouTube ids,
+the report, the uniform supervision fields, and turning clip records into a Lhotse cut.
 
 Nothing here imports lhotse or torch at import time; :func:`build_cuts` imports lhotse
-when it runs, so listing or validating sources stays fast.
+when it runs, so listing or validating readers stays fast.
 """
 
 from __future__ import annotations
@@ -10,22 +11,45 @@ from __future__ import annotations
 import csv
 import os
 import re
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from harness.errors import HarnessError
 
-# Extensions the readers look for, in order of preference when one clip has several files.
-# libsndfile (through soundfile, which lhotse uses first) decodes all of them; files it
-# cannot decode are reported as unreadable, not skipped silently.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus")
+# Extensions the readers look for, in order of preference when one clip has several files
+# (a .wav or .flac extracted next to the original .mp4 is the one read). libsndfile
+# (through soundfile, which lhotse uses first) decodes the first five; the others need one
+# of lhotse's other backends. A file no backend decodes is reported as unreadable, never
+# skipped silently.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff", ".aif", ".m4a", ".mp4")
+
+SPLITS = ("train", "valid", "test")
+# Spellings of the three splits found in official metadata.
+SPLIT_ALIASES = {"train": "train", "training": "train", "dev": "valid",
+                 "valid": "valid", "val": "valid", "validation": "valid",
+                 "test": "test", "eval": "test", "evaluation": "test"}
 EXAMPLES = 5  # ids / paths kept in a report per kind of problem
 
 # The fields every cut of every source carries in ``cut.custom``.
 UNIFORM_FIELDS = ("caption", "captions", "original_caption", "tags", "labels", "source")
 
 Pathlike = str | os.PathLike
+
+
+class MetadataError(HarnessError, ValueError):
+    """Metadata that cannot be read as the corpus's layout: one line, naming the file and row."""
+
+
+def split_alias(value: str) -> str | None:
+    """``train``, ``valid`` or ``test`` for any of their usual spellings, else None."""
+    return SPLIT_ALIASES.get(str(value).strip().lower())
+
+
+def stable_fraction(*parts: Any) -> float:
+    """A deterministic number in [0, 1) from the parts (same on every machine and run)."""
+    return zlib.crc32("/".join(map(str, parts)).encode()) / 2**32
 
 
 @dataclass
@@ -121,37 +145,48 @@ def as_paths(value: Pathlike | Sequence[Pathlike]) -> list[Path]:
 
 
 def require_file(path: Path, what: str) -> None:
-    if not path.is_file():
-        raise HarnessError(f"{path}: no such file (expected {what})")
+    if not Path(path).is_file():
+        raise MetadataError(f"{path}: no such file (expected {what})")
 
 
 # ---------------------------------------------------------------------------------------
 # CSV files with a header row.
 
-def read_csv(path: Path, required: Sequence[str], what: str) -> list[tuple[int, dict[str, str]]]:
-    """The rows of a CSV with a header, as (line number, row); a missing column is a HarnessError."""
+def read_csv(path: Path, required: Sequence[str] = (), what: str = "a CSV file", *, delimiter: str = ",",
+             header: bool = True) -> list[tuple[int, Any]]:
+    """The rows of a CSV (or, with ``delimiter="\\t"``, TSV) file as ``(line number, row)``:
+    with ``header``, a dict of stripped values keyed by the stripped column names, else the
+    list of stripped fields. Blank rows are skipped. A missing file or column, a row with
+    more fields than the header, bad text or bad quoting is a :class:`MetadataError` naming
+    the file (and line) and ``what`` was expected."""
     require_file(path, what)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f, skipinitialspace=True)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            absent = [c for c in required if c not in header]
+            if not header:
+                reader = csv.reader(f, delimiter=delimiter, skipinitialspace=True)
+                return [(reader.line_num, [c.strip() for c in row]) for row in reader
+                        if any(c.strip() for c in row)]
+            reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)
+            columns = [h.strip() for h in (reader.fieldnames or [])]
+            reader.fieldnames = columns
+            absent = [c for c in required if c not in columns]
             if absent:
-                raise HarnessError(
+                raise MetadataError(
                     f"{path}: missing column(s) {', '.join(absent)}; expected {what} with columns "
-                    f"{', '.join(required)} (found: {', '.join(header) or 'nothing'})")
+                    f"{', '.join(required)} (found: {', '.join(columns) or 'nothing'})")
             rows = []
             for row in reader:
                 if None in row:  # more fields than the header names
-                    raise HarnessError(f"{path}:{reader.line_num}: {len(header) + len(row[None])} fields, "
-                                       f"the header names {len(header)}; expected {what}")
-                rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items()}))
+                    raise MetadataError(f"{path}:{reader.line_num}: {len(columns) + len(row[None])} fields, "
+                                        f"the header names {len(columns)}; expected {what}")
+                values = {k: (v or "").strip() for k, v in row.items()}
+                if any(values.values()):
+                    rows.append((reader.line_num, values))
             return rows
     except UnicodeDecodeError as e:
-        raise HarnessError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected {what}") from None
+        raise MetadataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected {what}") from None
     except csv.Error as e:
-        raise HarnessError(f"{path}: malformed CSV ({e}); expected {what}") from None
+        raise MetadataError(f"{path}: malformed CSV ({e}); expected {what}") from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -184,7 +219,7 @@ def _spell(x: float) -> list[str]:
 def youtube_stems(ytid: str, start: str | float | None = None, end: str | float | None = None) -> list[str]:
     """File stems under which a YouTube clip's audio is commonly stored (see docs/sources.md):
     ``ID``, ``YID``, then ``ID_start``, ``ID_start_end`` and their ``Y`` forms with the start and
-    end spelt ``30``, ``30.0``, ``30.000`` or in milliseconds (``30000_40000``). Without an end,
+    end spelt ``30``, ``30.0``, ``30.000``, ``000030`` or in milliseconds (``30000_40000``). Without an end,
     the end is start + 10 s (AudioSet's segment length)."""
     stems = [ytid, f"Y{ytid}"]
     try:
@@ -196,6 +231,8 @@ def youtube_stems(ytid: str, start: str | float | None = None, end: str | float 
         return stems
     pairs = list(zip(_spell(s), _spell(e)))
     pairs.append((str(int(round(s * 1000))), str(int(round(e * 1000)))))
+    if s.is_integer() and e.is_integer():  # zero-padded seconds, as VGGSound-style names have them
+        pairs.append((f"{int(s):06d}", f"{int(e):06d}"))
     for prefix in (ytid, f"Y{ytid}"):
         for a, b in pairs:
             stems += [f"{prefix}_{a}", f"{prefix}_{a}_{b}"]
@@ -212,14 +249,16 @@ class AudioIndex:
     the extension earlier in :data:`AUDIO_EXTENSIONS` wins, then the path that sorts first.
     """
 
-    def __init__(self, folders: Pathlike | Sequence[Pathlike] | None):
+    def __init__(self, folders: Pathlike | Sequence[Pathlike] | None, missing_ok: bool = False):
         self.folders = [] if folders is None else as_paths(folders)
         self.by_stem: dict[str, Path] = {}
         rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
         best: dict[str, tuple[int, str]] = {}
         for folder in self.folders:
             if not folder.is_dir():
-                raise HarnessError(f"{folder}: no such folder (expected the audio folder)")
+                if missing_ok:  # clips are then counted as missing, one by one
+                    continue
+                raise MetadataError(f"{folder}: no such folder (expected the audio folder)")
             visited: set[str] = set()
             for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
                 real = os.path.realpath(dirpath)
@@ -242,6 +281,10 @@ class AudioIndex:
     def __len__(self) -> int:
         return len(self.by_stem)
 
+    def paths(self) -> dict[str, str]:
+        """Stem -> path of every audio file found."""
+        return {stem: str(path) for stem, path in self.by_stem.items()}
+
     def find(self, stems: Iterable[str]) -> Path | None:
         """The first of ``stems`` that has a file (stems without extension)."""
         for stem in stems:
@@ -251,27 +294,50 @@ class AudioIndex:
         return None
 
 
+def with_audio_extension(path: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> Path:
+    """``path`` if it exists, else the first existing file with its stem and an audio extension
+    (``.../00001.wav`` listed, ``.../00001.flac`` on disk), else ``path`` itself (then missing)."""
+    if path.is_file():
+        return path
+    for ext in extensions:
+        other = path.with_suffix(ext)
+        if other.is_file():
+            return other
+    return path
+
+
 # ---------------------------------------------------------------------------------------
 # Clip records -> cuts.
 
 @dataclass
 class Clip:
-    """One clip of a source while its rows are being read; duplicates merge into it."""
+    """One clip of a corpus or of a probe dataset, as its metadata describes it (before its
+    audio is checked); rows naming the same clip merge into it.
+
+    ``path`` is the audio file if the metadata names it, ``stems`` the file stems to look
+    for in an :class:`AudioIndex` otherwise. Probe datasets give each clip a ``split``
+    (train / valid / test) or a ``fold``, and a ``label`` (multiclass), ``labels``
+    (multilabel) or ``captions`` (retrieval); pre-training corpora give ``captions``,
+    ``original_caption``, ``tags`` and ``labels``. ``extra``: per-corpus fields.
+    """
 
     id: str
-    stems: list[str] = field(default_factory=list)  # audio file stems to look for, in order
-    path: Path | None = None  # an explicit audio path (tried before the stems)
-    captions: list[str] = field(default_factory=list)
+    path: str | Path | None = None
+    stems: list[str] = field(default_factory=list)
+    split: str | None = None
+    fold: int | None = None
+    label: str | None = None
+    labels: list[str] | None = None
+    captions: list[str] | None = None
     original_caption: str | None = None
-    tags: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
+    tags: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def merge(self, other: "Clip") -> None:
-        self.captions += [c for c in other.captions if c not in self.captions]
-        self.tags += [t for t in other.tags if t not in self.tags]
-        self.labels += [t for t in other.labels if t not in self.labels]
-        self.stems += [s for s in other.stems if s not in self.stems]
+        self.captions = _union(self.captions, other.captions)
+        self.tags = _union(self.tags, other.tags)
+        self.labels = _union(self.labels, other.labels)
+        self.stems = _union(self.stems, other.stems) or []
         self.original_caption = self.original_caption or other.original_caption
         self.path = self.path or other.path
         for key, value in other.extra.items():
@@ -280,6 +346,23 @@ class Clip:
                 mine += [v for v in value if v not in mine]
             else:
                 self.extra.setdefault(key, value)
+
+    def custom(self) -> dict[str, Any]:
+        """A probe dataset's ``cut.custom``: the split, then fold, label, labels and captions
+        where set, then ``extra``."""
+        out: dict[str, Any] = {"split": self.split}
+        for key in ("fold", "label", "labels", "captions"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out.update(self.extra)
+        return out
+
+
+def _union(mine: list | None, theirs: list | None) -> list | None:
+    if theirs is None:
+        return mine
+    return (mine or []) + [x for x in theirs if x not in (mine or [])]
 
 
 class Clips:
@@ -328,8 +411,8 @@ def build_cuts(clips: Iterable[Clip], report: SourceReport, index: AudioIndex | 
     cuts = []
     for clip in clips:
         path = resolve(clip) if resolve is not None else None
-        if path is None and clip.path is not None and clip.path.is_file():
-            path = clip.path
+        if path is None and clip.path is not None and Path(clip.path).is_file():
+            path = Path(clip.path)
         if path is None and index is not None:
             path = index.find(clip.stems)
         if path is None:
@@ -339,8 +422,9 @@ def build_cuts(clips: Iterable[Clip], report: SourceReport, index: AudioIndex | 
         if rec is None:
             continue
         cut = rec.to_cut()
-        cut.custom = uniform_custom(report.source, captions=clip.captions, original_caption=clip.original_caption,
-                                    tags=clip.tags, labels=clip.labels, **clip.extra)
+        cut.custom = uniform_custom(report.source, captions=clip.captions or [],
+                                    original_caption=clip.original_caption, tags=clip.tags or [],
+                                    labels=clip.labels or [], **clip.extra)
         cuts.append(cut)
     report.kept = len(cuts)
     return CutSet.from_cuts(cuts)

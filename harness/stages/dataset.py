@@ -1,5 +1,5 @@
 """Datasets a study reads: the built-in mini suite (generated once, shared by all studies)
-and the datasets that task adapters read from a user's folder (``harness.adapters``).
+and the datasets that task adapters read from a user's folder (``harness.sources``).
 
 The node's folder holds ``dataset.json``, which points at the dataset's root in the shared
 cache (``$HARNESS_HOME/datasets/<key>/``): for the mini suite its pre-training pool
@@ -110,7 +110,7 @@ def _exclude(ctx: StageContext, cuts: list) -> tuple[list, dict[str, int]]:
 
 
 def _run_adapter(ctx: StageContext) -> dict:
-    from harness.adapters.build import build
+    from harness.sources._build import build
 
     kind = ctx.config["kind"]
     root = ctx.cache_dir / "datasets" / ctx.key

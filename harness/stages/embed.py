@@ -90,7 +90,7 @@ def decode_features(manifest: Path, features: dict, progress: bool = False, log=
     from lhotse import CutSet
 
     from encoders.features import fbank
-    from harness.adapters.build import short_error
+    from harness.sources._build import short_error
 
     ids, feats, skipped = [], [], []
     cuts = CutSet.from_file(manifest)

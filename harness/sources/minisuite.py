@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.registry import Component
-from harness.adapters.base import Adapter
+from harness.sources._adapter import Adapter
 from harness.schema import Num, Str
 
 # A task file names it in `adapter: minisuite`.

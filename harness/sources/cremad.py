@@ -17,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.registry import Component
-from harness.adapters.base import AUDIO_EXTENSIONS, Adapter, AdapterError, Record
+from harness.sources._adapter import Adapter
+from harness.sources._common import AUDIO_EXTENSIONS, Clip, MetadataError
 
 # A task file names it in `adapter: cremad`.
 COMPONENT = Component(kind="adapter", name="cremad", target="CremaD", version="1")
@@ -45,10 +46,10 @@ class CremaD(Adapter):
         for p in files:
             parts = p.stem.split("_")
             if len(parts) != 4 or parts[2] not in EMOTIONS:
-                raise AdapterError(f"{p}: expected a name <actor>_<sentence>_<emotion>_<level> with an emotion in "
-                                   f"{', '.join(EMOTIONS)}")
+                raise MetadataError(f"{p}: expected a name <actor>_<sentence>_<emotion>_<level> with an emotion in "
+                                    f"{', '.join(EMOTIONS)}")
             parsed.append((p, parts[0], EMOTIONS[parts[2]]))
         actors = sorted({a for _, a, _ in parsed}, key=lambda a: (len(a), a))
         fold_of = {a: i % FOLDS + 1 for i, a in enumerate(actors)}
-        return [Record(id=p.stem, path=str(p), fold=fold_of[actor], label=emotion, extra={"speaker": actor})
+        return [Clip(id=p.stem, path=str(p), fold=fold_of[actor], label=emotion, extra={"speaker": actor})
                 for p, actor, emotion in parsed]

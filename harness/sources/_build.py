@@ -1,4 +1,4 @@
-"""Records → a Lhotse CutSet in the shared cache, with every missing or unreadable clip reported.
+"""Clips → a Lhotse CutSet in the shared cache, with every missing or unreadable clip reported.
 
 Layout of a built adapter dataset (``$HARNESS_HOME/datasets/<key>/``)::
 
@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.adapters.base import SPLITS, Record
+from harness.sources._common import SPLITS, Clip
 from harness.store import publish_dir
 
 LIST_IN_LOG = 5  # missing / unreadable clips named in the log (all of them are in report.json)
@@ -41,7 +41,7 @@ def short_error(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def probe_audio(record: Record):
+def probe_audio(record: Clip):
     """(Recording, None) for a readable clip, (None, 'missing') or (None, error) otherwise.
 
     The header is read with soundfile (about 3x faster than ``Recording.from_file``, which
@@ -51,12 +51,12 @@ def probe_audio(record: Record):
     import soundfile
     from lhotse import AudioSource, Recording
 
-    if not os.path.isfile(record.path):
+    if record.path is None or not os.path.isfile(record.path):
         return None, "missing"
     try:
         info = soundfile.info(record.path)
         rec = Recording(id=record.id, sources=[AudioSource(type="file", channels=list(range(info.channels)),
-                                                             source=record.path)],
+                                                             source=str(record.path))],
                         sampling_rate=int(info.samplerate), num_samples=int(info.frames),
                         duration=info.frames / info.samplerate)
     except Exception as first:  # noqa: BLE001 - any decoder failure is a reported, skipped clip
@@ -77,7 +77,7 @@ def write_cutset(cuts: list, path: Path) -> None:
             gz.write((json.dumps(cut.to_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def summarize(records: list[Record]) -> dict[str, Any]:
+def summarize(records: list[Clip]) -> dict[str, Any]:
     counts = {s: sum(r.split == s for r in records) for s in SPLITS}
     info: dict[str, Any] = {"num_clips": len(records), "counts": counts}
     folds = sorted({r.fold for r in records if r.fold is not None})
@@ -95,7 +95,7 @@ def summarize(records: list[Record]) -> dict[str, Any]:
 def build(out_dir: str | Path, kind: str, args: dict[str, Any], progress: bool = False,
           log: Callable[[str], None] = print, workers: int = 8) -> dict:
     """Build (or find) the dataset of adapter ``kind`` with validated ``args`` at ``out_dir``."""
-    from harness.adapters import get
+    from harness.sources import get_adapter as get
 
     out = Path(out_dir)
     if (out / "index.json").is_file():
@@ -135,7 +135,7 @@ def build(out_dir: str | Path, kind: str, args: dict[str, Any], progress: bool =
     return index
 
 
-def _probe_all(records: list[Record], progress: bool, workers: int) -> list:
+def _probe_all(records: list[Clip], progress: bool, workers: int) -> list:
     """Header checks in threads (libsndfile releases the GIL); results in record order."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.registry import Component
-from harness.adapters.base import Adapter, AdapterError, Record, index_audio, read_csv
+from harness.sources._adapter import Adapter
+from harness.sources._common import AudioIndex, Clip, MetadataError, read_csv
 from harness.schema import Str
 
 # A task file names it in `adapter: vggsound`.
@@ -42,20 +43,20 @@ class VGGSound(Adapter):
         root = Path(args["root"])
         meta = root / "vggsound.csv"
         audio_dir = (root / args.get("audio_dir", ".")).resolve()
-        files = index_audio(audio_dir)
+        files = AudioIndex(audio_dir, missing_ok=True).paths()
         out, seen, duplicates = [], set(), 0
-        for n, row in enumerate(read_csv(meta, header=False), start=1):
+        for n, row in read_csv(meta, header=False):
             if len(row) < 4:
-                raise AdapterError(f"{meta}:{n}: expected 4 fields (ytid, start, label, split), found {len(row)}")
+                raise MetadataError(f"{meta}:{n}: expected 4 fields (ytid, start, label, split), found {len(row)}")
             ytid, start, label, split = (c.strip() for c in row[:4])
             try:
                 start_s = int(float(start))
             except ValueError:
                 if n == 1:
                     continue  # a header line
-                raise AdapterError(f"{meta}:{n}: start: expected seconds, found {start!r}") from None
+                raise MetadataError(f"{meta}:{n}: start: expected seconds, found {start!r}") from None
             if split not in ("train", "test"):
-                raise AdapterError(f"{meta}:{n}: split: expected 'train' or 'test', found {split!r}")
+                raise MetadataError(f"{meta}:{n}: split: expected 'train' or 'test', found {split!r}")
             clip_id = f"{ytid}_{start_s:06d}"
             if clip_id in seen:
                 duplicates += 1
@@ -63,7 +64,7 @@ class VGGSound(Adapter):
             seen.add(clip_id)
             path = next((files[s] for s in (clip_id, f"{ytid}_{start_s}", f"{ytid}_{start}", ytid) if s in files),
                         str(audio_dir / f"{clip_id}.wav"))
-            out.append(Record(id=clip_id, path=path, split=split, label=label))
+            out.append(Clip(id=clip_id, path=path, split=split, label=label))
         if duplicates:
             log(f"VGGSound: {duplicates} repeated (ytid, start) rows in {meta} kept once")
         return out

@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.registry import Component
-from harness.adapters.base import Adapter, AdapterError, Record, read_csv
+from harness.sources._adapter import Adapter
+from harness.sources._common import Clip, MetadataError, read_csv
 from harness.schema import Str
 
 # A task file names it in `adapter: esc50`.
@@ -34,14 +35,14 @@ class ESC50(Adapter):
         root = Path(args["root"])
         meta = root / "meta" / "esc50.csv"
         out = []
-        for n, row in enumerate(read_csv(meta, required=("filename", "fold", "category")), start=2):
+        for n, row in read_csv(meta, required=("filename", "fold", "category")):
             try:
                 fold = int(row["fold"])
             except ValueError:
-                raise AdapterError(f"{meta}:{n}: fold: expected an integer, found {row['fold']!r}") from None
+                raise MetadataError(f"{meta}:{n}: fold: expected an integer, found {row['fold']!r}") from None
             if args.get("subset") == "esc10" and row.get("esc10", "").strip().lower() != "true":
                 continue
             name = row["filename"].strip()
-            out.append(Record(id=Path(name).stem, path=str(root / "audio" / name), fold=fold,
-                              label=row["category"].strip()))
+            out.append(Clip(id=Path(name).stem, path=str(root / "audio" / name), fold=fold,
+                            label=row["category"].strip()))
         return out

@@ -17,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.registry import Component
-from harness.adapters.base import Adapter, AdapterError, Record, read_csv
+from harness.sources._adapter import Adapter
+from harness.sources._common import Clip, MetadataError, read_csv
 
 # A task file names it in `adapter: fsd50k`.
 COMPONENT = Component(kind="adapter", name="fsd50k", target="FSD50K", version="1")
@@ -37,17 +38,17 @@ class FSD50K(Adapter):
         for part, audio in (("dev", "FSD50K.dev_audio"), ("eval", "FSD50K.eval_audio")):
             meta = truth / f"{part}.csv"
             need = ("fname", "labels", "split") if part == "dev" else ("fname", "labels")
-            for n, row in enumerate(read_csv(meta, required=need), start=2):
+            for n, row in read_csv(meta, required=need):
                 if part == "dev":
                     split = {"train": "train", "val": "valid"}.get(row["split"].strip())
                     if split is None:
-                        raise AdapterError(f"{meta}:{n}: split: expected 'train' or 'val', found {row['split']!r}")
+                        raise MetadataError(f"{meta}:{n}: split: expected 'train' or 'val', found {row['split']!r}")
                 else:
                     split = "test"
                 labels = [x.strip() for x in row["labels"].split(",") if x.strip()]
                 if not labels:
-                    raise AdapterError(f"{meta}:{n}: labels: expected at least one label")
+                    raise MetadataError(f"{meta}:{n}: labels: expected at least one label")
                 fname = row["fname"].strip()
-                out.append(Record(id=f"{part}-{fname}", path=str(root / audio / f"{fname}.wav"), split=split,
-                                  labels=labels))
+                out.append(Clip(id=f"{part}-{fname}", path=str(root / audio / f"{fname}.wav"), split=split,
+                                labels=labels))
         return out

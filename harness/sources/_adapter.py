@@ -1,118 +1,25 @@
-"""What every dataset adapter shares: the clip record, argument checks, split assignment.
+"""What every probe-dataset adapter shares: argument checks, folds and splits.
 
 An adapter reads one dataset's official layout under a root folder the user gives and
-returns one :class:`Record` per clip: id, audio path, split or fold, label, labels or
-captions. It reads metadata only (CSV, JSON, file names); the dataset stage then checks
-each clip's audio and writes a Lhotse CutSet. Adapters import no torch and no audio
-library, so validating a study that names them stays fast.
+returns one :class:`~harness.sources._common.Clip` per clip: id, audio path, split or
+fold, label, labels or captions — the same record, CSV reader and audio index as the
+pre-training corpora (:mod:`harness.sources._common`), and for a corpus that is both
+(AudioCaps, Clotho, a generic CSV) the same parsing code. It reads metadata only (CSV,
+JSON, file names); the dataset stage then checks each clip's audio and writes a Lhotse
+CutSet. Adapters import no torch and no audio library, so validating a study that names
+them stays fast.
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from harness.schema import Context, Map, Node, Num, Obj, Str, expand  # noqa: F401  (expand: re-exported)
+from harness.schema import Context, Map, Node, Num, Obj, Str, expand
+from harness.sources._common import SPLITS, Clip, MetadataError, stable_fraction
 
-VERSION = "1"
-
-SPLITS = ("train", "valid", "test")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff", ".aif", ".m4a", ".mp4")
-# Spellings of the three splits found in official metadata.
-SPLIT_ALIASES = {"train": "train", "training": "train", "dev": "valid",
-                 "valid": "valid", "val": "valid", "validation": "valid",
-                 "test": "test", "eval": "test", "evaluation": "test"}
-
-
-class AdapterError(ValueError):
-    """Metadata that cannot be read as the dataset's official layout (one line, with file and row)."""
-
-
-@dataclass
-class Record:
-    """One clip of a task, before its audio is checked."""
-
-    id: str
-    path: str
-    split: str | None = None  # train / valid / test
-    fold: int | None = None
-    label: str | None = None
-    labels: list[str] | None = None
-    captions: list[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def custom(self) -> dict[str, Any]:
-        """The fields the manifest carries in ``cut.custom`` (the mini suite's names, plus fold and captions)."""
-        out: dict[str, Any] = {"split": self.split}
-        for key in ("fold", "label", "labels", "captions"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        out.update(self.extra)
-        return out
-
-
-# ---------------------------------------------------------------------------------------
-# Paths given in task files: ~, $VAR, ${VAR} and ${VAR:-default}.
-
-def split_alias(value: str) -> str | None:
-    return SPLIT_ALIASES.get(str(value).strip().lower())
-
-
-def stable_fraction(*parts: Any) -> float:
-    """A deterministic number in [0, 1) from the parts (same on every machine and run)."""
-    return zlib.crc32("/".join(map(str, parts)).encode()) / 2**32
-
-
-def read_csv(path: Path, delimiter: str = ",", header: bool = True,
-             required: Iterable[str] = ()) -> list[dict[str, str]] | list[list[str]]:
-    """Rows of a CSV file: dicts (``header``) or lists; a missing column is an AdapterError."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        if not header:
-            return [row for row in csv.reader(f, delimiter=delimiter) if row and any(c.strip() for c in row)]
-        reader = csv.DictReader(f, delimiter=delimiter)
-        fields = [c.strip() for c in (reader.fieldnames or [])]
-        reader.fieldnames = fields
-        missing = [c for c in required if c not in fields]
-        if missing:
-            raise AdapterError(f"{path}: missing column(s) {', '.join(missing)}; found: {', '.join(fields) or 'nothing'}")
-        return [row for row in reader if any((v or "").strip() for v in row.values() if isinstance(v, str))]
-
-
-def index_audio(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> dict[str, str]:
-    """Audio files under ``folder`` (recursively) by file stem.
-
-    When a stem exists with several extensions, the earliest in ``extensions`` wins (a
-    ``.wav`` or ``.flac`` extracted next to the original ``.mp4`` is the one read).
-    """
-    found: dict[str, tuple[int, str]] = {}
-    if not folder.is_dir():
-        return {}
-    rank = {e: i for i, e in enumerate(extensions)}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            stem, ext = os.path.splitext(name)
-            r = rank.get(ext.lower())
-            if r is not None and (stem not in found or r < found[stem][0]):
-                found[stem] = (r, os.path.join(dirpath, name))
-    return {stem: path for stem, (_, path) in found.items()}
-
-
-def with_audio_extension(path: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> Path:
-    """``path`` if it exists, else the first existing file with its stem and an audio extension
-    (``.../00001.wav`` listed, ``.../00001.flac`` on disk), else ``path`` itself (then missing)."""
-    if path.is_file():
-        return path
-    for ext in extensions:
-        other = path.with_suffix(ext)
-        if other.is_file():
-            return other
-    return path
+VERSION = "1"  # the shared checks and split assignment: part of every adapter's version
 
 
 # ---------------------------------------------------------------------------------------
@@ -205,20 +112,20 @@ class Adapter:
         return [r for r in self.required if not r.endswith("/")]
 
     # -- reading --------------------------------------------------------------------------
-    def records(self, args: dict[str, Any], log=print) -> list[Record]:  # pragma: no cover - abstract
+    def records(self, args: dict[str, Any], log=print) -> list[Clip]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def load(self, args: dict[str, Any], log=print) -> list[Record]:
+    def load(self, args: dict[str, Any], log=print) -> list[Clip]:
         """Records with a split for every clip (folds and carve-outs applied)."""
         return finalize(self.records(args, log=log), args)
 
 
-def finalize(records: list[Record], args: dict[str, Any]) -> list[Record]:
+def finalize(records: list[Clip], args: dict[str, Any]) -> list[Clip]:
     """Give every record a split: folds → splits, valid carved out of train, per-split caps."""
     seen: set[str] = set()
     for r in records:
         if r.id in seen:
-            raise AdapterError(f"clip id {r.id!r} appears twice")
+            raise MetadataError(f"clip id {r.id!r} appears twice")
         seen.add(r.id)
         if r.split is None and r.fold is not None:
             r.split = ("test" if r.fold == args.get("test_fold", 1)
@@ -230,7 +137,7 @@ def finalize(records: list[Record], args: dict[str, Any]) -> list[Record]:
                 r.split = "valid"
     caps = args.get("max_per_split") or {}
     if caps:
-        by_split: dict[str, list[Record]] = {}
+        by_split: dict[str, list[Clip]] = {}
         for r in records:
             by_split.setdefault(r.split or "", []).append(r)
         keep: set[str] = set()

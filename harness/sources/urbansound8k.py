@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.registry import Component
-from harness.adapters.base import Adapter, AdapterError, Record, read_csv
+from harness.sources._adapter import Adapter
+from harness.sources._common import Clip, MetadataError, read_csv
 
 # A task file names it in `adapter: urbansound8k`.
 COMPONENT = Component(kind="adapter", name="urbansound8k", target="UrbanSound8K", version="1")
@@ -32,12 +33,12 @@ class UrbanSound8K(Adapter):
         root = Path(args["root"])
         meta = root / "metadata" / "UrbanSound8K.csv"
         out = []
-        for n, row in enumerate(read_csv(meta, required=("slice_file_name", "fold", "class")), start=2):
+        for n, row in read_csv(meta, required=("slice_file_name", "fold", "class")):
             try:
                 fold = int(row["fold"])
             except ValueError:
-                raise AdapterError(f"{meta}:{n}: fold: expected an integer, found {row['fold']!r}") from None
+                raise MetadataError(f"{meta}:{n}: fold: expected an integer, found {row['fold']!r}") from None
             name = row["slice_file_name"].strip()
-            out.append(Record(id=Path(name).stem, path=str(root / "audio" / f"fold{fold}" / name), fold=fold,
-                              label=row["class"].strip()))
+            out.append(Clip(id=Path(name).stem, path=str(root / "audio" / f"fold{fold}" / name), fold=fold,
+                            label=row["class"].strip()))
         return out

@@ -27,9 +27,9 @@ import os
 from pathlib import Path
 
 from harness.registry import Component
-from harness.adapters.base import (AUDIO_EXTENSIONS, Adapter, AdapterError, Record, stable_fraction,
-                                   with_audio_extension)
 from harness.schema import Str
+from harness.sources._adapter import Adapter
+from harness.sources._common import AUDIO_EXTENSIONS, Clip, MetadataError, stable_fraction, with_audio_extension
 
 COMPONENTS = [  # task files name them in `adapter:`
     Component(kind="adapter", name="voxceleb1", target="VoxCeleb1", version="1"),
@@ -39,7 +39,7 @@ COMPONENTS = [  # task files name them in `adapter:`
 SPLIT_CODES = {"1": "train", "2": "valid", "3": "test"}
 
 
-def read_split_list(path: Path, audio: Path) -> list[Record]:
+def read_split_list(path: Path, audio: Path) -> list[Clip]:
     out = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -47,15 +47,15 @@ def read_split_list(path: Path, audio: Path) -> list[Record]:
             if not parts:
                 continue
             if len(parts) != 2 or parts[0] not in SPLIT_CODES:
-                raise AdapterError(f"{path}:{n}: expected '<1|2|3> idXXXXX/<video>/<clip>.wav', found {line.strip()!r}")
+                raise MetadataError(f"{path}:{n}: expected '<1|2|3> idXXXXX/<video>/<clip>.wav', found {line.strip()!r}")
             rel = parts[1]
             clip_id = os.path.splitext(rel)[0]
-            out.append(Record(id=clip_id, path=str(with_audio_extension(audio / rel)), split=SPLIT_CODES[parts[0]],
-                              label=rel.split("/")[0]))
+            out.append(Clip(id=clip_id, path=str(with_audio_extension(audio / rel)), split=SPLIT_CODES[parts[0]],
+                            label=rel.split("/")[0]))
     return out
 
 
-def split_from_tree(audio: Path, valid_share: float = 0.1, test_share: float = 0.1) -> list[Record]:
+def split_from_tree(audio: Path, valid_share: float = 0.1, test_share: float = 0.1) -> list[Clip]:
     """Video-disjoint per-speaker splits from an ``id/video/clip`` tree (see the module docstring)."""
     out = []
     for speaker in sorted(p for p in audio.iterdir() if p.is_dir()):
@@ -68,8 +68,8 @@ def split_from_tree(audio: Path, valid_share: float = 0.1, test_share: float = 0
             split = "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
             for clip in sorted(video.iterdir()):
                 if clip.suffix.lower() in AUDIO_EXTENSIONS:
-                    out.append(Record(id=f"{speaker.name}/{video.name}/{clip.stem}", path=str(clip), split=split,
-                                      label=speaker.name))
+                    out.append(Clip(id=f"{speaker.name}/{video.name}/{clip.stem}", path=str(clip), split=split,
+                                    label=speaker.name))
     return out
 
 
@@ -105,7 +105,7 @@ class VoxCeleb1(Adapter):
             return read_split_list(root / args["split_list"], audio)
         records = split_from_tree(audio)
         if not records:
-            raise AdapterError(f"{audio}: no audio files in idXXXXX/<video>/<clip>.<ext> folders")
+            raise MetadataError(f"{audio}: no audio files in idXXXXX/<video>/<clip>.<ext> folders")
         return records
 
 

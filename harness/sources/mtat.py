@@ -22,7 +22,8 @@ from collections import Counter
 from pathlib import Path
 
 from harness.registry import Component
-from harness.adapters.base import Adapter, AdapterError, Record, read_csv
+from harness.sources._adapter import Adapter
+from harness.sources._common import Clip, MetadataError, read_csv
 from harness.schema import Bool, Num, Str
 
 # A task file names it in `adapter: mtat`.
@@ -57,9 +58,9 @@ class MTAT(Adapter):
         rows = read_csv(meta, delimiter="\t", required=("clip_id", "mp3_path"))
         if not rows:
             return []
-        tags = [c for c in rows[0] if c not in ("clip_id", "mp3_path")]
+        tags = [c for c in rows[0][1] if c not in ("clip_id", "mp3_path")]
         counts: Counter = Counter()
-        for row in rows:
+        for _, row in rows:
             counts.update(t for t in tags if (row.get(t) or "").strip() == "1")
         kept = sorted(counts, key=lambda t: (-counts[t], t))[: args.get("top_k", 50)]
         kept_set = set(kept)
@@ -71,15 +72,15 @@ class MTAT(Adapter):
             for ch in args.get(key) or "":
                 split_of[ch] = split
         out = []
-        for n, row in enumerate(rows, start=2):
+        for n, row in rows:
             rel = (row.get("mp3_path") or "").strip()
             if not rel:
-                raise AdapterError(f"{meta}:{n}: mp3_path: expected a path, found nothing")
+                raise MetadataError(f"{meta}:{n}: mp3_path: expected a path, found nothing")
             split = split_of.get(rel[0])
             if split is None:
                 continue  # a folder in no split
             labels = [t for t in tags if t in kept_set and (row.get(t) or "").strip() == "1"]
             if not labels and args.get("drop_untagged", True):
                 continue
-            out.append(Record(id=row["clip_id"].strip(), path=str(audio / rel), split=split, labels=labels))
+            out.append(Clip(id=row["clip_id"].strip(), path=str(audio / rel), split=split, labels=labels))
         return out

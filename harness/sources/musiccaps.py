@@ -19,7 +19,8 @@ import ast
 from pathlib import Path
 
 from harness.registry import Component
-from harness.adapters.base import Adapter, AdapterError, Record, index_audio, read_csv
+from harness.sources._adapter import Adapter
+from harness.sources._common import AudioIndex, Clip, MetadataError, read_csv
 from harness.schema import Str
 
 # A task file names it in `adapter: musiccaps`.
@@ -39,18 +40,18 @@ class MusicCaps(Adapter):
         root = Path(args["root"])
         meta = root / "musiccaps-public.csv"
         audio = (root / args.get("audio_dir", ".")).resolve()
-        files = index_audio(audio)
+        files = AudioIndex(audio, missing_ok=True).paths()
         out = []
-        for n, row in enumerate(read_csv(meta, required=("ytid", "start_s", "caption", "is_audioset_eval")), start=2):
+        for n, row in read_csv(meta, required=("ytid", "start_s", "caption", "is_audioset_eval")):
             ytid = row["ytid"].strip()
             try:
                 start = int(float(row["start_s"]))
                 end = int(float(row.get("end_s") or start + 10))
             except ValueError:
-                raise AdapterError(f"{meta}:{n}: start_s: expected seconds, found {row['start_s']!r}") from None
+                raise MetadataError(f"{meta}:{n}: start_s: expected seconds, found {row['start_s']!r}") from None
             flag = row["is_audioset_eval"].strip().lower()
             if flag not in ("true", "false"):
-                raise AdapterError(f"{meta}:{n}: is_audioset_eval: expected True or False, found {row['is_audioset_eval']!r}")
+                raise MetadataError(f"{meta}:{n}: is_audioset_eval: expected True or False, found {row['is_audioset_eval']!r}")
             clip_id = f"{ytid}_{start}"
             stems = (ytid, clip_id, f"{ytid}_{start:06d}", f"[{ytid}]-[{start}-{end}]")
             path = next((files[s] for s in stems if s in files), str(audio / f"{ytid}.wav"))
@@ -58,6 +59,6 @@ class MusicCaps(Adapter):
                 aspects = [str(a) for a in ast.literal_eval(row.get("aspect_list") or "[]")]
             except (ValueError, SyntaxError):
                 aspects = []
-            out.append(Record(id=clip_id, path=path, split="test" if flag == "true" else "train",
-                              captions=[row["caption"].strip()], extra={"aspects": aspects} if aspects else {}))
+            out.append(Clip(id=clip_id, path=path, split="test" if flag == "true" else "train",
+                            captions=[row["caption"].strip()], extra={"aspects": aspects} if aspects else {}))
         return out

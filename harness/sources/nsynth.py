@@ -19,7 +19,8 @@ import json
 from pathlib import Path
 
 from harness.registry import Component
-from harness.adapters.base import Adapter, AdapterError, Record
+from harness.sources._adapter import Adapter
+from harness.sources._common import Clip, MetadataError
 from harness.schema import Str
 
 # A task file names it in `adapter: nsynth`.
@@ -44,10 +45,10 @@ class NSynth(Adapter):
             try:
                 examples = json.loads(meta.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
-                raise AdapterError(f"{meta}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+                raise MetadataError(f"{meta}:{exc.lineno}: invalid JSON: {exc.msg}") from None
             for note, info in sorted(examples.items()):
                 if key not in info:
-                    raise AdapterError(f"{meta}: note {note!r} has no {key!r}")
-                out.append(Record(id=note, path=str(root / folder / "audio" / f"{note}.wav"), split=split,
-                                  label=str(info[key])))
+                    raise MetadataError(f"{meta}: note {note!r} has no {key!r}")
+                out.append(Clip(id=note, path=str(root / folder / "audio" / f"{note}.wav"), split=split,
+                                label=str(info[key])))
         return out
