@@ -262,3 +262,16 @@ def test_misspelt_component_options_are_caught_at_plan(tmp_path):
     assert any("pretrain.encoder.size: expected one of tiny, small, base" in line and "did you mean 'tiny'" in line
                for line in lines)
     assert len(lines) == 4
+
+
+def test_dataset_jobs_are_named_by_their_source_or_task(tmp_path, capsys):
+    """plan, status and progress name a dataset job by what it is read for, not 'dataset'."""
+    from harness.cli import main
+    from harness.graph import expand
+    from harness.study import load_study
+
+    study = write(tmp_path, MINIMAL)
+    (node,) = [n for n in expand(load_study(study).config) if n.stage == "dataset"]
+    assert node.label == "mini (minisuite)"
+    assert main(["plan", str(study)]) == 0
+    assert f"{node.key}  mini (minisuite)" in capsys.readouterr().out
