@@ -162,16 +162,30 @@ _SCOPE = {"Component": Component, "Str": schema.Str, "Num": schema.Num, "Bool": 
 _DECLARATION_NAMES = ("COMPONENT", "COMPONENTS")
 
 
-def _package_files(package: str) -> list[tuple[str, Path]]:
+@functools.lru_cache(maxsize=None)
+def _package_folders(package: str) -> tuple[Path, ...]:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        return []
+        return ()
+    return tuple(Path(folder) for folder in spec.submodule_search_locations)
+
+
+@functools.lru_cache(maxsize=None)
+def _listing(folder: Path, mtime_ns: int) -> tuple[Path, ...]:
+    """The declaring candidates of a folder (``*.py`` not starting with ``_``), listed again
+    when a file is added or removed (the folder's modification time changes)."""
+    del mtime_ns  # part of the cache key only
+    return tuple(p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_"))
+
+
+def _package_files(package: str) -> list[tuple[str, Path]]:
     out = []
-    for folder in spec.submodule_search_locations:
-        for path in sorted(Path(folder).glob("*.py")):
-            if path.name.startswith("_"):
-                continue
-            out.append((f"{package}.{path.stem}", path))
+    for folder in _package_folders(package):
+        try:
+            listing = _listing(folder, folder.stat().st_mtime_ns)
+        except FileNotFoundError:
+            continue
+        out += [(f"{package}.{path.stem}", path) for path in listing]
     return out
 
 
@@ -180,7 +194,10 @@ def _declarations_in(path: Path, mtime: float) -> tuple[list[Component], str | N
     """The declarations in one file (read, not imported), or why they cannot be read."""
     del mtime  # part of the cache key only: an edited file is read again
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        text = path.read_text(encoding="utf-8")
+        if "COMPONENT" not in text:
+            return [], None
+        tree = ast.parse(text, filename=str(path))
     except (OSError, SyntaxError) as exc:
         return [], f"{path}: cannot be read: {exc}"
     for stmt in tree.body:
@@ -210,7 +227,14 @@ def module_constant(module: str, suffix: str = "VERSION") -> str:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.origin:
         raise HarnessError(f"module {module!r} not found")
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    path = Path(spec.origin)
+    return _constant(path, path.stat().st_mtime_ns, suffix)
+
+
+@functools.lru_cache(maxsize=None)
+def _constant(path: Path, mtime_ns: int, suffix: str) -> str:
+    del mtime_ns  # part of the cache key only
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     for stmt in tree.body:
         names = [t.id for t in getattr(stmt, "targets", []) if isinstance(t, ast.Name)]
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
@@ -218,7 +242,7 @@ def module_constant(module: str, suffix: str = "VERSION") -> str:
         for name in names:
             if name.endswith(suffix) and isinstance(stmt.value, ast.Constant):
                 return str(stmt.value.value)
-    raise HarnessError(f"module {module!r} defines no {suffix} constant")
+    raise HarnessError(f"module {path.stem!r} ({path}) defines no {suffix} constant")
 
 
 def module_version(module: str) -> str:
@@ -289,7 +313,7 @@ def registry(kind: str) -> Declarations:
     """The components of ``kind`` (one of :data:`KINDS`), read from their files' declarations."""
     if kind not in KINDS:
         raise HarnessError(f"unknown component kind {kind!r}; expected one of: {', '.join(KINDS)}")
-    stamp = tuple((str(p), p.stat().st_mtime) for package in KINDS[kind] for _, p in _package_files(package))
+    stamp = tuple((str(p), p.stat().st_mtime_ns) for package in KINDS[kind] for _, p in _package_files(package))
     return _scan(kind, stamp)
 
 
