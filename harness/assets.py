@@ -58,7 +58,7 @@ def fetch(name: str, home: Path | None = None) -> Path:
     if name not in ASSETS:
         raise HarnessError(f"unknown asset {name!r}; known: {', '.join(sorted(ASSETS))}")
     asset = ASSETS[name]
-    from harness.dispatch import harness_home
+    from harness.home import harness_home
 
     target = (home or harness_home()) / "assets" / asset.filename
     if target.is_file() and sha256_of(target) == asset.sha256:

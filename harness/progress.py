@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.graph import Graph, Node
+if TYPE_CHECKING:  # annotations only: a progress bar needs no graph code
+    from harness.graph import Graph, Node
 
 
 class GraphProgress:
+    """Progress of a graph: ``advance`` when a job ends (done, failed, blocked), ``note``
+    for what happens to a job on the way (requeued, resubmitted)."""
+
     def __init__(self, graph: Graph, done_ids: set[str], enabled: bool = True):
         self.enabled = enabled
         self.live = enabled and sys.stderr.isatty()
@@ -44,6 +48,22 @@ class GraphProgress:
                 self._progress.console.print(line)
         else:
             print(f"[{elapsed:6.1f}s] {line}", file=sys.stderr, flush=True)
+
+    def note(self, node: Node, event: str, text: str) -> None:
+        """One line for an event of a job that is not its end (a requeue, a resubmission).
+        Printed even without a progress display: like a failure, it is never silent."""
+        line = f"{event:>7} {node.stage:<9} {node.label}: {text}"
+        if self._progress is not None:
+            self._progress.console.print(line)
+        else:
+            print(f"[{time.time() - self.started:6.1f}s] {line}", file=sys.stderr, flush=True)
+
+    def say(self, text: str) -> None:
+        """One line about the whole run (Slurm not answering, and answering again)."""
+        if self._progress is not None:
+            self._progress.console.print(text)
+        else:
+            print(f"[{time.time() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
