@@ -9,6 +9,7 @@ default 989 for an H100 SXM). Prints the median over ``--steps`` timed steps.
 
     python benchmarks/bench_pretrain.py                          # CPU, tiny encoder
     python benchmarks/bench_pretrain.py --size base --batch-size 64 --seconds 10   # on a GPU
+    python benchmarks/bench_pretrain.py --encoder zipformer --size m --objectives mtc   # the UTS paper's encoder
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ def bench(name: str, args, device: torch.device) -> dict:
     batch = collate_targets(targets, list(range(n)), device)
     use_bf16 = device.type == "cuda"
 
+    steps_done = [0]
+
     def step() -> None:
+        encoder.set_batch_count(steps_done[0])  # as the trainer does: zipformer's schedules run
+        steps_done[0] += 1
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = net(feats, lengths, batch)["loss"]
         loss.backward()

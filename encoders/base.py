@@ -9,7 +9,7 @@ from torch import Tensor, nn
 class Encoder(nn.Module):
     """Base class of every audio encoder.
 
-    Subclasses set three attributes in ``__init__``:
+    Subclasses set three attributes in ``__init__`` (and may override :meth:`set_batch_count`):
 
     - ``dim``: width D of the output frames;
     - ``frame_rate``: output frames per second;
@@ -36,6 +36,14 @@ class Encoder(nn.Module):
             frames [B, T', D] and out_lengths [B], the number of valid output frames.
         """
         raise NotImplementedError
+
+    def set_batch_count(self, step: int) -> None:
+        """Tell the encoder which training step comes next (0 for the first batch).
+
+        The trainer calls it before every step's forward. Encoders whose training schedule
+        depends on the step (Zipformer's scheduled dropout and layer skipping) follow it;
+        the default does nothing.
+        """
 
 
 def padding_mask(lengths: Tensor, max_len: int) -> Tensor:

@@ -1,4 +1,21 @@
-"""Input features: 80-bin Kaldi log-mel filterbanks at 16 kHz (the paper's encoder input)."""
+"""Input features: the UTS authors' 80-bin log-mel filterbank at 16 kHz (the paper's encoder input).
+
+The authors compute features on the fly with Lhotse's ``Fbank(FbankConfig(num_mel_bins=80))``.
+:func:`fbank` computes the same numbers with torchaudio's Kaldi-compatible ``fbank``, so it runs
+on CPU or GPU tensors alike and costs no more than before; ``tests/test_features.py`` checks it
+against Lhotse's extractor (frame count equal, values within 1e-3).
+
+Lhotse's defaults that differ from torchaudio's, and so are passed explicitly:
+
+- ``snip_edges=False``: frames are centred on multiples of the 10 ms shift and the signal is
+  mirrored at both ends, so a clip of n samples at 16 kHz gives ``(n + 80) // 160`` frames
+  (about n / 160; torchaudio's default gives ``1 + (n - 400) // 160``);
+- ``high_freq=-400``: the top mel filter ends 400 Hz below Nyquist, at 7.6 kHz.
+
+The rest agree: 25 ms povey window padded to 512 samples, DC offset removed, pre-emphasis 0.97,
+power spectrum, filters from 20 Hz, no energy coefficient, log floored at float32 epsilon, and
+no dither (so the features are deterministic).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +23,10 @@ import numpy as np
 import torch
 import torchaudio
 
-FEATURE_VERSION = "1"
-"""Bump whenever :func:`fbank` would return different numbers for the same input."""
+FEATURE_VERSION = "2"
+"""Bump whenever :func:`fbank` would return different numbers for the same input (and bump
+``FEATURES["version"]`` in harness/components.py with it: it re-keys the caches).
+2: Lhotse's ``Fbank(FbankConfig(num_mel_bins=80))`` (snip_edges=False, high_freq=-400)."""
 
 SAMPLE_RATE = 16_000
 """Sample rate the features are computed at; other rates are resampled to it."""
@@ -15,28 +34,73 @@ SAMPLE_RATE = 16_000
 FRAME_RATE = 100.0
 """Feature frames per second (10 ms shift)."""
 
+FRAME_LENGTH = 400
+"""Samples per analysis window (25 ms at 16 kHz)."""
+
+FRAME_SHIFT = 160
+"""Samples between frames (10 ms at 16 kHz)."""
+
+LOW_FREQ = 20.0
+HIGH_FREQ = -400.0
+"""Mel filter band edges in Hz (Lhotse's defaults); a negative top edge is an offset from Nyquist."""
+
+
+def num_frames(num_samples: int) -> int:
+    """Frames :func:`fbank` gives for a 16 kHz clip of ``num_samples`` samples (Lhotse's count)."""
+    return (num_samples + FRAME_SHIFT // 2) // FRAME_SHIFT
+
+
+def _mirror_pad(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """``x`` extended at both ends as Kaldi does with ``snip_edges=False``.
+
+    Frame i covers samples ``[i * shift - (length - shift) // 2, ... + length)``; indices outside
+    the clip are mirrored (``x[-1] = x[0]``, ``x[n] = x[n - 1]``), repeatedly for clips shorter
+    than the padding. The result holds exactly ``frames`` whole windows.
+    """
+    n = x.shape[-1]
+    left = (FRAME_LENGTH - FRAME_SHIFT) // 2
+    right = (frames - 1) * FRAME_SHIFT + FRAME_LENGTH - left - n
+    if left <= n and right <= n:  # every clip of 12.5 ms or more: one mirror image per end
+        return torch.cat((x[:left].flip(0), x, x[n - right :].flip(0)))
+    idx = torch.arange(-left, n + right, device=x.device).remainder(2 * n)  # non-negative
+    return x[torch.where(idx < n, idx, 2 * n - 1 - idx)]
+
 
 def fbank(wave: np.ndarray | torch.Tensor, sample_rate: int, num_mel_bins: int = 80) -> torch.Tensor:
-    """Kaldi-compatible log-mel filterbank of a mono waveform.
+    """Log-mel filterbank of a mono waveform: Lhotse's ``Fbank(FbankConfig(num_mel_bins=...))``.
 
     ``wave`` is a 1-D float signal in [-1, 1] at ``sample_rate``; it is resampled to 16 kHz
-    when needed. Frames are 25 ms long with a 10 ms shift, without dither, so the result is
-    deterministic. A clip of n samples at 16 kHz gives ``1 + (n - 400) // 160`` frames
-    (none when shorter than 25 ms). Returns a float32 tensor [frames, num_mel_bins] on the
-    device of ``wave``.
+    when needed. Frames are 25 ms long with a 10 ms shift, centred as Kaldi's
+    ``snip_edges=False`` centres them, so a clip of n samples at 16 kHz gives
+    :func:`num_frames` ``(n) = (n + 80) // 160`` frames (none below 5 ms). Returns a float32
+    tensor [frames, num_mel_bins] on the device of ``wave``.
     """
     x = torch.as_tensor(wave, dtype=torch.float32)
     if x.ndim != 1:
         raise ValueError(f"fbank expects a 1-D mono waveform, got shape {tuple(x.shape)}")
     if sample_rate != SAMPLE_RATE:
         x = torchaudio.functional.resample(x, sample_rate, SAMPLE_RATE)
-    if x.numel() < SAMPLE_RATE * 25 // 1000:  # shorter than one 25 ms frame
+    frames = num_frames(x.numel())
+    if frames == 0:
         return torch.zeros(0, num_mel_bins, dtype=torch.float32, device=x.device)
+    # Mirror the ends here and let torchaudio cut whole windows (snip_edges=True): the same
+    # frames as its snip_edges=False, which refuses clips shorter than one window.
     return torchaudio.compliance.kaldi.fbank(
-        x.unsqueeze(0),
+        _mirror_pad(x, frames).unsqueeze(0),
         num_mel_bins=num_mel_bins,
-        frame_length=25.0,
-        frame_shift=10.0,
+        frame_length=1000.0 * FRAME_LENGTH / SAMPLE_RATE,
+        frame_shift=1000.0 * FRAME_SHIFT / SAMPLE_RATE,
         dither=0.0,
         sample_frequency=SAMPLE_RATE,
+        snip_edges=True,
+        low_freq=LOW_FREQ,
+        high_freq=HIGH_FREQ,
+        # torchaudio's defaults, equal to Lhotse's (stated so that a change of either shows):
+        window_type="povey",
+        preemphasis_coefficient=0.97,
+        remove_dc_offset=True,
+        round_to_power_of_two=True,
+        use_power=True,
+        use_log_fbank=True,
+        use_energy=False,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from harness.registry import module_version, registry
 
 # Feature extraction shared by pre-training and embedding (the paper's input).
-FEATURES = {"kind": "kaldi-fbank", "num_mel_bins": 80, "sample_rate": 16000, "version": "1"}
+FEATURES = {"kind": "kaldi-fbank", "num_mel_bins": 80, "sample_rate": 16000, "version": "2"}
 
 
 def stages() -> list[str]:
