@@ -97,6 +97,8 @@ def expand(config: dict[str, Any]) -> Graph:
         train_cfg.update(max_duration=pre["max_duration"], num_buckets=pre["num_buckets"])
     if pre.get("stream"):  # streamed from shards: the order of clips depends on these (absent otherwise)
         train_cfg["stream"] = dict(pre["stream"])
+    if pre.get("optimizer"):  # another optimiser than the default AdamW (absent otherwise: keys stay valid)
+        train_cfg["optimizer"] = {"name": pre["optimizer"]["name"], **pre["optimizer"]["options"]}
     features = components.FEATURES
 
     runs: list[Node] = []

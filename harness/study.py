@@ -125,6 +125,8 @@ PRETRAIN = Obj({
     "max_duration": Num(None, min=0.1, doc="seconds of audio per batch: duration-bucketed batches "
                                           "(Lhotse) instead of batch_size clips"),
     "num_buckets": Num(10, integer=True, min=1, doc="duration buckets, with max_duration"),
+    "optimizer": Obj(dict(COMPONENT), default=None, shorthand="name",
+                     doc="the optimiser and its schedule (encoders/optim/: adamw, the default, or scaled_adam)"),
     "lr": Num(1e-3, min=0.0),
     "weight_decay": Num(0.01, min=0.0),
     "warmup_steps": Num(None, integer=True, min=0),
@@ -217,8 +219,9 @@ def _validate(raw: dict, path: Path, origins: dict[str, Path]) -> dict:
     _check_consistency(config, path)
     if config["search"] is None:  # absent unless set: configs and digests of other studies stay as they were
         del config["search"]
-    if config["pretrain"]["stream"] is None:
-        del config["pretrain"]["stream"]
+    for key in ("stream", "optimizer"):  # absent unless set: keys of studies without them stay as they were
+        if config["pretrain"][key] is None:
+            del config["pretrain"][key]
     return config
 
 
@@ -261,6 +264,8 @@ def _check_components(config: dict, ctx: Context) -> None:
                       f"presets), found {encoder['size']!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
     for i, obj in enumerate(pre["objectives"]):
         _check_component("objective", obj["name"], obj["options"], f"pretrain.objectives[{i}]", ctx)
+    if pre["optimizer"] is not None:
+        _check_component("optimizer", pre["optimizer"]["name"], pre["optimizer"]["options"], "pretrain.optimizer", ctx)
     _check_tagging(config["tagging"], ctx)
     _check_sources(config["data"]["sources"], ctx)
     _check_objectives(config, ctx)
