@@ -1,11 +1,20 @@
 """The text decoder of PAR and captioning: pre-LN Transformer blocks with self-attention
 under a per-sample mask and cross-attention to the audio encoder's frames.
 
-The reference size (CapPa, as in the UTS paper) is 6 layers, width 768, 8 heads, FFN 3072;
-every size is a setting. Token ids come from :class:`encoders.text.TextTokenizer`.
+Its sizes come from a named preset (:data:`PRESETS`), each value overridable:
+
+- ``auden``: the Auden caption model's defaults (``AudioCaptionConfig``): 6 layers, width
+  768, 8 heads, FFN 3072, dropout 0.1, label smoothing 0.1 — the recipe of the UTS and
+  CaptionStew caption models;
+- ``cappa``: CapPa's own decoder (Tschannen et al. 2023): as wide as the encoder, no
+  dropout, no label smoothing; heads of width 64, FFN 4× the width, 6 layers.
+
+Token ids come from :class:`encoders.text.TextTokenizer`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +23,28 @@ from torch import Tensor, nn
 from encoders.base import padding_mask
 
 VERSION = "1"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "auden": {"layers": 6, "dim": 768, "heads": 8, "ffn_dim": 3072, "dropout": 0.1, "label_smoothing": 0.1},
+    "cappa": {"layers": 6, "dim": None, "heads": None, "ffn_dim": None, "dropout": 0.0, "label_smoothing": 0.0},
+}
+
+
+def decoder_settings(preset: str, encoder_dim: int, **given: Any) -> dict[str, Any]:
+    """``layers``, ``dim``, ``heads``, ``ffn_dim``, ``dropout`` and ``label_smoothing`` of
+    ``preset``, each overridden by a value in ``given`` that is not None. The ``cappa``
+    sizes follow the encoder: width ``encoder_dim``, heads of width 64 (the most heads of
+    at least that width that divide it), FFN 4× the width."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    out = {**PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
+    unknown = set(out) - set(PRESETS[preset])
+    if unknown:
+        raise TypeError(f"unknown decoder settings: {', '.join(sorted(unknown))}")
+    out["dim"] = out["dim"] or encoder_dim
+    out["heads"] = out["heads"] or max(h for h in range(1, max(1, out["dim"] // 64) + 1) if out["dim"] % h == 0)
+    out["ffn_dim"] = out["ffn_dim"] or 4 * out["dim"]
+    return out
 
 
 class _Attention(nn.Module):

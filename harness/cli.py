@@ -9,7 +9,9 @@
     harness assets [NAME ...]                                 public assets, checked by sha256
 
 Bad input (a malformed study file, an unknown key, a missing file) prints one line per
-problem and exits with code 2. A run whose jobs failed exits with 1.
+problem and exits with code 2, as does a Slurm that does not answer (``status`` then
+shows no state at all: none it could not read now). A run whose jobs failed exits with
+1, and so does ``status`` when a job is in a failure state.
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ def cmd_run(args) -> int:
         from harness import slurm
 
         slurm_settings = slurm.resolve(compute, study.path, args.profile)
+        for line in slurm.timing_problems(slurm_settings):
+            print(f"warning: {line}", file=sys.stderr)
         slurm.check_cluster()
     elif args.detach or args.profile:
         raise HarnessError("--detach and --profile are for --executor slurm")
@@ -161,20 +165,40 @@ def cmd_run(args) -> int:
     results = write_results(graph, layout, study.name,
                             extra={"search": canonical_json(searched.record())} if searched else None)
     elapsed = time.time() - started
+    requeued = sum(len(causes) for causes in summary.requeued.values())
     print(f"{len(summary.done)} jobs run, {len(summary.skipped)} already done, {len(summary.failed)} failed, "
-          f"{len(summary.blocked)} blocked, in {elapsed:.1f} s", file=sys.stderr)
+          f"{len(summary.blocked)} blocked" + (f", {requeued} requeued or resubmitted" if requeued else "")
+          + f", in {elapsed:.1f} s", file=sys.stderr)
     print(f"results: {results}", file=sys.stderr)
     if summary.failed:
         for node_id, cause in summary.failed.items():
             state = json.loads((layout.state_dir / f"{node_id.replace('/', '-')}.json").read_text())
-            print(f"FAILED {node_id} ({state.get('label')}): {cause}\n       log: {state.get('stderr')}", file=sys.stderr)
+            print(f"FAILED {node_id} ({state.get('label')}): {cause}\n       log: {_log(state.get('stderr'))}",
+                  file=sys.stderr)
         return 1
     return 0
+
+
+def _log(path: str | None, whose: str = "") -> str:
+    """A log path to show: only one that exists (a job that never started wrote none)."""
+    if path and Path(path).is_file():
+        return path + whose
+    return "none (the job never started)" if not whose else "none"
 
 
 def cmd_plan(args) -> int:
     study, graph, layout = _load(args)
     print(f"study {study.name} ({study.path}): {len(graph)} jobs; output {layout.out}")
+    compute = study.config["compute"]
+    if compute["executor"] == "slurm" or compute.get("slurm") or compute.get("profile"):
+        from harness import slurm_settings
+
+        try:
+            problems = slurm_settings.timing_problems(slurm_settings.resolve(compute, study.path))
+        except HarnessError as exc:  # a profile only the cluster has: run says so; plan goes on
+            problems = exc.problems
+        for line in problems:
+            print(f"warning: {line}")
     if "search" in study.config:
         from harness import search
 
@@ -244,10 +268,19 @@ def cmd_status(args) -> int:
     from harness.slurm import FAILED_STATES
 
     for row in rows:
-        job = f"  [job {row['job_id']}]" if row.get("slurm") and row.get("job_id") else ""
+        job = ""
+        if row.get("slurm") and row.get("job_id"):
+            requeues = len(row.get("requeues") or [])
+            job = f"  [job {row['job_id']}" + (f", requeued {requeues}x" if requeues else "") + "]"
         print(f"  {row['state']:<8} {row['stage']:<9} {row['key']}  {row['label']}{job}")
+        if row["state"] == "UNKNOWN":
+            print(f"           cause: {row.get('cause', '?')}")
         if row["state"] in FAILED_STATES:
-            print(f"           cause: {row.get('cause', '?')}\n           log:   {row.get('stderr', '?')}")
+            if row["state"] == "BLOCKED":
+                log = _log(row.get("stderr"), " (the failed input's)")
+            else:
+                log = _log(row.get("stderr"))
+            print(f"           cause: {row.get('cause', '?')}\n           log:   {log}")
             for line in row.get("tail", []):
                 print(f"           | {line}")
     return 1 if any(counts.get(s) for s in FAILED_STATES) else 0

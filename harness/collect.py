@@ -9,7 +9,11 @@ package versions. Every coordinate of the probe job is a column of its own: ``so
 ``run`` (the display label, :func:`harness.labels.run_label`), ``arm`` (the label the
 run's seeds share, :func:`harness.labels.arm_label`) and ``task_version`` (the task
 declaration's ``version``). ``run_id`` and ``probe_key`` are the store keys of the
-pre-training and probe jobs.
+pre-training and probe jobs. ``n_classes`` is the probe task's number of classes,
+``chance`` the metric a chance-level predictor scores on the test split (accuracy:
+1/classes; mAP: the classes' mean test prevalence, the expected AP of random scores;
+empty for other metrics), and ``finished_at`` the time the probe job completed (its
+completion record), so that a report can date its results from them.
 
 For a k-fold task the value is the mean over folds: ``n_folds`` counts them,
 ``fold_values`` (JSON) lists each fold's test value and ``hparams`` the hyperparameters
@@ -87,6 +91,8 @@ def collect_results(graph: Graph, layout: Layout, study_name: str) -> Collected:
             "data_size": c.get("data_size"), "captions": c.get("captions"), "init": c.get("init"),
             "train_clips": (pretrain.get("outputs", {}).get("train") or {}).get("clips"),
             "probe_seed": c.get("probe_seed"), "split": "test", "n_test": record["outputs"]["n_test"],
+            "n_classes": sweep.get("num_classes"), "chance": _chance(sweep, layout.store.path("probe", node.key)),
+            "finished_at": record.get("finished_at"),
             "metric": sweep["metric"], "probe_key": node.key,
             "git_commit": commit, "versions": versions,
         }
@@ -96,6 +102,21 @@ def collect_results(graph: Graph, layout: Layout, study_name: str) -> Collected:
         out.configs[("probe", node.key)] = node.config
         out.rows += sweep_rows(base, sweep)
     return out
+
+
+def _chance(sweep: dict[str, Any], folder: Path) -> float | None:
+    """The chance level of a probe's metric on its test split (see the module docstring)."""
+    metric, classes = str(sweep.get("metric", "")).lower(), sweep.get("num_classes")
+    if metric == "accuracy" and classes:
+        return 1.0 / float(classes)
+    if metric == "map" and (folder / "predictions.npz").is_file():
+        import numpy as np
+
+        with np.load(folder / "predictions.npz") as data:
+            labels = np.asarray(data["labels"], dtype=np.float64)
+        if labels.ndim == 2 and len(labels):
+            return float(labels.mean(axis=0).mean())
+    return None
 
 
 def result_rows(graph: Graph, layout: Layout, study_name: str) -> list[dict[str, Any]]:

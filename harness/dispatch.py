@@ -89,6 +89,7 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)  # node id -> cause
     blocked: list[Node] = field(default_factory=list)  # not run: an input failed
     submitted: dict[str, str] = field(default_factory=dict)  # node id -> Slurm job id (slurm executor)
+    requeued: dict[str, list[str]] = field(default_factory=dict)  # node id -> cause of each requeue / resubmission
 
     @property
     def ok(self) -> bool:

@@ -208,6 +208,13 @@ def expand(config: dict[str, Any]) -> Graph:
                     seen.add(r.id)
                     runs.append(r)
     for baseline in pre["baselines"]:  # a randomly initialised encoder: no data, no training
+        if baseline != "random":  # an encoder trained elsewhere, one arm (harness/stages/external.py)
+            from harness.stages.external import plan_external
+
+            ext_cfg, ext_version, ext_coords = plan_external(baseline, probes["layer"])
+            runs.append(make_node("external", ext_cfg, {}, _v("external", ext_version),
+                                  {**ext_coords, "seed": pre["seeds"][0]}, runtime))
+            continue
         for seed in pre["seeds"]:
             runs.append(make_node("pretrain", {"encoder": encoder_cfg, "objective": {"name": baseline}, "seed": seed,
                                                "features": features},

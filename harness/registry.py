@@ -51,6 +51,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "adapter": ("harness.sources",),
     "captioner": ("harness.tagging",),
     "parser": ("harness.tagging",),
+    "external": ("encoders.external",),  # adapters of encoders trained elsewhere (docs/encoders.md)
 }
 
 DOCS = {"objective": "docs/adding-an-objective.md", "source": "docs/sources.md", "adapter": "docs/tasks.md",

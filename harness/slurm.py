@@ -1,9 +1,12 @@
 """Slurm: settings (study overlaid on a cluster profile), whole-graph submission as job
 arrays with ``afterok`` dependencies, and the state of every job read back from sacct.
 
-Everything here goes through submitit: jobs are submitted with ``SlurmExecutor``
-(``executor.batch()`` makes one array per group of nodes that wait on the same jobs), and
-states are read with submitit's sacct watcher. No torch is imported.
+Jobs are submitted through submitit's ``SlurmExecutor`` (``executor.batch()`` makes one
+array per group of nodes that wait on the same jobs). States are read with one ``sacct``
+call per poll (:func:`sacct`): the job rows *and* their step rows (submitit runs Python
+in an srun step, and only the step shows OUT_OF_MEMORY), every earlier run of a requeued
+job (``--duplicates``), and an error when sacct does not answer, where submitit's watcher
+would warn and guess. No torch is imported.
 
 How a graph is submitted. Stages go in in graph order (dataset, captions, ..., probe).
 Within a stage, the nodes to run are grouped by the set of Slurm jobs they wait on; each
@@ -13,12 +16,13 @@ group is one job array whose ``--dependency=afterok:...`` names exactly those jo
 already complete in the store are never submitted, and a node whose job is still queued
 or running (from an earlier ``--detach``) is waited on, not submitted again.
 
-Failures. Each finished job is classified from its sacct state and its submitit result:
-COMPLETED, FAILED (with the traceback's last line and the log's tail), TIMEOUT,
-PREEMPTED, OUT_OF_MEMORY, CANCELLED, NODE_FAIL. Every job is requeued by submitit on the
-time-limit signal (``StageJob.checkpoint``), at most ``retries`` times; preemption and node
-failures are resubmitted by a waiting ``harness run``, at most ``retries`` times. Code
-errors are never retried.
+Failures. Each finished job is classified from its sacct state, its steps' states and
+its submitit result: COMPLETED, FAILED (with the traceback's last line and the log's
+tail), TIMEOUT, PREEMPTED, OUT_OF_MEMORY, CANCELLED, NODE_FAIL. Every job is requeued by
+submitit on the time-limit signal (``StageJob.checkpoint``), at most ``retries`` times;
+preemption and node failures are resubmitted by a waiting ``harness run``, at most
+``retries`` times. Code errors are never retried. Each requeue and resubmission is one
+line of the run's output.
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.components import stages
 from harness.errors import HarnessError
 from harness.slurm_settings import (  # noqa: F401  (the settings, re-exported)
-    DEFAULTS, RESOURCES, SLURM, SlurmSettings, load_profile, resolve,
+    DEFAULTS, RESOURCES, SLURM, SlurmSettings, load_profile, resolve, timing_problems,
 )
 
 # sacct states, by what they mean here.
@@ -44,7 +48,8 @@ CLASSES = {"BOOT_FAIL": "NODE_FAIL", "DEADLINE": "TIMEOUT", "REVOKED": "CANCELLE
 
 
 def check_cluster() -> None:
-    """Fail before anything is submitted when no Slurm cluster answers."""
+    """Fail before anything is submitted when no Slurm cluster answers (one line; where the
+    client has no configuration at all, it says how to give it one)."""
     for tool in ("sbatch", "sacct", "scontrol"):
         if shutil.which(tool) is None:
             raise HarnessError(f"slurm: {tool} not found on PATH (is this a Slurm login node? "
@@ -54,8 +59,7 @@ def check_cluster() -> None:
     except subprocess.TimeoutExpired:
         raise HarnessError("slurm: `scontrol ping` did not answer within 30 s") from None
     if proc.returncode != 0 or "UP" not in proc.stdout:
-        text = (proc.stdout + proc.stderr).strip().splitlines()
-        raise HarnessError(f"slurm: the controller does not answer (`scontrol ping`: {text[-1] if text else '?'})")
+        raise HarnessError(f"slurm: the controller does not answer: {_said('scontrol ping', proc)}")
 
 
 def executor_parameters(settings: SlurmSettings, stage: str, study: str) -> dict[str, Any]:
@@ -97,24 +101,108 @@ def make_executor(folder: Path, settings: SlurmSettings):
 
 # ---------------------------------------------------------------- job states from sacct
 
+SACCT_FIELDS = ("JobID", "State", "Reason", "ExitCode", "Elapsed", "NodeList", "Submit")
+CONFIG_HINT = "source the env.sh of your cluster, or set SLURM_CONF"
 
-def sacct(job_ids: list[str]) -> dict[str, dict[str, str]]:
-    """sacct rows (State, Reason, ExitCode, Elapsed, NodeList) of these jobs, through submitit's
-    watcher; array tasks are keyed ``<array>_<index>``."""
-    from submitit.slurm.slurm import SlurmInfoWatcher
 
-    class Watcher(SlurmInfoWatcher):
-        def _make_command(self):
-            command = super()._make_command()
-            if command is not None:
-                command[2] = "JobID,State,Reason,ExitCode,Elapsed,NodeList"
-            return command
+class SlurmUnreachable(HarnessError):
+    """sacct or scontrol did not answer. Nothing is guessed in its place: a status that
+    cannot read the states says so and exits non-zero."""
 
-    watcher = Watcher(delay_s=0)
-    for job_id in job_ids:
-        watcher.register_job(str(job_id))
-    watcher.update()
-    return {job_id: watcher._info_dict.get(str(job_id), {}) for job_id in job_ids}
+
+def _said(tool: str, proc: subprocess.CompletedProcess) -> str:
+    """One line for a Slurm command that failed: its last line of output, then the fix when
+    the client found no cluster configuration at all."""
+    text = [line.strip() for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip()]
+    last = text[-1] if text else f"exit code {proc.returncode}"
+    hint = f"; {CONFIG_HINT}" if any("configuration source" in line for line in text) else ""
+    return f"`{tool}`: {last}{hint}"
+
+
+def sacct(job_ids: list[str], since: float | None = None, timeout: float = 60) -> dict[str, dict[str, Any]]:
+    """The sacct record of each job, keyed ``<array>_<index>`` for array tasks.
+
+    A record holds State, Reason, ExitCode, Elapsed, NodeList and Submit of the job's
+    latest run, ``steps`` (step name -> state in that run: ``batch``, ``extern``, and ``0``,
+    the srun step in which submitit runs Python) and ``earlier`` (the states of its earlier
+    runs under the same id: a requeue leaves one each, read with ``--duplicates``). A job
+    sacct does not know yet maps to ``{}``. ``since`` (epoch seconds) bounds the search,
+    so that a job id reused long ago is never mistaken for an earlier run.
+
+    Raises :class:`SlurmUnreachable` when sacct does not answer (no cluster configuration,
+    controller or slurmdbd down): no state is ever guessed.
+    """
+    if not job_ids:
+        return {}
+    if shutil.which("sacct") is None:
+        raise SlurmUnreachable("slurm: sacct not found on PATH: this study's jobs were sent to Slurm; "
+                               "run this where Slurm answers")
+    command = ["sacct", "--duplicates", "--parsable2", "-o", ",".join(SACCT_FIELDS)]
+    if since is not None:
+        command += ["-S", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))]
+    for array in sorted({str(j).split("_")[0] for j in job_ids}, key=lambda a: (len(a), a)):
+        command += ["-j", array]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SlurmUnreachable(f"slurm: cannot read the job states: `sacct` did not answer within {timeout:.0f} s") \
+            from None
+    if proc.returncode != 0:
+        raise SlurmUnreachable(f"slurm: cannot read the job states: {_said('sacct', proc)}")
+    records = parse_sacct(proc.stdout)
+    return {str(j): records.get(str(j), {}) for j in job_ids}
+
+
+def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
+    """``sacct --parsable2 --duplicates`` output -> one record per job (see :func:`sacct`).
+
+    Rows come in time order; a job row opens a run of that job (an earlier run of the same
+    id is kept in ``earlier``), and the step rows after it (``<job>.<step>``) belong to it.
+    A pending array range (``48_[2-5%1]``) stands for each of its tasks until a task has
+    a row of its own."""
+    from submitit.slurm.slurm import read_job_id
+
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return {}
+    names = lines[0].split("|")
+    out: dict[str, dict[str, Any]] = {}
+    ranged: set[str] = set()  # keys whose record is a pending range's
+    for line in lines[1:]:
+        row = {name: value.strip() for name, value in zip(names, line.split("|"))}
+        job_id = row.get("JobID", "")
+        if not job_id:
+            continue
+        if "." in job_id:
+            key, step = job_id.split(".", 1)
+            if key in out:
+                out[key]["steps"][step] = row.get("State", "")
+            continue
+        try:
+            parts = read_job_id(job_id)
+        except Exception:  # noqa: BLE001 - a JobID this cannot read names none of our jobs
+            continue
+        is_range = "[" in job_id
+        keys: list[str] = []
+        for part in parts:
+            if len(part) >= 3:
+                keys += [f"{part[0]}_{i}" for i in range(int(part[1]), int(part[2]) + 1)]
+            else:
+                keys.append("_".join(part[:2]))
+        for key in keys:
+            prev = out.get(key)
+            if is_range and prev is not None and key not in ranged:
+                continue  # the task has its own row: the range's does not speak for it
+            earlier = [] if prev is None or key in ranged else [*prev["earlier"], prev.get("State", "")]
+            out[key] = {**{n: v for n, v in row.items() if n != "JobID"}, "steps": {}, "earlier": earlier}
+            (ranged.add if is_range else ranged.discard)(key)
+    return out
+
+
+# States an earlier run of a job ended in when it ran again under the same id.
+REQUEUE_CAUSES = {"REQUEUED": "requeued", "REQUEUE_FED": "requeued", "REQUEUE_HOLD": "requeued (held)",
+                  "PREEMPTED": "preempted", "NODE_FAIL": "node failure", "BOOT_FAIL": "node failure",
+                  "TIMEOUT": "time limit"}
 
 
 @dataclass
@@ -129,6 +217,7 @@ class JobView:
     stdout: str = ""
     stderr: str = ""
     by_dependency: bool = False  # cancelled by Slurm because a job it waited on failed
+    requeues: list[str] = field(default_factory=list)  # the cause of each requeue under this job id, in order
 
     @property
     def active(self) -> bool:
@@ -147,38 +236,95 @@ def job_paths(log_dir: Path, job_id: str):
     return JobPaths(log_dir / "%j", job_id=job_id, task_id=0)
 
 
-def view(job_id: str, row: dict[str, str], log_dir: Path, in_store: bool) -> JobView:
-    """Classify one job from its sacct row, its submitit result and the store."""
+def _word(state: str) -> str:
+    """The state's name: ``CANCELLED by 0`` -> CANCELLED, ``RUNNING+`` -> RUNNING."""
+    return state.split()[0].rstrip("+").upper() if state and state.strip() else "UNKNOWN"
+
+
+def view(job_id: str, row: dict[str, Any], log_dir: Path, in_store: bool, retries: int | None = None,
+         mem_gb: float | None = None) -> JobView:
+    """Classify one job from its sacct record (:func:`sacct`), its submitit result and the store.
+
+    Read the job's state *before* looking at the store: a job that finishes in between then
+    reads COMPLETED and done, never "ended without publishing its output". ``retries`` and
+    ``mem_gb`` (the node's settings when it was submitted) make the causes exact.
+    """
     paths = job_paths(log_dir, job_id)
     raw = (row.get("State") or "UNKNOWN").strip()
-    word = raw.split()[0].rstrip("+").upper() if raw else "UNKNOWN"
+    word = _word(raw)
     out = JobView(job_id, word, raw, row.get("Reason", ""), stdout=str(paths.stdout), stderr=str(paths.stderr))
-    outcome, trace = _result(paths.result_pickle)
+    earlier = [_word(s) for s in row.get("earlier") or []]
+    out.requeues = [REQUEUE_CAUSES.get(s, s.lower()) for s in earlier]
+    if word in ("REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"):  # requeued, the next run not started yet
+        out.requeues.append(REQUEUE_CAUSES[word])
     if in_store:
         out.cls = "COMPLETED"
         return out
     if word in ACTIVE:
         out.cls = "RUNNING" if word in ("RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT") else "PENDING"
         return out
+    outcome, trace = _result(paths.result_pickle)
     out.cls = CLASSES.get(word, word)
+    steps = {name: _word(state) for name, state in (row.get("steps") or {}).items()}
     if word == "CANCELLED" and raw == "CANCELLED" and "Dependency" in out.reason:
         out.by_dependency = True  # Slurm cancelled it (an input failed); a user's scancel reads 'CANCELLED by UID'
+    oom = sorted(name for name, state in steps.items() if state == "OUT_OF_MEMORY")
+    if oom and out.cls not in ("CANCELLED", "PREEMPTED", "NODE_FAIL"):
+        # The job reads FAILED 1:0; the step that ran Python (submitit's srun step 0) was killed for memory.
+        limit = f"{mem_gb:g} GB" if mem_gb else "the cluster's default memory"
+        out.cls = "OUT_OF_MEMORY"
+        out.cause = (f"out of memory: step {', '.join(oom)} went over its {limit} and was killed; "
+                     "raise compute.slurm.mem_gb (or stages.<stage>.mem_gb)")
+        return out
     if outcome == "error":
         out.cause = _last_error_line(trace)
-        if "timed-out too many times" in trace:
-            out.cls, out.cause = "TIMEOUT", f"time limit reached after {out.cause.split('because: ')[-1]}"
+        if "timed-out too many times" in trace or "timed-out and not checkpointable" in trace:
+            out.cls, out.cause = "TIMEOUT", _timeout_cause(retries, len(out.requeues))
         elif out.cls == "COMPLETED":
             out.cls = "FAILED"
     elif out.cls == "COMPLETED":
         out.cls, out.cause = "FAILED", "the job ended without publishing its output"
     if not out.cause:
         out.cause = {
-            "TIMEOUT": "time limit reached", "OUT_OF_MEMORY": "out of memory (raise compute.slurm.mem_gb)",
+            "TIMEOUT": _timeout_cause(retries, len(out.requeues)),
+            "OUT_OF_MEMORY": "out of memory: raise compute.slurm.mem_gb (or stages.<stage>.mem_gb)",
             "CANCELLED": "cancelled" + (" (an input failed)" if out.by_dependency else f" ({raw.lower()})"),
             "NODE_FAIL": "node failure", "PREEMPTED": "preempted",
             "FAILED": f"the job failed (exit code {row.get('ExitCode', '?')}) without a Python error",
         }.get(out.cls, f"slurm state {raw}")
     return out
+
+
+def _timeout_cause(retries: int | None, requeued: int) -> str:
+    """Why a job ended TIMEOUT, true to how often it was requeued and was allowed to be."""
+    fix = "raise time_min, or retries with checkpoints"
+    if requeued:
+        return (f"time limit reached again after {requeued} requeue{'s' if requeued > 1 else ''}"
+                + (f" (retries: {retries})" if retries is not None else "") + f"; {fix}")
+    if retries == 0:
+        return f"time limit reached (retries is 0: not requeued); {fix}"
+    return f"time limit reached; {fix}"
+
+
+def requeue_cause(log: str | Path, run: int, fallback: str) -> str:
+    """The cause of the requeue that ended run ``run`` (0: the first) of a job, as submitit's
+    log (its stdout, where its INFO lines go) tells it: each run starts with ``Starting
+    with JobEnvironment``, and its signal handler writes ``this job is timed-out`` or ``this
+    job is preempted`` before it requeues. ``fallback`` when that run caught no signal
+    (``scontrol requeue``)."""
+    try:
+        text = Path(log).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return fallback
+    runs = text.split("Starting with JobEnvironment")[1:]
+    if run >= len(runs):
+        return fallback
+    for line in reversed(runs[run].splitlines()):
+        if "Caught signal" in line and "this job is" in line:
+            case = line.rsplit("this job is", 1)[1].strip(" .")
+            return {"timed-out": "time limit (signalled before it, checkpointed)",
+                    "preempted": "preempted (signalled, checkpointed)"}.get(case, fallback)
+    return fallback
 
 
 def _result(path: Path) -> tuple[str | None, str]:
@@ -202,6 +348,7 @@ def _last_error_line(trace: str) -> str:
 
 
 def log_tail(path: str | Path, lines: int = 12) -> list[str]:
+    """The last ``lines`` non-empty lines of a log (read from its last 16 KiB)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
@@ -215,9 +362,15 @@ def log_tail(path: str | Path, lines: int = 12) -> list[str]:
 # ---------------------------------------------------------------- the scheduler
 
 
+UNREACHABLE_S = 300  # a waiting run rides out Slurm not answering for this long, then stops (the jobs go on)
+UNKNOWN_AFTER_S = 120  # a job sacct has no row for is pending this long after its submission, then UNKNOWN
+
+
 def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False, progress: bool = True):
     """Submit every incomplete node of the graph; with ``detach`` return at once, else wait,
-    resubmitting retryable failures. Returns a :class:`harness.dispatch.RunSummary`."""
+    resubmitting retryable failures. Every requeue (same job id: a time limit, ``scontrol
+    requeue``) and every resubmission (a new job: preemption, node failure) is one line with
+    its cause and attempt number. Returns a :class:`harness.dispatch.RunSummary`."""
     from harness.dispatch import RunSummary, read_state, write_state
     from harness.progress import GraphProgress
 
@@ -239,21 +392,39 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
     ours: set[str] = set()  # jobs submitted by this invocation
     attempts: dict[str, int] = {}
     final: dict[str, str] = {}  # node id -> outcome reported (done, failed, blocked)
+    resubmit: dict[str, str] = {}  # node id -> why it is submitted again in this run
     executor = make_executor(layout.log_dir / "%j", settings)
     poll = float(settings["poll_s"])
+    retries = int(settings["retries"])
+    silent_since: float | None = None  # since when sacct has not answered
 
     with GraphProgress(graph, {n.id for n in summary.skipped}, enabled=progress) as bar:
         while True:
-            live_ids = [r["job_id"] for nid, r in records.items() if nid not in final]
-            rows = sacct(live_ids) if live_ids else {}
+            live = {nid: r for nid, r in records.items() if nid not in final}
+            try:
+                rows = sacct([r["job_id"] for r in live.values()], since=_since(live.values())) if live else {}
+            except SlurmUnreachable as exc:  # no state is guessed: wait for Slurm to answer, within bounds
+                now = time.time()
+                if silent_since is None:
+                    silent_since = now
+                    bar.say(f"{exc.problems[0]}; waiting up to {UNREACHABLE_S} s for it to answer (the jobs go on)")
+                elif now - silent_since > UNREACHABLE_S:
+                    raise SlurmUnreachable(f"{exc.problems[0]} (for {now - silent_since:.0f} s); the queued jobs go "
+                                           "on: run the same command again to attach to them") from None
+                time.sleep(poll)
+                continue
+            if silent_since is not None:
+                bar.say(f"slurm: sacct answers again after {time.time() - silent_since:.0f} s")
+                silent_since = None
             views: dict[str, JobView] = {}
-            for nid, rec in records.items():
-                if nid in final:
-                    continue
+            for nid, rec in live.items():
                 node = by_id[nid]
-                views[nid] = view(rec["job_id"], rows.get(rec["job_id"], {}), layout.log_dir, layout.is_done(node))
-                if rec["job_id"] in ours and views[nid].cls == "UNKNOWN":
-                    views[nid].cls = "PENDING"  # just submitted: sacct has not seen it yet
+                # the store is read after the job states: a job that finishes in between is done, not failed
+                views[nid] = v = view(rec["job_id"], rows.get(rec["job_id"], {}), layout.log_dir, layout.is_done(node),
+                                      retries=rec.get("retries"), mem_gb=rec.get("mem_gb"))
+                if v.cls == "UNKNOWN" and (rec["job_id"] in ours or _recent(rec)):
+                    v.cls = "PENDING"  # just submitted (here or by a --detach a moment ago): sacct has no row yet
+                _report_requeues(node, rec, v, bar, summary, layout, write_state)
             # Decide, in graph order: done, live, failed for good, blocked, or to submit.
             status: dict[str, str] = {}
             submit: list = []
@@ -270,11 +441,13 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                     status[nid] = "live"
                     continue
                 if v is not None and v.cls != "UNKNOWN" and records[nid]["job_id"] in ours:
-                    retry = v.cls in RETRYABLE and attempts.get(nid, 0) <= int(settings["retries"])
+                    retry = v.cls in RETRYABLE and attempts.get(nid, 0) <= retries
                     # Inputs come first in graph order: their status is already decided.
-                    if not (retry or v.orphaned(all(status.get(d.id) == "done" for d in node.inputs.values()))):
+                    orphaned = v.orphaned(all(status.get(d.id) == "done" for d in node.inputs.values()))
+                    if not (retry or orphaned):
                         status[nid] = "failed"
                         continue
+                    resubmit[nid] = f"{v.cls} ({v.cause})" if retry else "an input was resubmitted"
                 inputs = [status.get(dep.id, "done") for dep in node.inputs.values()]
                 if any(s in ("failed", "blocked") for s in inputs):
                     status[nid] = "blocked"
@@ -295,6 +468,7 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                             continue
                         deps = tuple(sorted({records[d]["job_id"] for d in waits}))
                         jobs = _submit(executor, settings, stage, study, group, deps, layout)
+                        res = settings.resources(stage)
                         for node, job in zip(group, jobs):
                             attempts[node.id] = attempts.get(node.id, 0) + 1
                             prev = records.get(node.id) or {}
@@ -302,9 +476,15 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                             records[node.id] = {
                                 "executor": "slurm", "job_id": str(job.job_id), "stdout": str(paths.stdout),
                                 "stderr": str(paths.stderr), "attempt": int(prev.get("attempt", 0)) + 1,
-                                "dependency": list(deps), "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                                "dependency": list(deps), "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                "retries": retries, "time_min": res.get("time_min"), "mem_gb": res.get("mem_gb")}
                             ours.add(str(job.job_id))
                             write_state(layout, node, "submitted", extra=records[node.id])
+                            if node.id in resubmit and prev.get("job_id") in ours:
+                                why = resubmit.pop(node.id)
+                                summary.requeued.setdefault(node.id, []).append(why)
+                                bar.note(node, "resubmitted", f"{why}; attempt {attempts[node.id]} of at most "
+                                         f"{retries + 1} [job {job.job_id}, was {prev['job_id']}]")
                         summary.submitted.update({n.id: records[n.id]["job_id"] for n in group})
             # Report what ended.
             for node in nodes:
@@ -323,7 +503,8 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                     summary.failed[nid] = f"{v.cls}: {v.cause}"
                     write_state(layout, node, "failed", cause=v.cause,
                                 extra={**records[nid], "slurm_state": v.cls, "raw_state": v.raw})
-                    bar.advance(node, "failed", f"{v.cls}: {v.cause} (log: {v.stderr})")
+                    log = v.stderr if Path(v.stderr).is_file() else "none (the job never started)"
+                    bar.advance(node, "failed", f"{v.cls}: {v.cause} (log: {log})")
                 elif s == "blocked" and not detach and not any(
                         status.get(n.id) in ("live", "submit") for n in _upstream(node)):
                     final[nid] = "blocked"
@@ -337,6 +518,44 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                 break
             time.sleep(poll)
     return summary
+
+
+def _since(records) -> float | None:
+    """An hour before the earliest submission among ``records``: the start of the sacct
+    search, so that an id that Slurm used for another job long ago is never read as ours."""
+    from datetime import datetime
+
+    times = []
+    for rec in records:
+        try:
+            times.append(datetime.strptime(rec["submitted_at"], "%Y-%m-%dT%H:%M:%S%z").timestamp())
+        except (KeyError, TypeError, ValueError):
+            return None  # a record without a readable time: no bound
+    return min(times) - 3600 if times else None
+
+
+def _recent(rec: dict) -> bool:
+    """Whether the record's job was submitted less than ``UNKNOWN_AFTER_S`` ago."""
+    since = _since([rec])
+    return since is not None and time.time() - since - 3600 < UNKNOWN_AFTER_S
+
+
+def _report_requeues(node, rec: dict, v: JobView, bar, summary, layout, write_state) -> None:
+    """One line for each requeue of the node's job not reported yet (by this run or an
+    earlier one: the count is kept in the node's state record)."""
+    seen = int(rec.get("requeues", 0))
+    if len(v.requeues) <= seen:
+        return
+    limit = rec.get("retries")
+    for n in range(seen, len(v.requeues)):
+        cause = v.requeues[n]
+        if cause == "requeued":
+            cause = requeue_cause(v.stdout, n, "requeued (scontrol requeue)")
+        bound = f" of at most {int(limit) + 1}" if cause.startswith("time limit") and limit is not None else ""
+        summary.requeued.setdefault(node.id, []).append(cause)
+        bar.note(node, "requeued", f"{cause}; attempt {n + 2}{bound} [job {v.job_id}]")
+    rec["requeues"] = len(v.requeues)
+    write_state(layout, node, "submitted", extra=rec)
 
 
 def _upstream(node) -> list:
@@ -374,10 +593,17 @@ def _submit(executor, settings: SlurmSettings, stage: str, study: str, group: li
 
 
 def describe(graph, layout) -> list[dict[str, Any]]:
-    """The state of every node of a study run through Slurm, read from sacct."""
+    """The state of every node of a study run through Slurm, read from sacct.
+
+    The job states are read first and the store after them, so that a job that completes
+    during the poll reads done, never "ended without publishing its output". When sacct
+    cannot answer, :class:`SlurmUnreachable` is raised: no state is shown that was not read
+    now. A BLOCKED node points at the input that failed and at that input's log; a failed
+    node names its log only if the job wrote one.
+    """
     from harness.dispatch import read_state
 
-    rows, pending_rows = [], []
+    rows, asked = [], []
     for node in graph:
         row = {"id": node.id, "stage": node.stage, "key": node.key, "label": node.label, "state": "pending"}
         rec = read_state(layout, node)
@@ -386,30 +612,62 @@ def describe(graph, layout) -> list[dict[str, Any]]:
         if layout.is_done(node):
             row["state"] = "done"
         elif rec and rec.get("executor") == "slurm" and rec.get("job_id"):
-            pending_rows.append((row, node))
+            asked.append((row, node, rec))
         elif rec and rec.get("state") == "failed":
             row["state"] = "failed"
         rows.append(row)
-    if pending_rows:
-        if shutil.which("sacct") is None:
-            raise HarnessError("slurm: sacct not found on PATH: this study's jobs were sent to Slurm; "
-                               "run status where Slurm answers")
-        states = sacct([row["job_id"] for row, _ in pending_rows])
-        for row, node in pending_rows:
-            v = view(row["job_id"], states.get(row["job_id"], {}), layout.log_dir, False)
-            row["slurm"] = v.cls
-            if v.active:
-                row["state"] = v.cls
-            elif v.cls == "UNKNOWN":
+    if not asked:
+        return rows
+    states = sacct([row["job_id"] for row, _, _ in asked], since=_since(rec for _, _, rec in asked))
+    by_id = {row["id"]: row for row in rows}
+    for row, node, rec in asked:  # graph order: a node's inputs are decided before it
+        # read the store only now, after the job states
+        v = view(row["job_id"], states.get(row["job_id"], {}), layout.log_dir, layout.is_done(node),
+                 retries=rec.get("retries"), mem_gb=rec.get("mem_gb"))
+        row["slurm"] = v.cls
+        row["stderr"] = v.stderr
+        if v.requeues:
+            row["requeues"] = v.requeues
+        if v.cls == "COMPLETED":
+            row["state"] = "done"
+        elif v.active:
+            row["state"] = v.cls
+        elif v.cls == "UNKNOWN":  # sacct has no row for it: just submitted, or purged from accounting
+            since = _since([rec])
+            if since is None or _recent(rec):
                 row["state"] = "pending"
-            elif v.orphaned(all(layout.is_done(d) for d in node.inputs.values())):
-                row["state"], row["cause"] = "BLOCKED", "an input failed"
             else:
-                row["state"], row["cause"] = v.cls, v.cause
-                if v.cls != "COMPLETED":
-                    row["tail"] = log_tail(v.stderr)
-            row["stderr"] = v.stderr
+                row["state"] = "UNKNOWN"
+                row["cause"] = (f"sacct has no record of job {row['job_id']}, submitted "
+                                f"{(time.time() - since - 3600) / 60:.0f} min ago (purged from accounting, "
+                                "or another cluster's?)")
+        elif v.orphaned(all(by_id[d.id]["state"] == "done" for d in node.inputs.values())):
+            row["state"] = "BLOCKED"
+            culprit = _failed_input(node, by_id)
+            row["blocked_by"] = culprit["id"] if culprit else None
+            row["cause"] = (f"an input failed: {culprit['stage']} {culprit['label']} ({culprit['state']})"
+                            if culprit else "an input failed")
+            row["stderr"] = culprit.get("stderr") if culprit else None  # this job never ran: no log of its own
+        else:
+            row["state"], row["cause"] = v.cls, v.cause
+            row["tail"] = log_tail(v.stderr)
+    for row in rows:  # a log is shown only if it was written
+        if row.get("stderr") and not Path(row["stderr"]).is_file():
+            row["stderr"] = None
     return rows
+
+
+def _failed_input(node, by_id: dict[str, dict]) -> dict | None:
+    """The row of the failed job that blocks ``node``: an input that failed, or the input
+    that blocks a blocked input."""
+    for dep in node.inputs.values():
+        row = by_id.get(dep.id)
+        if row is None or row["state"] in ("done", "pending", "PENDING", "RUNNING"):
+            continue
+        if row["state"] == "BLOCKED":
+            return by_id.get(row.get("blocked_by")) if row.get("blocked_by") else row
+        return row
+    return None
 
 
 # ---------------------------------------------------------------- Optuna on Slurm
@@ -480,6 +738,6 @@ def optimize_on_slurm(objective: Any, total: int, workers: int, journal: str | P
 FAILED_STATES = {"FAILED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "BLOCKED", "failed"}
 
 
-__all__ = ["SLURM", "SlurmSettings", "resolve", "run", "describe", "sacct", "view", "check_cluster",
-           "executor_parameters", "FAILED_STATES", "OptunaWorker", "optimize_on_slurm",
+__all__ = ["SLURM", "SlurmSettings", "SlurmUnreachable", "resolve", "run", "describe", "sacct", "parse_sacct",
+           "view", "check_cluster", "executor_parameters", "FAILED_STATES", "OptunaWorker", "optimize_on_slurm",
            "journal_storage"]

@@ -71,6 +71,21 @@ class SlurmSettings:
         return out
 
 
+def timing_problems(settings: SlurmSettings) -> list[str]:
+    """Warnings for time limits not longer than ``signal_delay_s`` (one per limit, naming its
+    stages): such jobs are signalled to checkpoint as they start, or before, so a time limit
+    cannot be ridden out by a requeue from a checkpoint."""
+    delay = int(settings["signal_delay_s"])
+    short: dict[int, list[str]] = {}
+    for stage in STAGES:
+        minutes = settings.resources(stage).get("time_min")
+        if minutes is not None and int(minutes) * 60 <= delay:
+            short.setdefault(int(minutes), []).append(stage)
+    return [f"compute.slurm: time_min {minutes} min ({', '.join(names)}) is not longer than signal_delay_s "
+            f"{delay} s: these jobs are signalled to checkpoint before they can write one; raise time_min or "
+            "lower signal_delay_s" for minutes, names in short.items()]
+
+
 def resolve(compute: dict[str, Any], study_path: Path | str | None = None,
             profile: Path | str | None = None) -> SlurmSettings:
     """The study's ``compute.slurm`` overlaid on the cluster profile (``--profile`` or

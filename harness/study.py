@@ -118,7 +118,8 @@ OBJECTIVE = Obj({
 PRETRAIN = Obj({
     "encoder": Obj({**COMPONENT, "size": Str("tiny", pattern=NAME)}, shorthand="name"),
     "objectives": List(OBJECTIVE, min_len=1),
-    "baselines": List(Str(choices=["random"]), default=[], unique=True),
+    "baselines": List(Any_(doc="random, or an encoder trained elsewhere: {name: hf | hear | checkpoint, ...its "
+                                "options} (docs/encoders.md); checked by _check_baselines"), default=[], unique=True),
     "seeds": List(Num(integer=True, min=0), default=[0], min_len=1, unique=True),
     "steps": Num(300, integer=True, min=1),
     "batch_size": Num(32, integer=True, min=1),
@@ -269,11 +270,73 @@ def _check_components(config: dict, ctx: Context) -> None:
     _check_tagging(config["tagging"], ctx)
     _check_sources(config["data"]["sources"], ctx)
     _check_objectives(config, ctx)
+    _check_baselines(config, ctx)
     if pre["stream"] is not None and pre["max_duration"] is not None:
         ctx.error("pretrain.stream", "streamed batches have batch_size clips; duration bucketing (max_duration) "
                   "needs every clip's duration up front: set one of the two")
     for i, name in enumerate(config["probes"]["tasks"]):
         _check_task(name, f"probes.tasks[{i}]", ctx)
+
+
+def _check_baselines(config: dict, ctx: Context) -> None:
+    """Each baseline is ``random`` or an encoder trained elsewhere: ``{name: <an external
+    adapter (encoders/external/)>, ...its options}``. Options are checked against the
+    adapter's declaration (paths expanded, resolved against the study file and checked to
+    exist), then by the adapter's own plan-time ``check`` (no torch: a folder with its
+    config, a module with the HEAR API, a layer in range). Each entry gets its arm's name
+    (``label``: given, else the adapter's, e.g. the folder's name), unique among the arms."""
+    import importlib
+
+    pre = config["pretrain"]
+    adapters = registry("external")
+    kinds = ["random", *sorted(adapters.names())]
+    taken = {"random"} | {o["name"] for o in pre["objectives"]} | {o.get("label") for o in pre["objectives"]}
+    for i, entry in enumerate(pre["baselines"]):
+        where = f"pretrain.baselines[{i}]"
+        if entry == "random":
+            continue
+        if isinstance(entry, str) and entry in adapters:
+            entry = {"name": entry}  # its required options are reported below
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            hint = difflib.get_close_matches(str(entry), kinds, n=1) if isinstance(entry, str) else []
+            ctx.error(where, f"expected 'random' or a mapping {{name: {' | '.join(kinds[1:])}, ...}}, found "
+                             f"{entry!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + " (docs/encoders.md)")
+            continue
+        problem = adapters.problem(entry["name"])
+        if problem:
+            ctx.error(f"{where}.name", f"{problem} (an encoder trained elsewhere: docs/encoders.md)")
+            continue
+        adapter = adapters.get(entry["name"])
+        options, before = {k: v for k, v in entry.items() if k != "name"}, len(ctx.problems)
+        for key, value in options.items():
+            node = adapter.options.get(key)
+            if node is None:
+                hint = difflib.get_close_matches(str(key), list(adapter.options), n=1)
+                ctx.error(f"{where}.{key}", f"not an option of the {adapter.name!r} encoder adapter"
+                          + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; its options: "
+                          f"{', '.join(adapter.options)} (docs/encoders.md)")
+                continue
+            checked = node.validate(value, f"{where}.{key}", ctx)
+            if isinstance(node, PathArg) and checked is not MISSING:
+                options[key] = checked  # the resolved absolute path: what the node's key hashes
+        for key, node in adapter.options.items():
+            if node.required and key not in options:
+                ctx.error(f"{where}.{key}", f"missing: the {adapter.name!r} adapter needs it ({node.expected}; "
+                          "docs/encoders.md)")
+        if len(ctx.problems) > before:
+            continue
+        module = importlib.import_module(adapter.module)
+        probe = dict(options)
+        if adapter.meta.get("layers"):
+            probe["layer"] = options.get("layer", config["probes"]["layer"])
+        for key, message in getattr(module, "check", lambda _: [])(probe):
+            ctx.error(f"{where}.{key}" if key else where, message)
+        label = options.get("label") or module.describe(options)["label"]
+        if label in taken:
+            ctx.error(f"{where}.label", f"the arm name {label!r} is taken by another arm of this study; "
+                                        "give this entry a label")
+        taken.add(label)
+        pre["baselines"][i] = {"name": adapter.name, **options, "label": label}
 
 
 def _check_component(kind: str, name: str, options: dict, where: str, ctx: Context) -> None:

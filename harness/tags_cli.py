@@ -6,8 +6,13 @@
 
 FILE is a CSV with a caption column, or a Lhotse manifest (``.jsonl`` / ``.jsonl.gz``)
 whose cuts carry the caption in ``custom``. TAGS.jsonl has one ``{"id", "tags"}`` per clip.
-``build`` writes ``DIR/label_<K>.json`` in the released Unified Tag System format
-(``{"0": "tag", ...}``, named 800, 1k, 1.5k, ...) and ``DIR/stats.csv`` (rank, tag, df, score).
+``parse`` also writes its parse report (accepted, rejected by cause, truncated, failed
+requests and their first messages) as ``parse_report.json`` beside TAGS.jsonl, as the
+tags stage does. A model that cannot load stops it before any caption is sent, in one
+line naming the fix (exit 2); a run in which every request failed writes no TAGS.jsonl
+and exits 1. ``build`` writes ``DIR/label_<K>.json`` in the released Unified Tag System
+format (``{"0": "tag", ...}``, named 800, 1k, 1.5k, ...) and ``DIR/stats.csv`` (rank,
+tag, df, score).
 """
 
 from __future__ import annotations
@@ -39,11 +44,18 @@ def add_parser(sub) -> None:
     parse.add_argument("--model", default=None,
                        help="openai: the served model name (default Qwen/Qwen2.5-7B-Instruct); "
                             "transformers: a local model folder")
-    parse.add_argument("--gguf-file", default=None, help="transformers: a GGUF file inside the model folder")
+    parse.add_argument("--gguf-file", default=None,
+                       help="transformers: a GGUF file in the model folder (its name, or a path to it); "
+                            "needs pip install -e '.[gguf]'")
     parse.add_argument("--device", default=None, help="transformers: cpu or cuda (default: cuda if there is one)")
     parse.add_argument("--batch-size", type=int, default=8, help="transformers: prompts per generate call")
+    parse.add_argument("--threads", type=int, default=None,
+                       help="transformers: CPU threads for generation (default: torch's, usually every core)")
     parse.add_argument("--temperature", type=float, default=None, help="model parsers: sampling temperature "
                                                                       "(default 0.3, the paper's)")
+    parse.add_argument("--max-tokens", type=int, default=None,
+                       help="model parsers: longest answer, in tokens (default 512, the paper's); answers cut "
+                            "there are counted as truncated")
     parse.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: variable holding the API key "
                                                                       "(read at call time, never written)")
     parse.add_argument("--prompt", default=None, help="model parsers: the system prompt, or @FILE to read it from "
@@ -112,10 +124,14 @@ def cmd_parse(args) -> int:
     captions = [caption or "" for _, caption in pairs]
     from harness.tagging.parsers import parse_captions
 
+    for name in ("max_tokens", "threads", "batch_size", "concurrency"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise HarnessError(f"--{name.replace('_', '-')}: expected a positive whole number, found {value}")
     config = {"backend": args.parser, "max_tags": args.max_tags, "temperature": args.temperature,
-              "gguf_file": args.gguf_file, "prompt": _prompt(args.prompt)}
+              "max_tokens": args.max_tokens, "gguf_file": args.gguf_file, "prompt": _prompt(args.prompt)}
     runtime = {"base_url": args.base_url, "api_key_env": args.api_key_env, "concurrency": args.concurrency,
-               "batch_size": args.batch_size, "device": args.device}
+               "batch_size": args.batch_size, "device": args.device, "threads": args.threads}
     if args.parser == "openai":
         config["model"] = args.model or "Qwen/Qwen2.5-7B-Instruct"
     elif args.parser == "transformers":
@@ -126,10 +142,24 @@ def cmd_parse(args) -> int:
                                "nothing is downloaded)")
         runtime["model"] = args.model
     cache = args.cache or args.out.with_name(args.out.name + ".cache.jsonl")
-    parsed, report = parse_captions(captions, config, runtime, cache_path=cache, progress=True)
+    report_path = args.out.with_name("parse_report.json")
+    from harness.tagging.llm import AllRequestsFailed
+
+    try:
+        parsed, report = parse_captions(captions, config, runtime, cache_path=cache, progress=True)
+    except AllRequestsFailed as exc:  # the report says why; no file of empty tag lists is written
+        atomic_write_text(report_path, json.dumps(exc.report, indent=2, sort_keys=True) + "\n")
+        raise AllRequestsFailed(f"{exc.problems[0]}; report: {report_path}; {args.out} not written",
+                                exc.report) from None  # exit code 1
     parsed = [tags[: args.max_tags] if args.max_tags else tags for tags in parsed]
+    atomic_write_text(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     if args.parser != "rules":
-        print(f"parse report: {json.dumps(report, sort_keys=True)}", file=sys.stderr)
+        from harness.tagging.responses import summarize
+
+        print(f"parse report: {summarize(report)} -> {report_path}", file=sys.stderr)
+        if report["total"] and not report["accepted"]:
+            print(f"warning: not one answer followed the prompt's contract: {args.out} holds no tag "
+                  "(a tag system cannot be built from it)", file=sys.stderr)
     lines, empty, total = [], 0, 0
     for (clip_id, _), tags in zip(pairs, parsed):
         empty += not tags
@@ -171,6 +201,12 @@ def cmd_build(args) -> int:
     from harness.tagging.tagsystem import build_tag_system, size_name, write_label_file, write_stats_csv
 
     clip_tags = _read_tags(args.tags)
+    if not any(clip_tags):  # checked before the folder is made: nothing is left behind
+        raise HarnessError(f"{args.tags}: no clip has a tag ({len(clip_tags)} clips, every tag list empty): no tag "
+                           "system to build; see the parse report (parse_report.json) beside it")
+    bad = [k for k in args.sizes if k < 1]
+    if bad:
+        raise HarnessError(f"--sizes: expected positive whole numbers, found {', '.join(map(str, bad))}")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.merge_synonyms is not None:
         from collections import Counter

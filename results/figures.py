@@ -31,6 +31,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import sys
 from collections import Counter
@@ -230,44 +231,64 @@ def _check_freqs(freqs: Mapping[str, int]) -> list[tuple[str, int]]:
 
 
 def wordcloud_figure(freqs: Mapping[str, int], stem: str | os.PathLike, max_words: int = 200, seed: int = 0,
-                     *, colormap: str = "viridis", return_figure: bool = False) -> dict:
+                     *, return_figure: bool = False, width: str = "two",
+                     one_column: str | os.PathLike | None = None) -> dict:
     """Word cloud of the most frequent tags (UTS Fig. 2a): ``stem.png`` and ``stem.pdf``.
 
-    Word size follows the tag frequency; the layout is fixed by ``seed`` (the same input
-    gives the same bytes). Colours follow the frequency rank along ``colormap`` (viridis:
-    perceptually uniform and colour-blind safe; its light yellow end is left out), on white.
+    Word size grows with the tag's frequency (clips that carry it); every word has one
+    colour, so colour encodes nothing. The cloud is laid out at the figure's print size
+    (``width``: ``"two"``, 6.9 in, or ``"one"``, 3.3 in; 300 pixels an inch) with a
+    smallest font of 7 pt at that size: the layout places the most frequent tags first and
+    stops at the first that no longer fits at 7 pt, so ``n_words`` is the number of the most
+    frequent tags drawn (at most ``max_words``), and a narrower figure holds fewer. The
+    layout is fixed by ``seed`` (the same input gives the same bytes). ``one_column``: a
+    second file stem, drawn at one-column width.
 
     Returns ``{"n_words": words drawn, "words": drawn words (largest first),
-    "top": [[tag, count], ...] the ten most frequent tags, "n_tags": distinct tags}``.
+    "top": [[tag, count], ...] the ten most frequent tags, "n_tags": distinct tags}``
+    (and ``"one_column": {"n_words", "words"}`` when ``one_column`` is given).
     """
-    from wordcloud import WordCloud
-
-    from results.style import figure, save
-
     ranked = _check_freqs(freqs)
     if max_words < 1:
         raise HarnessError(f"max_words: expected a positive number, found {max_words}")
-    import matplotlib
+    out = {"n_tags": len(ranked), **_wordcloud(ranked, stem, max_words, seed, width, return_figure),
+           "top": [[t, c] for t, c in ranked[:10]]}
+    if one_column is not None:
+        small = _wordcloud(ranked, one_column, max_words, seed, "one", False)
+        out["one_column"] = {"n_words": small["n_words"], "words": small["words"]}
+    return out
 
-    cmap = matplotlib.colormaps[colormap]
-    rank = {t: i for i, (t, _) in enumerate(ranked[:max_words])}
-    last = max(1, len(rank) - 1)
 
-    def color_by_rank(word, **_):  # frequent words dark, rare ones light; no yellow on white
-        r, g, b, _a = cmap(0.85 * rank.get(word, last) / last)
-        return f"rgb({round(255 * r)}, {round(255 * g)}, {round(255 * b)})"
+WORDCLOUD_COLOR = "#0b4f8a"
+"""The one colour of every word (dark blue: 8.6:1 contrast on white)."""
 
-    cloud = WordCloud(width=1400, height=700, background_color="white", color_func=color_by_rank,
-                      max_words=max_words, random_state=seed, prefer_horizontal=0.9, relative_scaling=0.5,
-                      min_font_size=6, normalize_plurals=False, collocations=False, margin=2)
+
+def _wordcloud(ranked, stem, max_words: int, seed: int, width: str, return_figure: bool) -> dict:
+    from wordcloud import WordCloud
+
+    from results.style import DPI, MIN_FONT_PT, figure, save, width_inches
+
+    inches = width_inches(width)
+    height = inches * (0.5 if inches > 5 else 0.62)
+    pixels = (round(inches * DPI), round(height * DPI))
+    smallest = math.ceil(MIN_FONT_PT * DPI / 72)  # 7 pt at the print size, in canvas pixels
+
+    def one_colour(*_args, **_kw):
+        return WORDCLOUD_COLOR
+
+    cloud = WordCloud(width=pixels[0], height=pixels[1], background_color="white", color_func=one_colour,
+                      max_words=max_words, random_state=seed, prefer_horizontal=1.0, relative_scaling=0.5,
+                      min_font_size=smallest, max_font_size=max(smallest + 1, pixels[1] // 4),
+                      normalize_plurals=False, collocations=False, margin=round(DPI / 72 * 2))
     cloud.generate_from_frequencies(dict(ranked[:max_words]))
     words = [word for (word, _), *_ in cloud.layout_]
-    with figure(width=7.0, height=3.5) as (fig, ax):
-        ax.imshow(cloud.to_array(), interpolation="bilinear")
+    with figure(width=inches, height=height) as (fig, ax):
+        fig.set_layout_engine("none")
+        ax.set_position([0, 0, 1, 1])  # one canvas pixel per output pixel: font sizes as laid out
+        ax.imshow(cloud.to_array(), interpolation="nearest")
         ax.set_axis_off()
         save(fig, stem)
-    out = {"n_tags": len(ranked), "n_words": len(words), "words": words,
-           "top": [[t, c] for t, c in ranked[:10]]}
+    out = {"n_words": len(words), "words": words, "min_font_pt": smallest * 72 / DPI}
     if return_figure:
         out["figure"] = fig
     return out
@@ -284,17 +305,18 @@ def head_shares(freqs: Mapping[str, int], ks: Iterable[int] = DEFAULT_KS) -> dic
 
 
 def longtail_figure(freqs: Mapping[str, int], stem: str | os.PathLike, ks: Iterable[int] = DEFAULT_KS,
-                    *, return_figure: bool = False) -> dict:
+                    *, return_figure: bool = False, width: str = "two",
+                    one_column: str | os.PathLike | None = None) -> dict:
     """Rank against frequency on log-log axes (UTS Fig. 2c): ``stem.png`` and ``stem.pdf``.
 
-    A dashed vertical line marks each tag-system size K that is smaller than the number
-    of distinct tags; its legend entry gives the head share (occurrences covered by the
-    top K tags). Returns ``{"n_tags", "total" (tag occurrences: sum of df), "singletons"
-    (tags of one clip), "ks_marked", "head_share": {K: share}, "tail_share": {K: share}}``
-    (a K of at least ``n_tags`` has a head share of 1 and no marker).
+    The curve: the number of clips that carry the tag of each rank. A dashed vertical line
+    marks each tag-system size K that is smaller than the number of distinct tags; its
+    legend entry (under the axes) gives the share of all tag occurrences that the top K
+    tags cover. ``width``: ``"two"`` or ``"one"``; ``one_column``: a second stem, drawn at
+    one-column width. Returns ``{"n_tags", "total" (tag occurrences: sum of df),
+    "singletons" (tags of one clip), "ks_marked", "head_share": {K: share}, "tail_share":
+    {K: share}}`` (a K of at least ``n_tags`` has a head share of 1 and no line).
     """
-    from results.style import colors, figure, save
-
     ranked = _check_freqs(freqs)
     ks = sorted({int(k) for k in ks})
     if any(k < 1 for k in ks):
@@ -302,24 +324,44 @@ def longtail_figure(freqs: Mapping[str, int], stem: str | os.PathLike, ks: Itera
     counts = np.array([c for _, c in ranked], dtype=np.int64)
     head = head_shares(freqs, ks)
     marked = [k for k in ks if k < len(counts)]
-    ranks = np.arange(1, len(counts) + 1)
-    palette = colors(len(marked) + 1)
-    with figure(width=3.4, height=2.6) as (fig, ax):
-        ax.plot(ranks, counts, color=palette[0], lw=1.2, label="tags")
-        for k, color in zip(marked, palette[1:]):
-            ax.axvline(k, color=color, ls="--", lw=0.9, label=f"K={k}: head {head[k]:.1%}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("tag rank")
-        ax.set_ylabel("clips with the tag")
-        ax.set_title(f"{len(counts):,} tags, {int(counts.sum()):,} occurrences")
-        ax.legend(loc="lower left", frameon=False)
-        save(fig, stem)
+    fig = None
+    for w, s in ((width, stem), ("one", one_column)):
+        if s is not None:
+            drawn = _longtail(counts, marked, head, s, w)
+            fig = fig or drawn
     out = {"n_tags": len(counts), "total": int(counts.sum()), "singletons": int((counts == 1).sum()),
            "ks_marked": marked, "head_share": head, "tail_share": {k: 1.0 - v for k, v in head.items()}}
     if return_figure:
         out["figure"] = fig
     return out
+
+
+def _longtail(counts, marked, head, stem, width):
+    from results.style import colors, figure, save
+
+    ranks = np.arange(1, len(counts) + 1)
+    palette = colors(len(marked) + 1)
+    one = width == "one"
+    with figure(width=width, height=2.5 if one else 2.4) as (fig, ax):
+        ax.plot(ranks, counts, color=palette[0], lw=1.2, label="clips per tag")
+        for k, color in zip(marked, palette[1:]):
+            ax.axvline(k, color=color, ls="--", lw=1.0,
+                       label=f"K = {k:,}: top {k:,} tags cover {head[k]:.1%} of occurrences")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        for axis in (ax.xaxis, ax.yaxis):  # 1, 10, 100 rather than 10^0, 10^1, 10^2
+            axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("tag rank")
+        ax.set_ylabel("clips with the tag")
+        if one:
+            fig.legend(loc="outside lower center", ncols=1)
+        else:
+            fig.legend(loc="outside right upper", ncols=1)
+        save(fig, stem)
+    return fig
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -551,20 +593,27 @@ def _perplexity(n: int, perplexity: float) -> float:
 def tsne_figure(tags: Sequence[str], audioset_labels: Sequence[str], stem: str | os.PathLike, seed: int = 0, *,
                 d: Iterable[float] = DEFAULT_DISTANCES, tag_name: str = "tags", n_jobs: int | None = None,
                 model_dir: str | os.PathLike | None = None, embed: Embed | None = None, cache: bool = True,
-                progress: bool = False, return_figure: bool = False) -> dict:
+                progress: bool = False, return_figure: bool = False, width: str = "two",
+                one_column: str | os.PathLike | None = None, n_labels: int | None = None) -> dict:
     """Joint t-SNE of a tag system and the AudioSet labels (UTS Fig. 2b), with coverage.
 
-    Left panel: the openTSNE map of both label sets (deduplicated, embedded with MiniLM),
-    one palette colour each. Right panel: the cumulative distributions of the
-    nearest-neighbour cosine distances both ways, with the coverage at each ``d`` marked
-    (the value of a curve at ``d`` is that coverage share). Writes ``stem.png`` and
-    ``stem.pdf``; returns the :func:`coverage` dict plus ``points`` (points drawn per
-    set), ``seed`` and the ``tsne`` settings (and ``figure`` and the 2-D ``xy``, tags
-    first, with ``return_figure``). ``progress`` shows the embedding and t-SNE steps on
-    stderr.
-    """
-    from results.style import colors, figure, save
+    Map panel: the openTSNE map of both label sets (deduplicated, embedded with MiniLM):
+    AudioSet labels as small light triangles underneath, the tags as larger dark circles on
+    top; for a few AudioSet classes (:func:`labelled_classes`: classes with a tag within
+    cosine distance 0.3, chosen far apart on the map; 5 at two-column width, 4 at one) the
+    class and its nearest tag are written beside the class, joined to that tag's point by
+    a thin line. Distance panel: the cumulative distributions of the nearest-neighbour
+    cosine distances both ways; the value of a curve at ``d`` (dotted lines, dots) is the
+    coverage share at ``d``. One legend above both panels. ``width``: ``"two"`` (panels
+    side by side) or ``"one"`` (stacked); ``one_column``: a second stem, drawn at one-column
+    width from the same embedding.
 
+    Writes ``stem.png`` and ``stem.pdf``; returns the :func:`coverage` dict plus ``points``
+    (points drawn per set), ``labelled`` (``[AudioSet class, nearest tag, distance]`` of
+    the classes written on the map), ``seed`` and the ``tsne`` settings (and ``figure``
+    and the 2-D ``xy``, tags first, with ``return_figure``). ``progress`` shows the
+    embedding and t-SNE steps on stderr.
+    """
     tags_u, labels_u = _unique(tags), _unique(audioset_labels)
     if not tags_u or not labels_u:
         raise HarnessError("t-SNE: both label sets need at least one label")
@@ -579,46 +628,135 @@ def tsne_figure(tags: Sequence[str], audioset_labels: Sequence[str], stem: str |
               settings["early_exaggeration_iter"] + settings["n_iter"]) as bar:
         xy = tsne_embedding(np.vstack([t_vec, a_vec]), seed=seed, n_jobs=n_jobs,
                             progress=bar.advance if progress else None, **settings)
-    n_t = len(tags_u)
-    blue, orange = colors(2)
-    with figure(width=7.0, height=3.2, ncols=2, gridspec_kw={"width_ratios": [1.25, 1.0]}) as (fig, (ax, ax2)):
-        ax.scatter(xy[:n_t, 0], xy[:n_t, 1], s=3, color=blue, alpha=0.6, linewidths=0,
-                   label=f"{tag_name} ({n_t:,})")
-        ax.scatter(xy[n_t:, 0], xy[n_t:, 1], s=5, color=orange, alpha=0.9, marker="^", linewidths=0,
-                   label=f"AudioSet ({len(labels_u):,})")
-        ax.set_xlabel("t-SNE 1")
-        ax.set_ylabel("t-SNE 2")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
-        ax.set_title("all-MiniLM-L6-v2 label embeddings")
-        ax.legend(loc="lower right", frameon=True, framealpha=0.85, markerscale=3)
-        for values, color, label, shares in (
-                (raw["audioset_to_tag"], orange, "AudioSet label \u2192 nearest tag", cov["audioset_covered"]),
-                (raw["tag_to_audioset"], blue, "tag \u2192 nearest AudioSet label", cov["tags_covered"])):
-            x = np.sort(values)
-            ax2.step(np.concatenate([[0.0], x]), np.arange(len(x) + 1) / len(x), where="post", color=color,
-                     lw=1.3, label=label)
-            ax2.plot(ds, [shares[v] for v in ds], "o", color=color, ms=3.5)
-        for v in ds:
-            ax2.axvline(v, color="0.6", lw=0.6, ls=":")
-        ax2.set_xlim(0.0, max(1.0, float(max(raw["audioset_to_tag"].max(), raw["tag_to_audioset"].max()))))
-        ax2.set_ylim(0.0, 1.02)
-        ax2.set_xlabel("cosine distance to the nearest neighbour")
-        ax2.set_ylabel("share of labels within distance")
-        if ds:
-            mid = 0.3 if 0.3 in ds else ds[len(ds) // 2]
-            ax2.set_title(f"within d={mid:g}: AudioSet {cov['audioset_covered'][mid]:.0%}, "
-                          f"{tag_name} {cov['tags_covered'][mid]:.0%}")
-        ax2.legend(loc="lower right", frameon=False)
-        fig.tight_layout()
-        save(fig, stem)
-    cov.update({"points": {"tags": n_t, "audioset": len(labels_u)}, "seed": seed,
+    nearest = (1.0 - a_vec.astype(np.float64) @ t_vec.astype(np.float64).T).argmin(axis=1)
+    panel = {"xy": xy, "n_t": len(tags_u), "tags": tags_u, "labels": labels_u, "nearest": nearest,
+             "raw": raw, "cov": cov, "ds": ds, "tag_name": tag_name}
+    fig, labelled = None, []
+    for w, s in ((width, stem), ("one", one_column)):
+        if s is not None:
+            count = n_labels if n_labels is not None else (5 if w == "two" else 4)
+            drawn, shown = _tsne_draw(panel, s, w, count)
+            if fig is None:
+                fig, labelled = drawn, shown
+    cov.update({"points": {"tags": len(tags_u), "audioset": len(labels_u)}, "labelled": labelled, "seed": seed,
                 "tsne": {"metric": "cosine", "neighbors": "exact", **settings}})
     if return_figure:
         cov["figure"] = fig
         cov["xy"] = xy
     return cov
+
+
+def labelled_classes(xy_audioset: np.ndarray, distances: np.ndarray, count: int, within: float = 0.3) -> list[int]:
+    """Which AudioSet classes to write on the map: ``count`` indices among the classes with
+    a tag within cosine distance ``within`` (all classes when none is), by farthest-point
+    sampling on the map, starting from the class closest to its tag (ties: the first)."""
+    candidates = [i for i in range(len(distances)) if distances[i] <= within] or list(range(len(distances)))
+    if not candidates or count <= 0:
+        return []
+    chosen = [min(candidates, key=lambda i: (round(float(distances[i]), 6), i))]
+    while len(chosen) < min(count, len(candidates)):
+        gaps = {i: min(float(np.hypot(*(xy_audioset[i] - xy_audioset[j]))) for j in chosen)
+                for i in candidates if i not in chosen}
+        chosen.append(max(gaps, key=lambda i: (round(gaps[i], 6), -i)))
+    return chosen
+
+
+def _tsne_draw(p: dict, stem, width: str, n_labels: int):
+    import matplotlib.lines as mlines
+
+    from results.style import colors, figure, save
+
+    xy, n_t = p["xy"], p["n_t"]
+    blue, orange = colors(2)
+    one = width == "one"
+    layout = {"nrows": 2, "ncols": 1, "gridspec_kw": {"height_ratios": [1.45, 1.0]}} if one else \
+        {"nrows": 1, "ncols": 2, "gridspec_kw": {"width_ratios": [1.3, 1.0]}}
+    labelled: list[list] = []
+    with figure(width=width, height=5.4 if one else 3.3, **layout) as (fig, (ax, ax2)):
+        ax.scatter(xy[:n_t, 0], xy[:n_t, 1], s=16, color=blue, alpha=0.95, linewidths=0.4, edgecolors="white",
+                   zorder=3, label=f"{p['tag_name']} ({n_t:,})")
+        ax.scatter(xy[n_t:, 0], xy[n_t:, 1], s=7, color=orange, alpha=0.45, marker="^", linewidths=0, zorder=2,
+                   label=f"AudioSet labels ({len(p['labels']):,})")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+        ax.set_xlabel("t-SNE 1")
+        ax.set_ylabel("t-SNE 2")
+        ax.set_aspect("equal", adjustable="datalim")
+        a2t = p["raw"]["audioset_to_tag"]
+        labelled = _label_classes(fig, ax, p, labelled_classes(xy[n_t:], a2t, n_labels))
+        for values, color, shares in ((p["raw"]["tag_to_audioset"], blue, p["cov"]["tags_covered"]),
+                                      (a2t, orange, p["cov"]["audioset_covered"])):
+            x = np.sort(values)
+            ax2.step(np.concatenate([[0.0], x]), np.arange(len(x) + 1) / len(x), where="post", color=color, lw=1.3)
+            ax2.plot(p["ds"], [shares[v] for v in p["ds"]], "o", color=color, ms=3.5)
+        for v in p["ds"]:
+            ax2.axvline(v, color="0.6", lw=0.6, ls=":")
+        ax2.set_xlim(0.0, max(1.0, float(max(a2t.max(), p["raw"]["tag_to_audioset"].max()))))
+        ax2.set_ylim(0.0, 1.02)
+        ax2.set_xlabel("nearest-neighbour cosine distance d")
+        ax2.set_ylabel("share of labels within d")
+        handles = [  # ncols=2 fills by column: the two point sets, then the two curves
+            mlines.Line2D([], [], color=blue, marker="o", markeredgecolor="white", markeredgewidth=0.4,
+                          linestyle="none", label=f"{p['tag_name']} ({n_t:,} tags)"),
+            mlines.Line2D([], [], color=orange, marker="^", markeredgewidth=0, linestyle="none",
+                          label=f"AudioSet ({len(p['labels']):,} labels)"),
+            mlines.Line2D([], [], color=blue, lw=1.3, label="tag \u2192 nearest AudioSet label"),
+            mlines.Line2D([], [], color=orange, lw=1.3, label="AudioSet label \u2192 nearest tag"),
+        ]
+        fig.legend(handles=handles, loc="outside upper center", ncols=2)
+        save(fig, stem)
+    return fig, labelled
+
+
+def _class_label(ax, text: str, point, ox: float, oy: float):
+    return ax.annotate(text, xy=tuple(point), xytext=(ox * 14, oy * 12), textcoords="offset points", fontsize=7,
+                       ha="left" if ox > 0 else ("right" if ox < 0 else "center"),
+                       va="bottom" if oy > 0 else ("top" if oy < 0 else "center"), zorder=5,
+                       bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+                       arrowprops={"arrowstyle": "-", "color": "0.25", "lw": 0.6, "shrinkA": 0, "shrinkB": 2})
+
+
+def _label_classes(fig, ax, p: dict, chosen: list[int]) -> list[list]:
+    """Write ``class → nearest tag`` beside each chosen AudioSet class (its point and the
+    tag's ringed, joined by a dotted line), at the offset that covers the fewest points
+    among those inside the axes that overlap no other label; a class with no such offset
+    is left out. Returns ``[class, tag, distance]`` of those written."""
+    xy, n_t = p["xy"], p["n_t"]
+    fig.canvas.draw()  # settle the layout: label extents are measured in display space
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    centre = xy.mean(axis=0)
+    placed, out = [], []
+    points = ax.transData.transform(xy)
+    offsets = [(1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.3), (0, -1.3), (1.3, 0), (-1.3, 0)]
+    for i in chosen:
+        point, tag = xy[n_t + i], int(p["nearest"][i])
+        text = f"{p['labels'][i]} \u2192 {p['tags'][tag]}"
+        away = np.sign(point - centre)
+        best = None  # (points covered, preference, offset): the placement that hides the fewest points
+        for rank, (ox, oy) in enumerate(sorted(offsets, key=lambda o: -(o[0] * away[0] + o[1] * away[1]))):
+            label = _class_label(ax, text, point, ox, oy)
+            extent = label.get_window_extent(renderer)
+            label.remove()
+            inside = box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1
+            if not inside or any(extent.overlaps(other) for other in placed):
+                continue
+            covered = int(np.count_nonzero((points[:, 0] >= extent.x0) & (points[:, 0] <= extent.x1)
+                                           & (points[:, 1] >= extent.y0) & (points[:, 1] <= extent.y1)))
+            if best is None or (covered, rank) < best[:2]:
+                best = (covered, rank, (ox, oy), extent)
+        if best is None:
+            continue
+        _class_label(ax, text, point, *best[2])
+        placed.append(best[3])
+        ax.scatter([point[0]], [point[1]], s=24, facecolors="none", edgecolors="0.15", linewidths=0.7,
+                   marker="^", zorder=4)
+        ax.scatter([xy[tag][0]], [xy[tag][1]], s=30, facecolors="none", edgecolors="0.15", linewidths=0.7,
+                   marker="o", zorder=4)
+        ax.plot([point[0], xy[tag][0]], [point[1], xy[tag][1]], color="0.15", lw=0.6, ls=":", zorder=4)
+        out.append([p["labels"][i], p["tags"][tag], round(float(p["raw"]["audioset_to_tag"][i]), 4)])
+    return out
 
 
 def _bar(enabled: bool, description: str, total: int):

@@ -1,4 +1,9 @@
-"""The report's Markdown as one self-contained HTML page (figures inlined as data URIs).
+"""The report's Markdown as one self-contained HTML page.
+
+Figures are inlined as data URIs, and so is every local file the page links (the tables'
+Markdown, LaTeX and CSV, the figures' PDFs): a link to ``tables/x.tex`` becomes a
+``data:`` link with a ``download="x.tex"`` attribute, so the page can be mailed or served
+alone and still hands out every file it shows. Links to other sites stay links.
 
 Handles the Markdown subset the report writes: ``#`` headings, paragraphs, ``-`` lists,
 pipe tables (with a ``|---|`` separator row; ``---:`` right-aligns), images
@@ -29,7 +34,15 @@ _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 
 
 def markdown_to_html(text: str, base: Path, title: str) -> str:
-    """The page for ``text``; image paths are read relative to ``base`` and inlined."""
+    """The page for ``text``; image and link paths are read relative to ``base`` and inlined."""
+    _BASE.append(Path(base))
+    try:
+        return _page(text, Path(base), title)
+    finally:
+        _BASE.pop()
+
+
+def _page(text: str, base: Path, title: str) -> str:
     body: list[str] = []
     lines = text.splitlines()
     i = 0
@@ -84,12 +97,30 @@ def _table(block: list[str]) -> str:
     return f"<table>{head}<tbody>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + "</tbody></table>"
 
 
+_BASE: list[Path] = []  # the folder relative links are read from, while a page is built
+
+
 def _inline(text: str) -> str:
     out = html.escape(text, quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
     out = re.sub(r"(?<![*\w])\*([^*]+)\*(?![*\w])", r"<i>\1</i>", out)
-    return _LINK.sub(lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>', out)
+    return _LINK.sub(lambda m: _link(m.group(1), html.unescape(m.group(2))), out)
+
+
+_LINKED = {".pdf": "application/pdf", ".csv": "text/csv;charset=utf-8", ".md": "text/markdown;charset=utf-8",
+           ".tex": "application/x-tex;charset=utf-8", ".json": "application/json", ".txt": "text/plain;charset=utf-8"}
+"""Local files a link embeds, by suffix (figures' PNGs are shown, not linked)."""
+
+
+def _link(label: str, href: str) -> str:
+    """A link; one to a local file the page ships is embedded as a ``data:`` download."""
+    path = _BASE[-1] / href if _BASE and not re.match(r"^[a-z][a-z0-9+.-]*:", href) else None
+    kind = _LINKED.get(path.suffix.lower(), "") if path is not None else ""
+    if path is not None and kind and path.is_file():
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'<a href="data:{kind};base64,{data}" download="{html.escape(path.name)}">{label}</a>'
+    return f'<a href="{html.escape(href)}">{label}</a>'
 
 
 def _data_uri(path: Path) -> str:

@@ -2,15 +2,24 @@
 
 Writes ``runs/<study>/report/``::
 
-    index.md, index.html      every table and figure (the HTML is one self-contained file)
-    tables/NAME.{md,tex,csv}  Markdown, LaTeX (booktabs) and tidy CSV
-    figures/NAME.{png,pdf}    publication style (results/style.py), PNG and vector PDF
+    index.md, index.html      every table and figure; the HTML is one self-contained file: figures
+                              inlined, and every table file and PDF it links embedded in the link
+    tables/NAME.{md,tex,csv}  Markdown, LaTeX (booktabs; fits a two-column paper) and tidy CSV
+    figures/NAME.{png,pdf}    publication style (results/style.py) at two-column width (6.9 in)
+    figures/NAME_1col.{png,pdf}  the same figure at one-column width (3.3 in)
     figures/NAME.json         the numbers behind a figure, where it has some (coverage, shares)
     provenance.json           git commit, package versions, study file, results (and configs) digest,
                               file digests
 
+Every file is written with the user's umask (0644 under umask 022). The page states at
+its top the study, the commit the results were computed at, the time the last of them
+completed (from the results' ``finished_at``, so that the page stays a function of the
+results), and the seeds. Every arm is named by its ``arm`` column, and every column by
+:func:`harness.labels.column_label`, in every table, CSV, figure and legend.
+
 The report is a pure function of the results and the study's outputs: the same results
-give byte-identical tables and figures (provenance.json adds the commit and versions).
+give byte-identical tables, figures and pages (provenance.json adds the commit and
+versions of the code that wrote the report).
 Sections appear when the study has what they need: the tag-system size figure with two or
 more K, data scaling with two or more data sizes, the paired bootstrap when predictions
 are stored, the tag figures when the study builds a tag system.
@@ -24,10 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.labels import BASELINE_ARM, column_label, metric_label, task_label
 from harness.store import atomic_write_text
 
 REPORT_PACKAGES = ["matplotlib", "seaborn", "openTSNE", "wordcloud", "sentence-transformers", "transformers",
                    "scipy", "pyarrow"]
+ONE_COLUMN = "_1col"
+"""Suffix of a figure's one-column (3.3 in) variant; the plain stem is the two-column one (6.9 in)."""
+ALPHA = 0.05
+"""Family-wise level of the paired-bootstrap table (Holm)."""
 
 
 @dataclass
@@ -48,7 +62,8 @@ class Section:
             parts.append(f"Files: [md](tables/{stem}.md) · [LaTeX](tables/{stem}.tex) · [CSV](tables/{stem}.csv)\n")
         for stem, caption in self.figures:
             parts.append(f"![{caption}](figures/{stem}.png)\n")
-            parts.append(f"*{caption}* ([PDF](figures/{stem}.pdf))\n")
+            parts.append(f"*{caption}* PDF: [two-column, 6.9 in](figures/{stem}.pdf) · "
+                         f"[one-column, 3.3 in](figures/{stem}{ONE_COLUMN}.pdf)\n")
         return "\n".join(parts)
 
 
@@ -70,12 +85,17 @@ class ReportWriter:
             self.written.append(path)
         section.tables.append((stem, renderings["md"]))
 
-    def figure(self, section: Section, stem: str, caption: str, draw: Callable[[Path], Any]) -> Any:
-        """Draw a figure with ``draw(path_stem)``; show it when it was drawn (returned non-None)."""
-        result = draw(self.out / "figures" / stem)
+    def figure(self, section: Section, stem: str, caption: str | Callable[[Any], str],
+               draw: Callable[[Path, Path], Any]) -> Any:
+        """Draw a figure with ``draw(two_column_stem, one_column_stem)``, both widths at once;
+        show it when it was drawn (returned non-None). ``caption`` may be a function of
+        what ``draw`` returned, so that it says exactly what was drawn."""
+        base = self.out / "figures" / stem
+        result = draw(base, base.with_name(stem + ONE_COLUMN))
         if result is not None:
-            section.figures.append((stem, caption))
-            self.written += [self.out / "figures" / f"{stem}.{ext}" for ext in ("png", "pdf")]
+            section.figures.append((stem, caption(result) if callable(caption) else caption))
+            self.written += [self.out / "figures" / f"{name}.{ext}" for name in (stem, stem + ONE_COLUMN)
+                             for ext in ("png", "pdf")]
         return result
 
     def json(self, stem: str, data: Any) -> Path:
@@ -103,15 +123,11 @@ def write_report(results_path: str | Path, out_dir: str | Path, title: str = "",
     header = [f"# {title or 'Study report'}\n"]
     if study is not None and study.config.get("description"):
         header.append(study.config["description"].strip() + "\n")
+    header.append(facts_line(frame, study) + "\n")
     if frame.empty:
         header.append("No results yet: run the study first (`harness run STUDY`).\n")
     else:
-        n_runs, n_tasks = frame["run"].nunique(), frame["task"].nunique()
-        seeds = frame.groupby("arm")["seed"].nunique()
-        header.append(f"{n_runs} pre-trained encoders × {n_tasks} tasks; "
-                      f"{_range(seeds.min(), seeds.max())} pre-training seed(s) per arm; "
-                      f"probe heads: {', '.join(sorted(frame['head'].unique()))}. "
-                      "Every number is the test-split metric of the probe chosen on validation.\n")
+        header.append(scope_line(frame) + "\n")
         _result_sections(writer, frame, plots, graph, layout, log)
     if layout is not None:
         _search_section(writer, layout)
@@ -127,6 +143,57 @@ def write_report(results_path: str | Path, out_dir: str | Path, title: str = "",
     return out / "index.md"
 
 
+def facts_line(frame, study: Any = None) -> str:
+    """The first facts of the page: study, commit and completion time of the results, seeds.
+
+    All of it comes from the results (and the study), not from the clock or the working
+    tree, so that the page stays a function of its inputs: the commit is the results'
+    ``git_commit``, the date the latest ``finished_at`` of their probe jobs.
+    """
+    parts = []
+    name = study.name if study is not None else (str(frame["study"].iloc[0]) if "study" in frame and len(frame)
+                                                  else None)
+    if name:
+        where = f" (`{Path(study.path).name}`, config digest `{study.digest()}`)" if study is not None else ""
+        parts.append(f"**Study** `{name}`{where}")
+    if "git_commit" in frame and frame["git_commit"].notna().any():
+        commits = sorted({str(c) for c in frame["git_commit"].dropna()})
+        parts.append("**Commit** " + ", ".join(f"`{c}`" for c in commits))
+    if "finished_at" in frame and frame["finished_at"].notna().any():
+        parts.append(f"**Completed** {_timestamp(max(str(t) for t in frame['finished_at'].dropna()))}")
+    else:
+        parts.append("**Completed** not recorded in these results")
+    for column, what in (("seed", "Pre-training seeds"), ("probe_seed", "Probe seeds")):
+        if column in frame and frame[column].notna().any():
+            parts.append(f"**{what}** " + ", ".join(str(int(v)) for v in sorted(frame[column].dropna().unique())))
+    return " · ".join(parts) if parts else "No results."
+
+
+def _timestamp(text: str) -> str:
+    """``2026-12-07T13:41:02+0000`` -> ``2026-12-07 13:41 UTC`` (other offsets kept as they are)."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return text
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def scope_line(frame) -> str:
+    """What the results hold: trained arms, the random encoder, tasks, seeds, heads."""
+    trained = frame[frame["objective"] != BASELINE_ARM]
+    n_arms, n_tasks = trained["arm"].nunique(), frame["task"].nunique()
+    seeds = frame.groupby("arm")["seed"].nunique()
+    base = frame[frame["objective"] == BASELINE_ARM]["arm"].nunique()
+    reference = f" and {'the randomly initialised encoder' if base == 1 else f'{base} random encoders'} " \
+                f"(arm `{BASELINE_ARM}`)" if base else ""
+    return (f"{n_arms} pre-trained arm{'s' if n_arms != 1 else ''}{reference}, probed on {n_tasks} "
+            f"task{'s' if n_tasks != 1 else ''}; {_range(seeds.min(), seeds.max())} pre-training seed(s) per arm; "
+            f"probe heads: {', '.join(sorted(frame['head'].unique()))}. Every number is the test-split metric of "
+            "the probe chosen on validation; an arm has one name in every table, figure and file.")
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -137,13 +204,14 @@ def render_all(table) -> dict[str, str]:
     return {"md": to_markdown(table), "tex": to_latex(table), "csv": to_csv(table)}
 
 
-def domain_means(frame, arm: Callable[[Any], str]):
-    """Rows averaged over the tasks of each domain, per seed, under new arm names.
+def domain_means(frame, arm: Callable[[Any], str] | None = None):
+    """Rows averaged over the tasks of each domain, per seed, under arm names.
 
-    ``arm(row)`` names the arm of a results row. Each new row has that name as its ``arm``
-    and, as its ``run``, the name with the seed (:func:`harness.labels.with_seed`), so
-    that :func:`results.table.build_table` still gives mean ± interval over seeds. A
-    domain whose tasks use different metrics reports their plain mean ("mean" metric).
+    ``arm(row)`` names the arm of a results row (default: its ``arm`` column). Each new
+    row has that name as its ``arm`` and, as its ``run``, the name with the seed
+    (:func:`harness.labels.with_seed`), so that :func:`results.table.build_table` still
+    gives mean ± interval over seeds. A domain whose tasks use different metrics reports
+    their plain mean ("mean" metric).
     """
     import pandas as pd
 
@@ -151,7 +219,8 @@ def domain_means(frame, arm: Callable[[Any], str]):
 
     if frame.empty:
         return frame
-    work = frame.assign(arm_name=[arm(r) for r in frame.itertuples(index=False)])
+    names = [arm(r) for r in frame.itertuples(index=False)] if arm is not None else list(frame["arm"])
+    work = frame.assign(arm_name=names)
     per_task = work.groupby(["arm_name", "seed", "domain", "task", "metric"], dropna=False)["value"].mean().reset_index()
     rows = []
     for (name, seed, domain), group in per_task.groupby(["arm_name", "seed", "domain"], sort=True):
@@ -167,11 +236,13 @@ def _result_sections(writer: ReportWriter, frame, plots, graph, layout, log) -> 
     heads = sorted(frame["head"].unique())
     main_head = "linear-mean" if "linear-mean" in heads else heads[0]
 
-    main = Section("Main comparison", "Rows: pre-trained encoders (data × objective × tag system); columns: "
-                   "probe tasks grouped by domain. This is the layout of the paper's main linear-probe table.")
+    main = Section("Main comparison", "Rows: arms (data × objective × tag system, named as in every other table "
+                   "and figure); columns: probe tasks grouped by domain, with each task's test-set size and chance "
+                   "level in the last rows. This is the layout of the paper's main linear-probe table.")
     writer.sections.append(main)
     for head in heads:
-        writer.table(main, f"main_{head}", render_all(build_table(frame, head)))
+        writer.table(main, f"main_{head}", render_all(build_table(
+            frame, head, caption=f"Frozen-encoder probes ({head}): test metric per task, tasks grouped by domain.")))
 
     paper = with_paper(build_table(frame, main_head), only_matched=True)
     section = Section("Published numbers", "The paper's numbers beside this study's, for the arms that "
@@ -194,55 +265,76 @@ def _result_sections(writer: ReportWriter, frame, plots, graph, layout, log) -> 
         writer.sections.append(section)
 
     sub = frame[frame["head"] == main_head]
-    section = Section("Objectives", f"Mean metric per objective and domain (head `{main_head}`): the tasks of a "
-                      "domain averaged, then tag systems; intervals over pre-training seeds.")
-    means = domain_means(sub, _objective_arm)
+    metric = " / ".join(metric_label(m) for m in sorted(set(sub["metric"])))
+    section = Section("Objectives", f"Each arm's mean {metric} over the tasks of each domain (head `{main_head}`), "
+                      "as a table and as the difference from the random encoder; intervals over pre-training seeds "
+                      "where there are several.")
     writer.table(section, "objectives", render_all(build_table(
-        means, caption="Pre-training objectives: mean test metric over the tasks of each domain.",
+        domain_means(sub), caption=f"Arms by domain: mean test {metric} over the tasks of each domain.",
         label="tab:objectives")))
-    writer.figure(section, "objective_domain", "Objective × domain: mean test metric.",
-                  lambda stem: plots.objective_domain_heatmap(sub, stem))
+    writer.figure(section, "objective_domain", lambda r: heatmap_caption(r, metric),
+                  lambda stem, one: plots.objective_domain_heatmap(sub, stem, one_column=one))
     writer.sections.append(section)
 
     section = Section("Tag-system size", "Metric against the tag-system size K (UTS Fig. 3). "
                       "The paper finds linear probing and retrieval peak around K = 1.5k–2k and drop at 3k.")
-    drawn = writer.figure(section, "tag_system_size", "Metric against tag-system size K, per task; "
-                          "dashed: the random encoder.", lambda stem: plots.size_figure(sub, stem))
+    drawn = writer.figure(section, "tag_system_size", lambda r: line_caption(r, metric, "the tag-system size K"),
+                          lambda stem, one: plots.size_figure(sub, stem, one_column=one))
     if drawn is None:
         section.text += "\n\nNot drawn: the study trains at one tag-system size only."
     else:
         sized = sub[sub["tag_system_size"].notna()]
-        means = domain_means(sized, lambda r: f"{_objective_arm(r)} K={int(r.tag_system_size)}")
         writer.table(section, "tag_system_size", render_all(build_table(
-            means, caption="Tag-system size: mean test metric over the tasks of each domain, per objective and K.",
+            domain_means(sized), caption=f"Tag-system size: mean test {metric} over the tasks of each domain, per "
+                                         "arm (each arm is one objective at one K).",
             label="tab:tag-system-size")))
     writer.sections.append(section)
 
-    section = Section("Data scaling", "Metric against the number of pre-training clips, per objective "
+    section = Section("Data scaling", "Metric against the number of pre-training clips "
                       "(CaptionStew's scaling study).")
-    if writer.figure(section, "data_scaling", "Mean metric per domain against pre-training clips.",
-                     lambda stem: plots.scaling_figure(sub, stem)) is None:
+    if writer.figure(section, "data_scaling", lambda r: line_caption(r, metric, "the number of pre-training clips"),
+                     lambda stem, one: plots.scaling_figure(sub, stem, one_column=one)) is None:
         section.text += "\n\nNot drawn: no objective was trained on two or more data sizes."
     writer.sections.append(section)
 
     if graph is not None and layout is not None:
         comparisons = _bootstrap_rows(sub, layout, log)
         if comparisons:
-            section = Section("Paired bootstrap", "Each arm against the random encoder on the same test clips "
-                              "(same pre-training and probe seed): the difference of the metric with its 95% "
-                              "percentile interval and two-sided p-value, from 1000 resamples of the test set "
-                              "with both arms scored on each resample.")
+            from results.stats import REPORT_RESAMPLES
+
+            comparisons = with_holm(comparisons)
+            section = Section("Paired bootstrap", (
+                f"Each arm against the random encoder on the same test clips (same pre-training and probe "
+                f"seed): the difference of the metric, its 95% percentile interval and a two-sided p-value from "
+                f"{REPORT_RESAMPLES:,} resamples of the test set, both arms scored on each resample; p-values "
+                f"Holm-adjusted over the {len(comparisons)} comparisons of the table.\n\n"
+                + bootstrap_summary(comparisons)))
             writer.table(section, "bootstrap", bootstrap_renderings(comparisons))
             writer.sections.append(section)
 
 
-def _objective_arm(row) -> str:
-    """The objective arm of a results row (a frame's ``itertuples``): the objective, with the
-    captions it trained on and its initialisation when the study varies them
-    (:func:`harness.labels.objective_arm_label`)."""
-    from harness.labels import objective_arm_label
+def heatmap_caption(result: dict, metric: str) -> str:
+    if result.get("mode") == "difference":
+        return (f"Each arm's mean test {metric} over the tasks of a domain minus the random encoder's, on a "
+                "diverging scale centred at 0 (red: above random; blue: below); the last row gives the random "
+                "encoder's own mean. Arms as in the tables.")
+    return (f"Each arm's mean test {metric} over the tasks of a domain; the last row, where present, gives the "
+            "chance level. Arms as in the tables.")
 
-    return objective_arm_label(row._asdict())
+
+def line_caption(result: dict, metric: str, x: str) -> str:
+    """The caption of a size or scaling figure, from what it drew."""
+    series = sorted({s for lines in result["series"].values() for s in lines})
+    band = {"seeds": "95% Student-t interval over pre-training seeds",
+            "test clips": "95% interval of test-set sampling (one seed: binomial, normal approximation, "
+                          "from each task's test-set size)"}.get(result.get("band") or "", "")
+    text = (f"Mean test {metric} over each domain's tasks against {x} (log axis), one panel per domain, one "
+            f"line per arm without its {'K' if 'tag' in x else 'data size'} ({', '.join(series)})")
+    text += f"; shaded: the {band}" if band else ""
+    if result.get("baselines"):
+        text += "; dashed grey: the random encoder, with its interval"
+    return text + (". Panels share the y-axis; lines are nudged apart horizontally by at most a few hundredths "
+                   "of a decade, so that equal values stay visible.")
 
 
 def _range(low: int, high: int) -> str:
@@ -252,15 +344,22 @@ def _range(low: int, high: int) -> str:
 def plain_renderings(head: list[str], cells: list[list[str]], align: str, caption: str, label: str,
                      bold: list[bool] | None = None, bold_column: int = 0, note: str = "") -> dict[str, str]:
     """A table of ready-made text cells as Markdown and LaTeX (booktabs); ``align`` has one
-    ``l``/``r`` per column; ``bold[i]`` sets row i's ``bold_column`` in bold."""
-    from results.table import latex_escape
+    ``l``/``r`` per column; ``bold[i]`` sets row i's ``bold_column`` in bold. The LaTeX has
+    its caption above, signed numbers in math (a real minus), and goes into ``table`` or
+    ``table*`` and is shrunk to the line width only where it would not fit; Markdown
+    numbers get a real minus sign too. ``note`` goes under both."""
+    from results.table import (FIT_OPEN, _latex_width, latex_escape, latex_float, latex_float_env,
+                               latex_float_open, minus)
 
     bold = bold or [False] * len(cells)
     md = ["| " + " | ".join(head) + " |", "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
-    tex = ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{align}}}", "\\toprule",
-           " & ".join(latex_escape(h) for h in head) + " \\\\", "\\midrule"]
+    widths = [_latex_width([h] + [row[j] for row in cells]) for j, h in enumerate(head)]
+    env = latex_float_env(widths)
+    tex = latex_float_open(env, latex_escape(caption), label) + [
+        FIT_OPEN, f"\\begin{{tabular}}{{{align}}}", "\\toprule",
+        " & ".join(latex_escape(h) for h in head) + " \\\\", "\\midrule"]
     for row, strong in zip(cells, bold):
-        shown_md, shown_tex = list(row), [latex_escape(c) for c in row]
+        shown_md, shown_tex = [minus(c) for c in row], [latex_float(c) for c in row]
         if strong:
             shown_md[bold_column] = f"**{shown_md[bold_column]}**"
             shown_tex[bold_column] = f"\\textbf{{{shown_tex[bold_column]}}}"
@@ -268,32 +367,120 @@ def plain_renderings(head: list[str], cells: list[list[str]], align: str, captio
         tex.append(" & ".join(shown_tex) + " \\\\")
     if note:
         md += ["", note]
-    tex += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", f"\\label{{{label}}}", "\\end{table}"]
+    tex += ["\\bottomrule", "\\end{tabular}", "}"]
+    if note:
+        tex += ["\\par\\smallskip", "{\\footnotesize " + latex_escape(note) + "\\par}"]
+    tex += [f"\\end{{{env}}}"]
     return {"md": "\n".join(md) + "\n", "tex": "\n".join(tex) + "\n"}
 
 
-def bootstrap_renderings(rows: list[dict]) -> dict[str, str]:
-    """The paired-bootstrap comparisons as Markdown, LaTeX (booktabs) and CSV."""
+def with_holm(rows: list[dict]) -> list[dict]:
+    """The comparisons with ``p_holm``: Holm's adjustment over all of them (one family: the table)."""
+    from results.stats import holm
+
+    adjusted = holm([r["p_value"] for r in rows])
+    return [{**r, "p_holm": p} for r, p in zip(rows, adjusted)]
+
+
+BOOTSTRAP_FIELDS = ["arm", "seed", "task", "domain", "metric", "delta", "ci_low", "ci_high", "p_value", "p_holm",
+                    "n_test", "n_boot", "value_a", "value_b"]
+"""Columns of ``bootstrap.csv``; their display names come from :func:`harness.labels.column_label`."""
+
+
+def _sorted_comparisons(rows: list[dict]) -> list[dict]:
+    from results.table import _domain_key, _natural_key
+
+    return sorted(rows, key=lambda r: (_natural_key(r["arm"]), r.get("seed", 0), _domain_key(r["domain"]),
+                                       _natural_key(r["task"])))
+
+
+def bootstrap_renderings(rows: list[dict], alpha: float = ALPHA) -> dict[str, str]:
+    """The paired-bootstrap comparisons as Markdown, LaTeX (booktabs) and CSV.
+
+    ``rows``: one dict per comparison with ``arm, seed, task, domain, metric, delta,
+    ci_low, ci_high, p_value, n_test, n_boot, value_a, value_b`` and (added when absent)
+    ``p_holm``. Bold: Holm-adjusted p below ``alpha``.
+    """
     import csv
     import io
 
-    rows = sorted(rows, key=lambda r: (r["run"], r["domain"], r["task"]))
-    head = ["arm", "task", "metric", "Δ vs random", "95% interval", "p", "n test"]
-    cells = [[r["run"], r["task"], r["metric"], f"{r['delta']:+.3f}", f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
-              f"{r['p_value']:.3f}", str(r["n"])] for r in rows]
-    out = plain_renderings(head, cells, "lllrrrr",
-                           "Paired bootstrap against the random encoder (1000 resamples of the test set); "
-                           "bold: the 95\\% interval excludes 0.", "tab:bootstrap",
-                           bold=[r["ci_low"] > 0 or r["ci_high"] < 0 for r in rows], bold_column=3,
-                           note="Bold: the interval excludes 0.")
+    from results.stats import P_VALUE_DEFINITION, format_p
+    from results.table import signed
+
+    if rows and "p_holm" not in rows[0]:
+        rows = with_holm(rows)
+    rows = _sorted_comparisons(rows)
+    seeds = sorted({r.get("seed") for r in rows}, key=str)
+    show_seed = len(seeds) > 1
+    keys = ["arm"] + (["seed"] if show_seed else []) + ["task", "delta", "interval", "p_value", "p_holm", "n_test"]
+    head = [column_label(k) for k in keys]
+    cells = []
+    for r in rows:
+        n_boot = r.get("n_boot")
+        cells.append([r["arm"]] + ([str(r.get("seed"))] if show_seed else []) + [
+            task_label(r["task"]), signed(r["delta"], 3), f"[{signed(r['ci_low'], 3)}, {signed(r['ci_high'], 3)}]",
+            format_p(r["p_value"], n_boot), _p_holm_text(r), str(r["n_test"])])
+    n_boot = max((int(r.get("n_boot") or 0) for r in rows), default=0)
+    metrics = " / ".join(sorted({metric_label(r["metric"]) for r in rows}))
+    significant = sum(1 for r in rows if r["p_holm"] < alpha)
+    note = (f"Δ: arm − random encoder in test {metrics} on the same clips; 95% interval: percentile interval of "
+            f"{n_boot:,} paired resamples (not adjusted). {P_VALUE_DEFINITION} p (Holm): Holm's step-down "
+            f"adjustment over the {len(rows)} comparisons of this table (family-wise error; '< x' where the raw p is at "
+            f"its floor); bold: p (Holm) < "
+            f"{alpha:g} ({significant} of {len(rows)}). n test: test clips."
+            + ("" if show_seed else f" Pre-training seed {seeds[0]}." if seeds and seeds[0] is not None else ""))
+    out = plain_renderings(
+        head, cells, "l" + ("r" if show_seed else "") + "lrrrrr",
+        f"Paired bootstrap of each arm against the random encoder ({n_boot:,} resamples of the test set; "
+        f"p-values Holm-adjusted over the {len(rows)} comparisons).", "tab:bootstrap",
+        bold=[r["p_holm"] < alpha for r in rows], bold_column=keys.index("delta"), note=note)
     buffer = io.StringIO()
-    fields = ["run", "task", "domain", "metric", "delta", "ci_low", "ci_high", "p_value", "n", "n_boot",
-              "value_a", "value_b"]
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=BOOTSTRAP_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (f"{r[k]:.6f}" if isinstance(r.get(k), float) else r.get(k)) for k in fields})
+        writer.writerow({k: (f"{r[k]:.6f}" if isinstance(r.get(k), float) else r.get(k)) for k in BOOTSTRAP_FIELDS})
     return {**out, "csv": buffer.getvalue()}
+
+
+def bootstrap_summary(rows: list[dict], alpha: float = ALPHA) -> str:
+    """One paragraph of claims, each read off the bootstrap table: which differences from
+    the random encoder are significant after Holm's correction, in which direction."""
+    from results.table import minus, signed
+
+    rows = _sorted_comparisons(rows if not rows or "p_holm" in rows[0] else with_holm(rows))
+    above = [r for r in rows if r["p_holm"] < alpha and r["delta"] > 0]
+    below = [r for r in rows if r["p_holm"] < alpha and r["delta"] < 0]
+
+    def listed(items: list[dict]) -> str:
+        return "; ".join(f"{r['arm']} on {task_label(r['task'])} ({minus(signed(r['delta'], 3))}, p (Holm) "
+                         f"{_p_holm_text(r)})" for r in items)
+
+    total, found = len(rows), len(above) + len(below)
+    text = (f"Of the {total} differences from the random encoder, {found} "
+            f"{'is' if found == 1 else 'are'} significant at {alpha:g} after Holm's correction")
+    if not found:
+        return text + ": no arm is separated from the random encoder on any task at this test-set size."
+    if above and below:
+        text += f": {len(above)} above random ({listed(above)}) and {len(below)} below it ({listed(below)})."
+    else:
+        text += f", all {'above' if above else 'below'} random: {listed(above or below)}."
+    rest = total - found
+    if rest:
+        text += (f" The other {rest} {'is' if rest == 1 else 'are'} not separated from the random encoder at "
+                 "this test-set size.")
+    return text
+
+
+def _p_holm_text(row: dict) -> str:
+    """The Holm-adjusted p as text; an upper bound ("< x") where the raw p sits at its floor
+    1/(B+1) (no resample as extreme), since the adjusted value is then computed from a bound."""
+    from results.stats import format_p, p_floor
+
+    n_boot = row.get("n_boot")
+    text = format_p(row["p_holm"])
+    if n_boot and row["p_value"] <= p_floor(int(n_boot)) * (1 + 1e-9) and row["p_holm"] < 1.0 and "<" not in text:
+        return f"< {text}"
+    return text
 
 
 def _search_section(writer: ReportWriter, layout) -> None:
@@ -334,10 +521,10 @@ def _bootstrap_rows(frame, layout, log) -> list[dict]:
     """Paired bootstrap of each arm against the random baseline, per task and seed pair."""
     import numpy as np
 
-    from results.stats import paired_bootstrap
+    from results.stats import REPORT_RESAMPLES, paired_bootstrap
 
     rows = []
-    base = frame[frame["objective"] == "random"]
+    base = frame[frame["objective"] == BASELINE_ARM]
     if base.empty:
         return rows
     store = layout.store_for("probe")
@@ -349,15 +536,17 @@ def _bootstrap_rows(frame, layout, log) -> list[dict]:
         with np.load(path) as data:
             return (data["labels"], data[row.head]) if row.head in data else None
 
-    for row in frame[frame["objective"] != "random"].itertuples(index=False):
+    for row in frame[frame["objective"] != BASELINE_ARM].itertuples(index=False):
         match = base[(base["task"] == row.task) & (base["seed"] == row.seed) & (base["probe_seed"] == row.probe_seed)]
         if match.empty:
             continue
         a, b = predictions(row), predictions(next(match.itertuples(index=False)))
         if a is None or b is None or not np.array_equal(a[0], b[0]):
             continue
-        result = paired_bootstrap(a[0], a[1], b[1], metric=row.metric, n_boot=1000, seed=0)
-        rows.append({"run": row.run, "task": row.task, "domain": row.domain, "metric": row.metric, **result})
+        result = paired_bootstrap(a[0], a[1], b[1], metric=row.metric, n_boot=REPORT_RESAMPLES, seed=0)
+        n_test = result.pop("n")
+        rows.append({"arm": row.arm, "seed": int(row.seed), "task": row.task, "domain": row.domain,
+                     "metric": row.metric, **result, "n_test": n_test})
     return rows
 
 
@@ -376,16 +565,16 @@ def _tag_sections(writer: ReportWriter, graph, layout, log) -> None:
     freqs = figures.tag_frequencies(layout.store_for("tags").path("tags", node.key) / "tags.jsonl")
     labels = {s.id: _labels(layout, s) for s in systems}  # each tag system's file, read once
     ks = sorted({len(v) for v in labels.values()})
-    writer.figure(section, "wordcloud", f"The {min(len(freqs), 200)} most frequent tags, sized by the number of "
-                  "clips that carry them.", lambda stem: figures.wordcloud_figure(freqs, stem))
-    longtail = writer.figure(section, "longtail", "Tag frequency against rank (log-log); markers: the "
-                             "tag-system sizes K.", lambda stem: figures.longtail_figure(freqs, stem, ks=ks))
+    writer.figure(section, "wordcloud", wordcloud_caption,
+                  lambda stem, one: figures.wordcloud_figure(freqs, stem, one_column=one))
+    longtail = writer.figure(section, "longtail", longtail_caption,
+                             lambda stem, one: figures.longtail_figure(freqs, stem, ks=ks, one_column=one))
     if longtail is not None:
         writer.json("longtail", figures.jsonable(longtail))
-        shares = "; ".join(f"K = {k}: {100 * v:.1f}%" for k, v in sorted(longtail["head_share"].items(),
-                                                                          key=lambda kv: int(kv[0])))
-        section.text += (f"\n\n{longtail['n_tags']} distinct tags, {longtail['total']} tag occurrences. "
-                         f"Share of occurrences the top K tags cover: {shares}.")
+        shares = "; ".join(f"the top {k} tags (K = {k}) cover {100 * v:.1f}%" for k, v in
+                           sorted(longtail["head_share"].items(), key=lambda kv: int(kv[0])))
+        section.text += (f"\n\n{longtail['n_tags']} distinct tags, {longtail['total']} tag occurrences (a tag "
+                         f"counted once per clip that carries it). Of all occurrences, {shares}.")
     if not systems:
         return
     largest = max(systems, key=lambda s: len(labels[s.id]))
@@ -398,13 +587,43 @@ def _tag_sections(writer: ReportWriter, graph, layout, log) -> None:
         return
     tags = labels[largest.id]
     log(f"report: t-SNE of {len(tags)} tags and {len(audioset)} AudioSet labels")
-    coverage = writer.figure(section, "tsne_coverage", f"t-SNE of the tag system (K = {len(tags)}) and the "
-                             f"{len(audioset)} AudioSet labels, embedded with all-MiniLM-L6-v2; right: "
-                             "nearest-neighbour cosine distances.",
-                             lambda stem: figures.tsne_figure(tags, audioset, stem, tag_name=f"tag system K={len(tags)}"))
+    name = f"tag system K={len(tags)}"
+    coverage = writer.figure(section, "tsne_coverage", tsne_caption,
+                             lambda stem, one: figures.tsne_figure(tags, audioset, stem, tag_name=name, one_column=one))
     if coverage is not None:
         writer.json("tsne_coverage", figures.jsonable(coverage))
         section.text += "\n\n" + coverage_text(coverage)
+
+
+def wordcloud_caption(result: dict) -> str:
+    n, total = result["n_words"], result["n_tags"]
+    drawn = f"All {total} tags" if n == total else f"The {n} most frequent of the {total} tags"
+    small = result.get("one_column", {}).get("n_words")
+    extra = f" (the one-column version holds the {small} most frequent)" if small is not None and small != n else ""
+    return (f"{drawn} parsed from the captions{extra}, each sized by the number of clips that carry it; the "
+            "layout stops at the first tag that no longer fits at 7 pt. One colour: colour carries no information.")
+
+
+def longtail_caption(result: dict) -> str:
+    marks = ", ".join(str(k) for k in result["ks_marked"])
+    text = (f"Clips per tag against the tag's frequency rank, on log–log axes, for the {result['n_tags']} distinct "
+            f"tags ({result['total']} occurrences, {result['singletons']} tags in a single clip).")
+    if marks:
+        text += (f" Dashed vertical lines: the tag-system sizes K = {marks}; the legend gives the share of all tag "
+                 "occurrences that the K most frequent tags cover.")
+    return text
+
+
+def tsne_caption(result: dict) -> str:
+    labelled = "; ".join(f"{a} → {t} (d = {dist:.2f})" for a, t, dist in result.get("labelled", []))
+    return (f"Map panel: t-SNE (openTSNE, cosine, perplexity {result['tsne']['perplexity']:g}, "
+            f"{result['tsne']['early_exaggeration_iter'] + result['tsne']['n_iter']} iterations, seed "
+            f"{result['seed']}) of the {result['n_tags']} tags (blue circles) and the {result['n_audioset']} AudioSet "
+            "labels (orange triangles), all embedded with all-MiniLM-L6-v2; a few AudioSet classes with a tag within "
+            "cosine distance 0.3, far apart on the map, are written with their nearest tag (both ringed, joined by "
+            f"a dotted line){': ' + labelled if labelled else ''}. Distance panel: the share of labels whose nearest "
+            "neighbour in the other set lies within cosine distance d (blue: tag → nearest AudioSet label; orange: "
+            "AudioSet label → nearest tag); dots at d = " + ", ".join(f"{d:g}" for d in result["d"]) + ".")
 
 
 def coverage_text(cov: dict) -> str:

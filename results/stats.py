@@ -4,7 +4,10 @@
 * :func:`summarise` — that, per group of a results frame (one unit per pre-training seed).
 * :func:`best_cells` — which cell of a column is bold: the best one, only when its interval
   lies entirely beyond the runner-up's.
-* :func:`paired_bootstrap` — two arms scored on the same test examples, resampled together.
+* :func:`paired_bootstrap` — two arms scored on the same test examples, resampled together,
+  with a percentile interval and a two-sided p-value (:func:`bootstrap_p_value`).
+* :func:`holm` — Holm's step-down adjustment of the p-values of one table (family-wise error).
+* :func:`format_p` — a p-value as text, ``< 1/(B+1)`` shown as such at the resolution floor.
 
 Everything here is numpy, scipy and pandas; nothing imports model code.
 """
@@ -18,12 +21,27 @@ import numpy as np
 
 __all__ = [
     "mean_ci", "summarise", "best_cells", "column_bold", "bold_rule_text", "paired_bootstrap",
-    "WITHOUT_INTERVAL", "MAX_BOOTSTRAP_ELEMENTS",
+    "bootstrap_p_value", "holm", "format_p", "p_floor", "bold_can_apply", "P_VALUE_DEFINITION", "WITHOUT_INTERVAL",
+    "MAX_BOOTSTRAP_ELEMENTS", "REPORT_RESAMPLES",
 ]
 
 WITHOUT_INTERVAL = ("none", "highest")
 """What :func:`best_cells` does when the best two cells lack an interval (one seed):
 ``"none"`` bolds nothing (the default: nothing is claimed), ``"highest"`` bolds the best."""
+
+REPORT_RESAMPLES = 9999
+"""Bootstrap resamples of the report's paired comparisons: B + 1 = 10,000, so the smallest
+p-value is 1/10,000 and a Holm correction over a few dozen tests can still reach 0.05
+(with B = 999 the smallest Holm-adjusted p of 40 tests would be 40/1000)."""
+
+P_VALUE_DEFINITION = (
+    "p: two-sided paired-bootstrap p-value, p = (1 + #{b: |d_b − d| ≥ |d|}) / (B + 1), where d is "
+    "the observed difference and d_b its value on resample b: the share of resamples whose "
+    "deviation from d is at least d itself (the resampled differences, centred, stand for the "
+    "null distribution). Each resample counts once; d = 0 gives p = 1. The smallest value is "
+    "1/(B + 1); a p-value at that floor (no resample as extreme) is printed as \"< 1/(B + 1)\", "
+    "e.g. \"< 0.0001\" for B = 9,999.")
+"""The definition of :func:`bootstrap_p_value`, for table notes and docs."""
 
 MAX_BOOTSTRAP_ELEMENTS = 50_000_000
 """Largest ``n_boot * n`` drawn as one index array (400 MB of int64); beyond it, chunks of rows."""
@@ -129,13 +147,21 @@ def best_cells(means: Sequence[float], halfwidths: Sequence[float], ns: Sequence
 
 
 def bold_rule_text(without_interval: str = "none", confidence: float = 0.95, higher_is_better: bool = True) -> str:
-    """One sentence saying what bold means, for a table's note."""
+    """One sentence saying what bold means, for a table's note (print it only where a
+    cell can be bold: :func:`bold_can_apply`)."""
     level = f"{confidence:.0%}"
     text = (f"Bold: the best value of a column whose {level} interval lies entirely "
             f"{'above' if higher_is_better else 'below'} the runner-up's")
     if without_interval == "highest":
         return text + "; where the best two have one seed (no interval), bold is the best mean, no significance claimed."
     return text + "; where the best two have one seed (no interval), nothing is bold."
+
+
+def bold_can_apply(ns: Iterable[int], without_interval: str = "none") -> bool:
+    """Whether :func:`best_cells` can bold any cell of a table whose cells rest on ``ns``
+    seeds: with one seed everywhere and ``without_interval="none"`` it never does, and a
+    note about bold would describe nothing."""
+    return without_interval == "highest" or any(int(n) >= 2 for n in ns)
 
 
 # --------------------------------------------------------------------------- paired bootstrap
@@ -182,9 +208,9 @@ def paired_bootstrap(y_true, scores_a, scores_b, metric: str | Callable = "accur
     Returns:
         ``dict(delta, ci_low, ci_high, p_value, n, n_boot, metric, value_a, value_b)``:
         ``delta = metric(A) - metric(B)`` on the full test set; the percentile interval of
-        the resampled deltas at ``confidence``; the two-sided bootstrap p-value
-        ``min(1, 2 * min((#{d* <= 0} + 1), (#{d* >= 0} + 1)) / (n_boot + 1))`` for "no
-        difference". Accuracy is scored in one vectorised step (the mean of per-example
+        the resampled deltas at ``confidence``; the two-sided p-value of "no difference"
+        by :func:`bootstrap_p_value` (:data:`P_VALUE_DEFINITION`). Accuracy is scored
+        in one vectorised step (the mean of per-example
         correctness over each resample); other metrics are called once per resample.
         A resample in which a class has no positive example scores AP 0 for it, as
         :func:`probes.metrics.macro_average_precision` does.
@@ -217,11 +243,84 @@ def paired_bootstrap(y_true, scores_a, scores_b, metric: str | Callable = "accur
         ])
     alpha = 1.0 - confidence
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
-    below = int(np.count_nonzero(deltas <= 0))
-    above = int(np.count_nonzero(deltas >= 0))
-    p = min(1.0, 2.0 * min(below + 1, above + 1) / (n_boot + 1))
+    p = bootstrap_p_value(deltas, delta)
     return {"delta": delta, "ci_low": float(low), "ci_high": float(high), "p_value": float(p),
             "n": n, "n_boot": int(n_boot), "metric": name, "value_a": value_a, "value_b": value_b}
+
+
+def bootstrap_p_value(deltas, observed: float) -> float:
+    """Two-sided p-value of "no difference" from bootstrap replicates of a difference.
+
+    ``p = (1 + #{b : |d*_b - d| >= |d|}) / (B + 1)`` with ``d`` = ``observed`` and ``d*_b``
+    = ``deltas[b]`` (Davison & Hinkley 1997, eq. 4.11; Efron & Tibshirani 1993, sec. 16.4):
+    the resampled differences minus the observed one approximate the distribution of the
+    difference under the null, and a resample counts when it lies at least as far from
+    ``d`` as ``d`` lies from 0. Every resample is counted at most once, so a resample with
+    a difference of exactly 0 is not evidence in both tails (``d*_b = 0`` counts, once,
+    as at least as extreme), and ``d = 0`` gives ``p = 1``. With a percentile interval
+    that excludes 0, about 2.5% or less of the resamples lie on the far side of 0, and
+    p is about 0.05 or less: the two agree. The smallest possible value is ``1/(B+1)``
+    (:func:`p_floor`); the "+1" counts the observed sample, so p is never 0.
+    Differences are compared after rounding to 12 decimals, so that float noise in a
+    resampled mean does not decide a tie.
+    """
+    d = np.round(np.asarray(deltas, dtype=np.float64).ravel(), 12)
+    observed = round(float(observed), 12)
+    if d.size == 0:
+        raise ValueError("bootstrap_p_value needs at least one resample")
+    extreme = int(np.count_nonzero(np.abs(np.round(d - observed, 12)) >= abs(observed)))
+    return float(min(1.0, (1 + extreme) / (d.size + 1)))
+
+
+def p_floor(n_boot: int) -> float:
+    """The smallest p-value :func:`bootstrap_p_value` gives with ``n_boot`` resamples: ``1/(B+1)``."""
+    return 1.0 / (int(n_boot) + 1)
+
+
+def format_p(p: float, n_boot: int | None = None, digits: int = 3) -> str:
+    """A p-value as text: ``"0.042"``; ``"< 0.0001"`` at the floor ``1/(B+1)`` of ``n_boot``
+    resamples (where no resample was as extreme: the true p lies below the resolution);
+    ``"< 0.001"`` for a value that rounds to 0 at ``digits``; ASCII text, no sign."""
+    if not math.isfinite(p):
+        return "–"
+    if n_boot is not None and p <= p_floor(n_boot) * (1 + 1e-9):
+        return f"< {_floor_text(p_floor(n_boot))}"
+    text = f"{p:.{digits}f}"
+    if float(text) == 0.0:
+        return f"< {10.0 ** -digits:.{digits}f}"
+    return text
+
+
+def _floor_text(floor: float) -> str:
+    """``1/(B+1)`` as a short decimal, rounded up (``1/10000`` -> ``0.0001``, ``1/1000`` -> ``0.001``)."""
+    exponent = math.floor(math.log10(floor))
+    lead = math.ceil(round(floor / 10.0 ** exponent, 9))
+    if lead >= 10:
+        lead, exponent = 1, exponent + 1
+    value = lead * 10.0 ** exponent
+    return f"{value:.{max(0, -exponent)}f}"
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979): control of the family-wise error rate.
+
+    With the m p-values sorted ascending, ``p_(i)`` becomes
+    ``max_{j <= i} min(1, (m - j + 1) * p_(j))``; a hypothesis is rejected at level alpha
+    when its adjusted p-value is at most alpha. NaNs are left as they are and not counted
+    in m. Equal to ``statsmodels.stats.multitest.multipletests(p, method="holm")[1]``.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    if m == 0:
+        return out.tolist()
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
 
 
 def column_bold(cells: Mapping, higher_is_better: bool = True, without_interval: str = "none") -> dict:

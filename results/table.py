@@ -29,23 +29,30 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from results.stats import bold_rule_text, column_bold, summarise
+from harness.labels import METRIC_SHORT, column_label, domain_label, metric_label, task_label
+from results.stats import bold_can_apply, bold_rule_text, column_bold, summarise
 
 __all__ = [
     "DOMAIN_ORDER", "KIND_LABELS", "METRIC_LABELS", "LOWER_IS_BETTER", "Cell", "Column", "Table",
     "load_results", "load_configs", "row_config", "arms", "pivot", "arm_label", "build_table", "build_tables",
-    "with_paper", "to_markdown", "to_latex", "to_csv", "latex_escape",
+    "with_paper", "to_markdown", "to_latex", "to_csv", "latex_escape", "latex_float", "minus",
+    "COLUMN_WIDTH_PT", "TEXT_WIDTH_PT",
 ]
 
 DOMAIN_ORDER = ["speech", "music", "environment"]
 KIND_LABELS = {"paper": "paper", "run": "this run", "delta": "Δ"}
 """Sub-column titles of the comparison layout, in their order."""
-METRIC_LABELS = {"accuracy": "acc", "map": "mAP"}
-"""Short metric names for column headers."""
+METRIC_LABELS = METRIC_SHORT
+"""Short metric names for column headers (:data:`harness.labels.METRIC_SHORT`)."""
 LOWER_IS_BETTER = frozenset({"eer", "wer", "cer", "error", "loss"})
 """Metrics where a smaller value is better (all others: larger is better)."""
 
 MISSING = "–"
+COLUMN_WIDTH_PT = 240.0
+"""About the ``\\columnwidth`` of a two-column paper (IEEE/CVPR 241 pt, ACL 219 pt, article 229 pt):
+a LaTeX table wider than this by estimate goes into a ``table*`` float spanning both columns."""
+TEXT_WIDTH_PT = 496.0
+"""About the ``\\textwidth`` of a two-column paper (CVPR 496 pt, article 469 pt, ACL 455 pt)."""
 CONFIGS = "configs.parquet"
 """The configs side table beside ``results.parquet`` (written by :func:`harness.collect.write_results`)."""
 _SEED_SUFFIX = re.compile(r"\s+s-?\d+$")
@@ -154,6 +161,9 @@ class Table:
     row_info: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     row_labels: Mapping[str, str] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
+    column_info: Mapping[Column, Mapping[str, Any]] = field(default_factory=dict)
+    """Per task column: ``n_test`` (test-set size; a ``(low, high)`` pair where arms differ)
+    and ``chance`` (the metric of a chance-level predictor), where the results give them."""
 
     def cell(self, row: str, column: Column) -> Cell | None:
         return self.cells.get((row, column))
@@ -175,12 +185,40 @@ class Table:
         """The distinct numbers of pre-training seeds behind the table's own cells."""
         return sorted({c.n for (_, col), c in self.cells.items() if col.kind == "run" and c.n > 0})
 
-    def task_label(self, column: Column) -> str:
-        """A task's display name: its last path component when those are unique, else its name."""
+    @property
+    def one_metric(self) -> str | None:
+        """The metric of every task column, when they share one (then named once, in the note)."""
+        metrics = {c.metric for c in self.columns}
+        return next(iter(metrics)) if len(metrics) == 1 else None
+
+    def task_label(self, column: Column, with_metric: bool | None = None) -> str:
+        """A task's display name (:func:`harness.labels.task_label`: its short name under its
+        domain header, when those are unique within the domain, else its last path
+        component, else its id), with the metric when the columns differ in it."""
+        same = [c for c in self.columns if c.domain == column.domain]
+        short = {task_label(c.task, c.domain) for c in same}
         leaves = {c.task.rsplit("/", 1)[-1] for c in self.columns}
         tasks = {c.task for c in self.columns}
-        name = column.task.rsplit("/", 1)[-1] if len(leaves) == len(tasks) else column.task
-        return f"{name} ({METRIC_LABELS.get(column.metric, column.metric)})"
+        if len(short) == len({c.task for c in same}):
+            name = task_label(column.task, column.domain)
+        else:
+            name = column.task.rsplit("/", 1)[-1] if len(leaves) == len(tasks) else column.task
+        if with_metric is None:
+            with_metric = self.one_metric is None
+        return f"{name} ({metric_label(column.metric, short=True)})" if with_metric else name
+
+    def test_sizes(self, column: Column) -> str:
+        """The test-set size of a task column as text (``"72"``, or ``"40–48"``), or ``""``."""
+        n = self.column_info.get(replace(column, kind="run"), {}).get("n_test")
+        if n is None:
+            return ""
+        low, high = n if isinstance(n, tuple) else (n, n)
+        return f"{low}" if low == high else f"{low}–{high}"
+
+    def chance(self, column: Column) -> float | None:
+        """The chance level of a task column, or None."""
+        value = self.column_info.get(replace(column, kind="run"), {}).get("chance")
+        return None if value is None or not math.isfinite(value) else float(value)
 
     def notes(self) -> list[str]:
         """The note lines under the table: seeds, intervals, bold rule, comparison, sources."""
@@ -196,7 +234,15 @@ class Table:
         else:
             lines = [f"Rests on {counts[0]}–{counts[-1]} pre-training seeds per cell (column \"seeds\"): mean ± "
                      f"half-width of the {level} Student-t confidence interval where a cell has 2 or more seeds."]
-        if counts:
+        if self.one_metric is not None and self.columns:
+            lines.append(f"Metric: {metric_label(self.one_metric)} on the test split, of the probe chosen on "
+                         "validation.")
+        if any(self.test_sizes(c) for c in self.columns):
+            extra = ("; chance: the metric of a chance-level predictor (accuracy: 1/classes; mAP: the "
+                     "classes' mean test prevalence)" if any(self.chance(c) is not None for c in self.columns)
+                     else "")
+            lines.append(f"n test: test clips per task{extra}.")
+        if counts and bold_can_apply(counts, self.without_interval):
             higher = all(c.metric not in LOWER_IS_BETTER for c in self.columns)
             lines.append(bold_rule_text(self.without_interval, self.confidence, higher))
         if self.comparison:
@@ -303,11 +349,35 @@ def build_table(frame, head: str | None = None, *, confidence: float = 0.95, wit
         first = group.iloc[0]
         info[str(arm)] = {c: _plain(first[c]) for c in present}
 
+    column_info = _column_info(frame, columns)
     if caption is None:
         caption = f"Frozen-encoder probes, head {head}: test metric per task, tasks grouped by domain."
     return Table(rows=tuple(rows), columns=tuple(columns), cells=cells, head=str(head), caption=caption,
                  label=label if label is not None else f"tab:probe-{_slug(head)}", confidence=confidence,
-                 without_interval=without_interval, row_info=info)
+                 without_interval=without_interval, row_info=info, column_info=column_info)
+
+
+def _column_info(frame, columns: Iterable[Column]) -> dict[Column, dict[str, Any]]:
+    """Test-set size and chance level per task column, from the ``n_test`` and ``chance``
+    (or ``n_classes``, for accuracy) columns of the results, where present."""
+    out: dict[Column, dict[str, Any]] = {}
+    for column in columns:
+        part = frame[(frame["task"] == column.task) & (frame["metric"] == column.metric)]
+        info: dict[str, Any] = {}
+        if "n_test" in part.columns:
+            sizes = sorted({int(v) for v in part["n_test"].dropna()})
+            if sizes:
+                info["n_test"] = sizes[0] if len(sizes) == 1 else (sizes[0], sizes[-1])
+        chance = math.nan
+        if "chance" in part.columns and part["chance"].notna().any():
+            chance = float(part["chance"].dropna().mean())
+        elif "n_classes" in part.columns and column.metric == "accuracy" and part["n_classes"].notna().any():
+            chance = 1.0 / float(part["n_classes"].dropna().iloc[0])
+        if math.isfinite(chance):
+            info["chance"] = chance
+        if info:
+            out[column] = info
+    return out
 
 
 def build_tables(frame, **options) -> dict[str, Table]:
@@ -378,6 +448,12 @@ def _fixed(value: float, digits: int, signed: bool = False) -> str:
     return f"+{text}" if signed and value > 0 else text
 
 
+def signed(value: float, digits: int = 3) -> str:
+    """A difference as text with its sign, ``+0.050`` / ``-0.050``, and ``0.000`` (no sign) for
+    a value that rounds to zero."""
+    return _fixed(value, digits, signed=True)
+
+
 def _cell_parts(cell: Cell, column: Column, digits: int) -> tuple[str, str | None]:
     """(value text, ± text or None) of a cell, with ASCII signs."""
     value = _fixed(cell.mean, digits, signed=column.kind == "delta")
@@ -403,21 +479,49 @@ def _group_spans(columns: Iterable[Column], key) -> list[tuple[Any, int]]:
 
 # --------------------------------------------------------------------------- Markdown
 
+MINUS = "\u2212"
+"""The minus sign of Markdown and HTML cells (U+2212); CSV keeps ASCII ``-``."""
+
+
+def minus(text: str) -> str:
+    """A number's text with a real minus sign: ``"-0.050"`` -> ``"−0.050"`` (also inside intervals)."""
+    return re.sub(r"(?<![\w.])-(?=\d)", MINUS, str(text))
+
+
 def _md_escape(text: str) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+
+
+def _md_headers(table: Table) -> list[str]:
+    header = [column_label("arm"), column_label("seeds")]
+    for c in table.columns:
+        title = f"{domain_label(c.domain)} · {table.task_label(c)}"
+        header.append(f"{title} {KIND_LABELS[c.kind]}" if table.comparison else title)
+    return header
+
+
+def _footer_rows(table: Table, digits: int) -> list[tuple[str, list[str]]]:
+    """The rows under the arms: test-set sizes and chance levels, where known."""
+    rows = []
+    if any(table.test_sizes(c) for c in table.columns):
+        rows.append((column_label("n_test"), [table.test_sizes(c) if c.kind == "run" else "" for c in table.columns]))
+    if any(table.chance(c) is not None for c in table.columns):
+        rows.append((column_label("chance"), [_fixed(table.chance(c), digits) if c.kind == "run" and
+                                              table.chance(c) is not None else "" for c in table.columns]))
+    return rows
 
 
 def to_markdown(table: Table, digits: int = 3, caption: bool = True) -> str:
     """A GitHub-flavoured Markdown table, its caption above and the note lines below.
 
     Cells read ``0.812 ± 0.011`` (``0.812`` with one seed), bold as ``**…**``, "–" where
-    there is no result; headers read ``domain · task (metric)`` plus the sub-column in the
-    comparison layout; a "seeds" column gives each arm's number of pre-training seeds.
+    there is no result, negative numbers with a real minus sign (U+2212); headers read
+    ``domain · task`` (plus ``(metric)`` when the columns differ in metric, and the
+    sub-column in the comparison layout); a "seeds" column gives each arm's number of
+    pre-training seeds; rows "n test" and "chance" under the arms give each task's
+    test-set size and chance level where the results hold them.
     """
-    header = ["arm", "seeds"]
-    for c in table.columns:
-        title = f"{c.domain} · {table.task_label(c)}"
-        header.append(f"{title} {KIND_LABELS[c.kind]}" if table.comparison else title)
+    header = _md_headers(table)
     lines = []
     if caption and table.caption:
         lines += [f"**{_md_escape(table.caption)}**", ""]
@@ -431,14 +535,16 @@ def to_markdown(table: Table, digits: int = 3, caption: bool = True) -> str:
                 out.append(MISSING)
                 continue
             value, interval = _cell_parts(cell, column, digits)
-            text = value if interval is None else f"{value} ± {interval}"
+            text = minus(value if interval is None else f"{value} ± {interval}")
             if cell.note is not None:
                 text += f" [{cell.note}]"
             out.append(f"**{text}**" if cell.bold else text)
         lines.append("| " + " | ".join(out) + " |")
+    for name, values in _footer_rows(table, digits):
+        lines.append("| " + " | ".join([f"*{name}*", ""] + values) + " |")
     lines.append("")
-    lines += [_md_escape(line) + "  " if i < len(table.notes()) - 1 else _md_escape(line)
-              for i, line in enumerate(table.notes())]
+    notes = table.notes()
+    lines += [_md_escape(line) + "  " if i < len(notes) - 1 else _md_escape(line) for i, line in enumerate(notes)]
     return "\n".join(lines) + "\n"
 
 
@@ -448,7 +554,8 @@ _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "−": r"$-$", "–": "--", "—": "---",
-    "·": r"$\cdot$", "→": r"$\rightarrow$", "<": r"\textless{}", ">": r"\textgreater{}",
+    "·": r"$\cdot$", "→": r"$\rightarrow$", "<": r"$<$", ">": r"$>$", "≤": r"$\leq$", "≥": r"$\geq$",
+    "|": r"\textbar{}",
 }
 _LATEX_PATTERN = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
 
@@ -462,49 +569,127 @@ def _latex_number(text: str) -> str:
     return f"$-${text[1:]}" if text.startswith("-") else (f"$+${text[1:]}" if text.startswith("+") else text)
 
 
-def to_latex(table: Table, digits: int = 3, fit_width: bool = False) -> str:
-    """A booktabs ``table`` float: caption and label, domain group headers (``\\multicolumn``
-    with ``\\cmidrule``), ``\\textbf`` bold, ``$\\pm$`` intervals, the note lines (seeds,
-    bold rule, sources) in a footnote-size paragraph under the tabular.
+def latex_float(text: str) -> str:
+    """Cell text with every signed number set in math (``$-$0.050``: a real minus sign, and
+    ``$+$`` to match), other characters escaped."""
+    parts = re.split(r"((?<![\w.])[-+−](?=\d))", str(text))
+    return "".join({"-": "$-$", "−": "$-$", "+": "$+$"}.get(p, None) or latex_escape(p) for p in parts)
 
-    Needs only ``\\usepackage{booktabs}`` in the preamble; with ``fit_width`` the tabular
-    is scaled to the line width by ``\\resizebox`` (``\\usepackage{graphicx}`` too), for
-    the wide comparison layout.
+
+def _latex_width(texts: Iterable[str]) -> float:
+    """A rough natural width (pt) of a column of cell texts at ``\\small`` (about 4.6 pt a
+    character, ± and the like about one), plus the column separation."""
+    return max((len(re.sub(r"\s*[±]\s*", "+", str(t))) * 4.6 for t in texts), default=0.0) + 12.0
+
+
+def latex_float_env(widths: Iterable[float]) -> str:
+    """``table`` for a tabular that fits one column of a two-column paper by estimate,
+    ``table*`` (both columns) otherwise."""
+    return "table" if sum(widths) <= COLUMN_WIDTH_PT else "table*"
+
+
+def latex_float_open(env: str, caption: str, label: str) -> list[str]:
+    """The opening lines of a float: placement, centring, ``\\small``, the caption *above* the
+    table with a gap before the top rule (``\\belowcaptionskip``, local to the float)."""
+    return [rf"\begin{{{env}}}[t]", r"\centering", r"\small", r"\setlength{\abovecaptionskip}{0pt}",
+            r"\setlength{\belowcaptionskip}{6pt}", rf"\caption{{{caption}}}", rf"\label{{{label}}}"]
+
+
+FIT_OPEN = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+"""Opens a box that shrinks a tabular to the line width only when it is wider (never enlarges)."""
+
+
+def to_latex(table: Table, digits: int = 3, fit_width: bool | None = None) -> str:
+    """A booktabs ``table`` (or ``table*``) float: caption above and label, domain group
+    headers (``\\multicolumn`` with ``\\cmidrule``), ``\\textbf`` bold, ``$\\pm$``
+    intervals, negative numbers with a math minus, rows "n test" and "chance", the note
+    lines (metric, seeds, bold rule, sources) in a footnote-size paragraph under it.
+
+    It fits a two-column paper: a tabular that fits one column by estimate
+    (:data:`COLUMN_WIDTH_PT`) goes into ``table``, a wider one into ``table*``; one wider
+    than the text (:data:`TEXT_WIDTH_PT`) is split into one tabular per domain, stacked in
+    the same float; and each tabular is shrunk to the line width (``\\resizebox``,
+    ``\\usepackage{graphicx}``) when it is wider still. ``fit_width=False`` leaves out that
+    box (``\\usepackage{booktabs}`` is then all it needs).
     """
-    n = len(table.columns)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{latex_escape(table.caption)}}}",
-             rf"\label{{{table.label}}}"]
-    if fit_width:
-        lines.append(r"\resizebox{\linewidth}{!}{%")
-    lines += [rf"\begin{{tabular}}{{lr{'r' * n}}}", r"\toprule"]
+    show_seeds = len({_seeds_text(table, r) for r in table.rows}) > 1 or table.comparison
+    columns = list(table.columns)
+    widths = _latex_widths(table, columns, digits, show_seeds)
+    env = latex_float_env(widths)
+    groups = [columns]
+    if sum(widths) > TEXT_WIDTH_PT:
+        by_domain = [[c for c in columns if c.domain == d] for d, _ in _group_spans(columns, lambda c: c.domain)]
+        if len(by_domain) > 1:
+            groups = by_domain
+    lines = latex_float_open(env, latex_escape(table.caption), table.label)
+    for i, group in enumerate(groups):
+        if i:
+            lines.append(r"\par\medskip")
+        lines += _latex_tabular(table, group, digits, show_seeds, fit_width is not False)
+    lines += [r"\par\smallskip", r"{\footnotesize"]
+    notes = table.notes()
+    if not show_seeds:
+        notes = [line.replace(' (column "seeds")', "") for line in notes]
+    for line in notes:
+        match = re.match(r"\[(\d+)\] (.*)", line)
+        text = rf"\textsuperscript{{{match.group(1)}}}{latex_escape(match.group(2))}" if match else latex_escape(line)
+        lines.append(text + r"\par")
+    lines += ["}", rf"\end{{{env}}}"]
+    return "\n".join(lines) + "\n"
 
-    def header_row(spans: list[tuple[str, int]], lead: tuple[str, str] = ("", "")) -> str:
-        parts = [lead[0], lead[1]] + [rf"\multicolumn{{{w}}}{{c}}{{{latex_escape(t)}}}" if w > 1 else
-                                      (rf"\multicolumn{{1}}{{c}}{{{latex_escape(t)}}}") for t, w in spans]
+
+def _cell_text(table: Table, row: str, column: Column, digits: int) -> str:
+    cell = table.cell(row, column)
+    if cell is None:
+        return "--"
+    value, interval = _cell_parts(cell, column, digits)
+    return value + ("" if interval is None else f" ± {interval}")
+
+
+def _latex_widths(table: Table, columns: list[Column], digits: int, show_seeds: bool) -> list[float]:
+    """Estimated natural widths (pt) of the tabular's columns: arm, seeds, then ``columns``."""
+    widths = [_latex_width([column_label("arm")] + [table.row_label(r) for r in table.rows]
+                           + [column_label("n_test"), column_label("chance")])]
+    if show_seeds:
+        widths.append(_latex_width(["Seeds"]))
+    for c in columns:
+        widths.append(_latex_width([table.task_label(c), KIND_LABELS[c.kind] if table.comparison else ""]
+                                   + [_cell_text(table, r, c, digits) for r in table.rows]))
+    return widths
+
+
+def _latex_tabular(table: Table, columns: list[Column], digits: int, show_seeds: bool, fit: bool) -> list[str]:
+    """One booktabs tabular of the arms over ``columns`` (all of a table's, or one domain's)."""
+    lead = 2 if show_seeds else 1
+    lines = [FIT_OPEN] if fit else []
+    lines += [rf"\begin{{tabular}}{{l{'r' if show_seeds else ''}{'r' * len(columns)}}}", r"\toprule"]
+
+    def header_row(spans: list[tuple[str, int]]) -> str:
+        parts = [""] * lead + [rf"\multicolumn{{{w}}}{{c}}{{{latex_escape(t)}}}" for t, w in spans]
         return " & ".join(parts) + r" \\"
 
     def rules(spans: list[tuple[Any, int]]) -> str:
-        out, start = [], 3
+        out, start = [], lead + 1
         for _, width in spans:
             out.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
             start += width
         return " ".join(out)
 
-    domains = _group_spans(table.columns, lambda c: c.domain)
-    lines.append(header_row([(d.capitalize(), w) for d, w in domains]))
+    first = [latex_escape(column_label("arm").capitalize())] + (["Seeds"] if show_seeds else [])
+    domains = _group_spans(columns, lambda c: c.domain)
+    lines.append(header_row([(domain_label(d).capitalize(), w) for d, w in domains]))
     lines.append(rules(domains))
     if table.comparison:
-        tasks = _group_spans(table.columns, lambda c: (c.domain, c.task, c.metric))
+        tasks = _group_spans(columns, lambda c: (c.domain, c.task, c.metric))
         lines.append(header_row([(table.task_label(Column(d, t, m)), w) for (d, t, m), w in tasks]))
         lines.append(rules(tasks))
-        lines.append(" & ".join(["Arm", "Seeds"] + [latex_escape(KIND_LABELS[c.kind]) for c in table.columns]) + r" \\")
+        lines.append(" & ".join(first + [latex_escape(KIND_LABELS[c.kind]) for c in columns]) + r" \\")
     else:
-        lines.append(" & ".join(["Arm", "Seeds"] + [latex_escape(table.task_label(c)) for c in table.columns])
-                     + r" \\")
+        lines.append(" & ".join(first + [latex_escape(table.task_label(c)) for c in columns]) + r" \\")
     lines.append(r"\midrule")
     for row in table.rows:
-        out = [latex_escape(table.row_label(row)), latex_escape(_seeds_text(table, row))]
-        for column in table.columns:
+        out = [latex_escape(table.row_label(row))] + ([latex_escape(_seeds_text(table, row))] if show_seeds else [])
+        for column in columns:
             cell = table.cell(row, column)
             if cell is None:
                 out.append("--")
@@ -515,19 +700,20 @@ def to_latex(table: Table, digits: int = 3, fit_width: bool = False) -> str:
                 text += rf"\textsuperscript{{{cell.note}}}"
             out.append(rf"\textbf{{{text}}}" if cell.bold else text)
         lines.append(" & ".join(out) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"] + (["}"] if fit_width else []) + [r"\par\smallskip", r"{\footnotesize"]
-    notes = table.notes()
-    for line in notes:
-        match = re.match(r"\[(\d+)\] (.*)", line)
-        text = rf"\textsuperscript{{{match.group(1)}}}{latex_escape(match.group(2))}" if match else latex_escape(line)
-        lines.append(text + r"\par")
-    lines += ["}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    footer = _footer_rows(replace(table, columns=tuple(columns)), digits)
+    if footer:
+        lines.append(r"\midrule")
+        for name, values in footer:
+            lines.append(" & ".join([rf"\textit{{{latex_escape(name)}}}"] + [""] * (lead - 1)
+                                    + [latex_escape(v) for v in values]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"] + (["}"] if fit else [])
+    return lines
 
 
 # --------------------------------------------------------------------------- CSV
 
-CSV_COLUMNS = ["head", "arm", "domain", "task", "metric", "kind", "mean", "ci", "n", "bold", "source"]
+CSV_COLUMNS = ["head", "arm", "domain", "task", "metric", "kind", "mean", "ci", "n", "bold", "source", "n_test",
+               "chance"]
 
 
 def _csv_float(value: float) -> str:
@@ -536,8 +722,9 @@ def _csv_float(value: float) -> str:
 
 def to_csv(table: Table) -> str:
     """Tidy CSV: one line per present cell (rows, then columns, in table order) with
-    ``head, arm, domain, task, metric, kind, mean, ci, n, bold, source``; floats with 6
-    decimals, an empty field for no interval; ``source`` for paper cells."""
+    ``head, arm, domain, task, metric, kind, mean, ci, n, bold, source, n_test, chance``;
+    floats with 6 decimals, an empty field for no interval; ``source`` for paper cells;
+    ``n_test`` (test clips; ``low-high`` where arms differ) and ``chance`` of the task."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -547,6 +734,9 @@ def to_csv(table: Table) -> str:
             if cell is None:
                 continue
             source = table.sources[cell.note - 1] if cell.note is not None else ""
+            chance = table.chance(column)
             writer.writerow([table.head, row, column.domain, column.task, column.metric, column.kind,
-                             _csv_float(cell.mean), _csv_float(cell.ci), cell.n, int(cell.bold), source])
+                             _csv_float(cell.mean), _csv_float(cell.ci), cell.n, int(cell.bold), source,
+                             table.test_sizes(column).replace("–", "-"),
+                             "" if chance is None else _csv_float(chance)])
     return buffer.getvalue()

@@ -2,7 +2,7 @@
 # Stop the single-node cluster that scripts/slurm-up.sh started under SCRATCH: exactly its
 # daemons, by the PIDs in SCRATCH/run/ (each checked to still be that daemon), newest first.
 #
-#   scripts/slurm-down.sh [--purge] [SCRATCH]     # --purge also deletes SCRATCH
+#   scripts/slurm-down.sh [--purge] [SCRATCH]     # as root (or with sudo); --purge also deletes SCRATCH
 set -uo pipefail
 
 PURGE=0
@@ -39,4 +39,10 @@ stop slurmctld slurmctld
 stop slurmdbd slurmdbd
 stop mariadb mariadbd
 stop munged munged
+# With memory enforced (SCRATCH/etc/cgroup.conf), slurmd left its empty cgroup folders: remove them.
+if [ -f "$S/etc/cgroup.conf" ]; then
+  for top in /sys/fs/cgroup/memory/slurm_localhost /sys/fs/cgroup/memory/slurm /sys/fs/cgroup/system.slice/slurmstepd.scope; do
+    [ -d "$top" ] && find "$top" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+fi
 if [ "$PURGE" -eq 1 ]; then rm -rf "$S"; echo "slurm-down: removed $S"; fi

@@ -11,6 +11,8 @@ from harness.labels import arm_label, run_label
 
 TASKS = {"speaker": "speech", "language": "speech", "instrument": "music", "event": "environment"}
 OBJECTIVE_GAIN = {"mtc": 0.10, "par": 0.05}
+N_TEST = {"speaker": 48, "language": 40, "instrument": 48, "event": 64}
+N_CLASSES = {"speaker": 8, "language": 5, "instrument": 8, "event": 8}
 
 
 def expected_value(objective: str, k: int | None, task: str) -> float:
@@ -34,5 +36,8 @@ def synthetic_results(ks=(32, 64, 128), seeds=(0, 1), clips=None) -> pd.DataFram
                 "tag_system_size": k, "task": task, "domain": domain, "head": "linear-mean",
                 "metric": "accuracy", "value": expected_value(objective, k, task) + noise + bonus,
                 "train_clips": None if objective == "random" else n, "probe_seed": 0,
+                "study": "synthetic", "git_commit": "0123456789abcdef0123456789abcdef01234567",
+                "finished_at": f"2026-01-0{seed + 1}T10:3{list(TASKS).index(task)}:00+0000",
+                "n_test": N_TEST[task], "n_classes": N_CLASSES[task], "chance": 1.0 / N_CLASSES[task],
             })
     return pd.DataFrame(rows)

@@ -698,3 +698,68 @@ def test_one_reader_serves_each_corpus_format(tmp_path):
     (cut,), _ = read_source("generic", path=str(tmp_path / "g" / "list.csv"))
     (clip,) = sources.get_adapter("generic").load({"manifest": str(tmp_path / "g" / "list.csv")})
     assert sorted(cut.custom["captions"]) == sorted(clip.captions) == ["first", "second", "third"]
+
+
+# ---------------------------------------------------------------------------------------
+# Truncated audio: libsndfile reads a cut file as a shorter valid clip; the dataset stage
+# compares it with what its container (or its metadata) declares.
+
+
+def noise(path: Path, seconds: float, fmt: str, subtype: str | None = None) -> Path:
+    """Noise (which compresses poorly, so an Ogg or FLAC file has many pages and frames)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = 0.1 * np.random.default_rng(zlib.crc32(path.name.encode())).standard_normal(int(seconds * SR))
+    sf.write(path, x.astype(np.float32), SR, format=fmt, subtype=subtype)
+    return path
+
+
+def cut(path: Path, fraction: float) -> Path:
+    """Keep the first ``fraction`` of the file's bytes, as an interrupted copy does."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def test_truncated_ogg_flac_and_wav_are_skipped_and_counted_as_truncated(tmp_path, monkeypatch):
+    from harness.graph import dataset_node
+    from harness.stages import dataset as dataset_stage
+
+    data, rows = tmp_path / "clips", ["path,label,split"]
+    for fmt, subtype, ext, fraction in (("OGG", "VORBIS", "ogg", 1 / 3), ("FLAC", None, "flac", 0.6),
+                                        ("WAV", None, "wav", 0.4)):
+        noise(data / f"whole-{ext}.{ext}", 3.0, fmt, subtype)
+        cut(noise(data / f"cut-{ext}.{ext}", 3.0, fmt, subtype), fraction)
+        rows += [f"whole-{ext}.{ext},a,train", f"cut-{ext}.{ext},b,train"]
+    # a WAV written as a stream (no data size declared) is not truncated: nothing to compare
+    stream = bytearray(noise(data / "stream.wav", 1.0, "WAV").read_bytes())
+    at = stream.find(b"data")
+    stream[at + 4:at + 8] = b"\xff\xff\xff\xff"
+    (data / "stream.wav").write_bytes(bytes(stream))
+    rows.append("stream.wav,a,test")
+    write(data / "clips.csv", "\n".join(rows) + "\n")
+    monkeypatch.setenv("HARNESS_TASK_PATH", generic_task(tmp_path, str(data / "clips.csv")))
+    task = tasks.load_task("birds")
+
+    node = dataset_node(task["adapter"], task["args"])
+    out = dataset_stage.run(_ctx("dataset", node.config, tmp_path / "ds", tmp_path / "home"))
+    assert out["num_clips"] == 4 and out["unreadable"] == 0 and out["missing"] == 0
+    assert out["truncated"] == 3
+    reasons = {c["id"]: c["error"] for c in out["truncated_clips"]}
+    assert sorted(reasons) == ["cut-flac", "cut-ogg", "cut-wav"]
+    assert all(reason.startswith("truncated: ") for reason in reasons.values())
+    assert "where its header declares 3.000 s" in reasons["cut-wav"]
+    assert "Ogg" in reasons["cut-ogg"] and "header declares 3.000 s" in reasons["cut-flac"]
+    report = json.loads(Path(out["report"]).read_text())
+    assert [c["id"] for c in report["truncated"]] == ["cut-ogg", "cut-flac", "cut-wav"]
+    manifest = dataset_stage.task_manifest(tmp_path / "ds", "generic")
+    assert sorted(c["id"] for c in iter_cut_dicts(manifest)) == ["stream", "whole-flac", "whole-ogg", "whole-wav"]
+
+
+def test_a_clip_shorter_than_its_metadata_says_is_truncated(tmp_path):
+    from harness.sources._build import probe_audio
+    from harness.sources._common import Clip
+
+    path = noise(tmp_path / "a.wav", 2.0, "WAV")
+    assert probe_audio(Clip(id="a", path=str(path)), expected_s=2.2)[1] is None  # within rounding
+    rec, problem = probe_audio(Clip(id="a", path=str(path)), expected_s=5.0)
+    assert rec is None and problem == "truncated: 2.000 s of audio where its metadata gives 5.000 s"

@@ -17,8 +17,9 @@ import pytest
 from harness import cli
 from harness.errors import HarnessError
 from results import figures
-from results.figures import (coverage, embed_texts, load_label_file, longtail_figure,
+from results.figures import (coverage, embed_texts, labelled_classes, load_label_file, longtail_figure,
                              tag_frequencies, tsne_figure, wordcloud_figure)
+from results.style import text_problems
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MIRROR = Path(os.environ.get("HARNESS_MIRROR") or SHARED / "mirror")
@@ -148,14 +149,44 @@ def test_longtail_plots_rank_frequency_on_log_axes_with_head_shares(tmp_path):
     ax = result["figure"].axes[0]
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
     assert ax.get_xlabel() == "tag rank" and ax.get_ylabel() == "clips with the tag"
-    curve = next(line for line in ax.get_lines() if line.get_label() == "tags")
+    curve = next(line for line in ax.get_lines() if line.get_label() == "clips per tag")
     np.testing.assert_array_equal(curve.get_xdata(), np.arange(1, 51))
     np.testing.assert_array_equal(curve.get_ydata(), counts)
-    markers = [line for line in ax.get_lines() if line.get_label().startswith("K=")]
-    assert [line.get_xdata()[0] for line in markers] == [5, 10]  # K=100 > 50 tags: no marker
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert f"K=5: head {result['head_share'][5]:.1%}" in legend
-    assert f"K=10: head {result['head_share'][10]:.1%}" in legend
+    lines = [line for line in ax.get_lines() if line.get_label().startswith("K = ")]
+    assert [line.get_xdata()[0] for line in lines] == [5, 10]  # K=100 > 50 tags: no line
+    assert all(line.get_linestyle() == "--" for line in lines)  # dashed lines, as the caption says
+    fig = result["figure"]
+    assert ax.get_legend() is None and len(fig.legends) == 1  # one legend, outside the axes
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert f"K = 5: top 5 tags cover {result['head_share'][5]:.1%} of occurrences" in legend
+    assert f"K = 10: top 10 tags cover {result['head_share'][10]:.1%} of occurrences" in legend
+    assert text_problems(fig) == []
+    assert fig.get_size_inches()[0] == pytest.approx(6.9)
+
+
+def test_every_tag_figure_fits_one_column_with_clean_text(tmp_path, monkeypatch):
+    """Acceptance: at 3.3 in (one column) and 6.9 in, no text under 7 pt, no overlapping
+    text, legends clear of the data; the word cloud's smallest word is 7 pt at print size."""
+    from results import style
+
+    problems = {}
+    real = style.save
+
+    def checked(fig, stem):
+        problems[Path(stem).name] = (fig.get_size_inches()[0], text_problems(fig))
+        return real(fig, stem)
+
+    monkeypatch.setattr(style, "save", checked)
+    freqs = Counter({f"tag{i:03d}": 2000 // i for i in range(1, 199)})
+    cloud = wordcloud_figure(freqs, tmp_path / "wc", one_column=tmp_path / "wc_1col")
+    longtail_figure(freqs, tmp_path / "lt", ks=(32, 64), one_column=tmp_path / "lt_1col")
+    assert {name: size for name, (size, _) in problems.items()} == {"wc": 6.9, "wc_1col": 3.3, "lt": 6.9,
+                                                                   "lt_1col": 3.3}
+    assert all(not p for _, p in problems.values()), problems
+    assert cloud["min_font_pt"] >= 7.0
+    # the narrower cloud holds fewer of the most frequent tags, and says how many
+    assert 0 < cloud["one_column"]["n_words"] < cloud["n_words"] < 198
+    assert cloud["words"] == [t for t, _ in freqs.most_common(cloud["n_words"])]
 
 
 # --------------------------------------------------------------------------- word cloud
@@ -170,7 +201,7 @@ def test_wordcloud_draws_input_words_most_frequent_first_and_is_byte_stable(tmp_
     assert set(a["words"]) <= {t for t, _ in freqs.most_common(8)}
     assert a["top"][:2] == [["speech", 500], ["dog", 120]]
     image = a["figure"].axes[0].get_images()[0].get_array()
-    assert image.shape[:2] == (700, 1400) and not a["figure"].axes[0].axison
+    assert image.shape[:2] == (1035, 2070) and not a["figure"].axes[0].axison  # 6.9 x 3.45 in at 300 dpi
     b = wordcloud_figure(dict(reversed(list(freqs.items()))), tmp_path / "b", max_words=8, seed=3)
     assert b["words"] == a["words"]  # input order does not matter
     for ext in ("png", "pdf"):
@@ -229,26 +260,41 @@ def test_coverage_with_minilm_matches_direct_numpy_and_is_cached(minilm, home, m
 def test_tsne_scatters_both_sets_with_nn_distance_panel_and_is_deterministic(minilm, tmp_path):
     tags = load_label_file(UTS_800)[:90]
     audioset = load_label_file(AUDIOSET_CSV)[:40]
-    a = tsne_figure(tags, audioset, tmp_path / "a", seed=1, tag_name="UTS-800", return_figure=True)
+    a = tsne_figure(tags, audioset, tmp_path / "a", seed=1, tag_name="UTS-800", return_figure=True,
+                    one_column=tmp_path / "a_1col")
     left, right = a["figure"].axes
-    points = [c.get_offsets() for c in left.collections]
+    points = [c.get_offsets() for c in left.collections[:2]]
     assert [len(p) for p in points] == [90, 40]  # every label drawn once, in its own set
     assert sum(len(p) for p in points) == a["n_tags"] + a["n_audioset"] == 130
     np.testing.assert_allclose(np.vstack(points), a["xy"])
-    colours = [tuple(c.get_facecolor()[0][:3]) for c in left.collections]
+    tags_dots, audioset_dots = left.collections[:2]
+    assert tags_dots.get_zorder() > audioset_dots.get_zorder()  # the tags on top, and larger
+    assert tags_dots.get_sizes()[0] > audioset_dots.get_sizes()[0]
+    colours = [tuple(c.get_facecolor()[0][:3]) for c in left.collections[:2]]
     assert colours[0] != colours[1]
-    assert [t.get_text() for t in left.get_legend().get_texts()] == ["UTS-800 (90)", "AudioSet (40)"]
+    fig = a["figure"]
+    assert left.get_legend() is None and right.get_legend() is None and len(fig.legends) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "UTS-800 (90 tags)", "AudioSet (40 labels)", "tag \u2192 nearest AudioSet label",
+        "AudioSet label \u2192 nearest tag"]
+    # a few AudioSet classes written with their nearest tag, as the result says
+    written = [t.get_text() for t in left.texts]
+    assert written and written == [f"{c} \u2192 {t}" for c, t, _ in a["labelled"]]
+    assert all(dist <= 0.3 for _, _, dist in a["labelled"])
+    assert text_problems(fig) == []
     assert (left.get_xlabel(), left.get_ylabel()) == ("t-SNE 1", "t-SNE 2")
-    assert right.get_xlabel() == "cosine distance to the nearest neighbour"
-    curves = {line.get_label(): line for line in right.get_lines() if not line.get_label().startswith("_")}
-    ecdf = curves["AudioSet label \u2192 nearest tag"]
-    x, y = ecdf.get_xdata(), ecdf.get_ydata()
+    assert right.get_xlabel() == "nearest-neighbour cosine distance d"
+    steps = [line for line in right.get_lines() if line.get_drawstyle() == "steps-post"]
+    tag_curve, audioset_curve = steps  # tags first, in the tags' colour
+    assert tuple(tag_curve.get_color()[:3]) == pytest.approx(colours[0])
+    x, y = audioset_curve.get_xdata(), audioset_curve.get_ydata()
     for d in a["d"]:  # the curve's value at d is the coverage share
         assert y[np.searchsorted(x, d, side="right") - 1] == pytest.approx(a["audioset_covered"][d])
-    assert len(curves["tag \u2192 nearest AudioSet label"].get_xdata()) == 91
+    assert len(tag_curve.get_xdata()) == 91
 
-    b = tsne_figure(tags, audioset, tmp_path / "b", seed=1, tag_name="UTS-800")
+    b = tsne_figure(tags, audioset, tmp_path / "b", seed=1, tag_name="UTS-800", one_column=tmp_path / "b_1col")
     assert {k: v for k, v in a.items() if k not in ("figure", "xy")} == b
+    assert (tmp_path / "a_1col.png").read_bytes() == (tmp_path / "b_1col.png").read_bytes()
     for ext in ("png", "pdf"):
         assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()
 
@@ -318,3 +364,12 @@ def test_figures_module_reads_no_csv_dialect_surprises(tmp_path):
         w.writerow(["index", "mid", "display_name"])
         w.writerow([0, "/m/x", "Male speech, man speaking"])
     assert load_label_file(path) == ["Male speech, man speaking"]
+
+
+def test_labelled_classes_are_covered_and_far_apart():
+    xy = np.array([[0.0, 0.0], [0.1, 0.0], [10.0, 0.0], [0.0, 10.0], [5.0, 5.0]])
+    distances = np.array([0.1, 0.0, 0.25, 0.2, 0.6])  # the last has no tag within 0.3
+    chosen = labelled_classes(xy, distances, 3)
+    assert chosen[0] == 1  # the class closest to its tag first
+    assert set(chosen) == {1, 2, 3} and 4 not in chosen  # then the farthest apart, among the covered
+    assert labelled_classes(xy, distances, 0) == []

@@ -161,9 +161,141 @@ def test_cli_parse_with_a_local_model(tiny_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows == [{"id": "1", "tags": ["dog", "bark", "park"]}, {"id": "2", "tags": ["car", "horn", "street"]}]
-    assert '"accepted": 2' in proc.stderr
+    assert "parse captions: model loaded in" in proc.stderr  # said before the first batch runs
+    assert "parse report: 2 captions: 2 accepted" in proc.stderr
+    assert json.loads((tmp_path / "parse_report.json").read_text())["accepted"] == 2
+    cache = [json.loads(line) for line in (tmp_path / "tags.jsonl.cache.jsonl").read_text().splitlines()]
+    assert {line["parser"] for line in cache} == {"transformers-1"}
     missing = subprocess.run([sys.executable, "-m", "harness", "tags", "parse", "--captions", str(csv), "--parser",
                               "transformers", "--model", str(tmp_path / "none"), "--out", str(out)],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "model folder not found" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+# ---------------------------------------------------------------- a backend that cannot load
+
+
+def parse_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", "tags", "parse", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def errors(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture
+def captions_csv(tmp_path) -> Path:
+    csv = tmp_path / "captions.csv"
+    csv.write_text("audiocap_id,caption\n1,dog barks in a park\n2,a car horn on a street\n")
+    return csv
+
+
+def test_a_model_that_cannot_load_fails_once_before_any_request(tiny_model, tmp_path, captions_csv):
+    """A folder whose tokenizer cannot load: one line with the real cause, exit 2, nothing
+    written, nothing cached (the load is tried once, not once per batch)."""
+    import shutil
+
+    broken = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_model, broken)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (broken / name).unlink(missing_ok=True)
+    out = tmp_path / "tags.jsonl"
+    proc = parse_cli("--captions", str(captions_csv), "--parser", "transformers", "--model", str(broken),
+                     "--batch-size", "1", "--out", str(out))
+    assert proc.returncode == 2
+    (line,) = errors(proc.stderr)
+    assert line.startswith(f"error: the transformers parser cannot load {broken}: ")
+    assert not out.exists() and not (tmp_path / "tags.jsonl.cache.jsonl").exists()
+
+
+def test_a_gguf_folder_named_without_its_file_says_which_file(tmp_path, captions_csv):
+    folder = tmp_path / "smol"
+    folder.mkdir()
+    (folder / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"GGUF")  # never read: the check is the folder's
+    proc = parse_cli("--captions", str(captions_csv), "--parser", "transformers", "--model", str(folder),
+                     "--out", str(tmp_path / "t.jsonl"))
+    assert proc.returncode == 2
+    assert errors(proc.stderr) == [f"error: {folder}: a GGUF model folder (no config.json): name its file, "
+                                   "--gguf-file SmolLM2-135M-Instruct.Q4_1.gguf (gguf_file: in a study)"]
+
+
+def test_gguf_without_the_gguf_package_names_the_fix(tmp_path, captions_csv, monkeypatch, capsys):
+    from harness.cli import main
+    from harness.tagging import hf
+
+    real = hf.importlib.util.find_spec
+    monkeypatch.setattr(hf.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("gguf", "accelerate") else real(name, *a))
+    folder = tmp_path / "smol"
+    folder.mkdir()
+    (folder / "m.gguf").write_bytes(b"GGUF")
+    out = tmp_path / "t.jsonl"
+    code = main(["tags", "parse", "--captions", str(captions_csv), "--parser", "transformers", "--model",
+                 str(folder), "--gguf-file", "m.gguf", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert errors(capsys.readouterr().err) == [
+        "error: loading the GGUF model m.gguf needs gguf and accelerate: pip install -e '.[gguf]' "
+        "(the gguf and accelerate packages)"]
+
+
+def test_gguf_file_may_be_given_as_a_path(tmp_path, monkeypatch):
+    from harness.tagging import hf
+
+    real = hf.importlib.util.find_spec
+    monkeypatch.setattr(hf.importlib.util, "find_spec",
+                        lambda name, *a: object() if name in ("gguf", "accelerate") else real(name, *a))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "m.gguf").write_bytes(b"GGUF")
+    monkeypatch.chdir(tmp_path)
+    for given in ("m.gguf", "model/m.gguf", str(folder / "m.gguf")):
+        assert TransformersChat("model", gguf_file=given).gguf_file == "m.gguf"
+    (tmp_path / "elsewhere.gguf").write_bytes(b"GGUF")
+    with pytest.raises(FileNotFoundError, match="is not inside the model folder"):
+        TransformersChat("model", gguf_file="elsewhere.gguf")
+    with pytest.raises(FileNotFoundError, match="GGUF file not found"):
+        TransformersChat("model", gguf_file="model/none.gguf")
+
+
+def test_every_batch_failing_exits_non_zero_with_the_cause(tiny_model, tmp_path, captions_csv, monkeypatch, capsys):
+    from harness.cli import main
+
+    def boom(self, batch):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(TransformersChat, "complete_batch", boom)
+    out = tmp_path / "tags.jsonl"
+    code = main(["tags", "parse", "--captions", str(captions_csv), "--parser", "transformers", "--model",
+                 str(tiny_model), "--prompt", PROMPT, "--out", str(out)])
+    assert code == 1 and not out.exists()
+    (line,) = errors(capsys.readouterr().err)
+    assert "every one of the 2 requests failed (RuntimeError: CUDA out of memory (simulated))" in line
+    assert json.loads((tmp_path / "parse_report.json").read_text())["errors"] == {"RuntimeError": 2}
+
+
+def test_answers_cut_at_max_tokens_are_counted_truncated(tiny_model, tmp_path, captions_csv):
+    out = tmp_path / "tags.jsonl"
+    proc = parse_cli("--captions", str(captions_csv), "--parser", "transformers", "--model", str(tiny_model),
+                     "--temperature", "0", "--prompt", PROMPT, "--max-tokens", "6", "--threads", "1",
+                     "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "parse_report.json").read_text())
+    assert report["problems"] == {"truncated": 2} and report["rejected"] == 2
+    assert "2 rejected (truncated 2)" in proc.stderr
+    cache = [json.loads(line) for line in (tmp_path / "tags.jsonl.cache.jsonl").read_text().splitlines()]
+    assert all(line["truncated"] for line in cache)
+
+
+def test_tags_build_of_a_file_without_tags_is_one_line(tmp_path):
+    tags = tmp_path / "tags.jsonl"
+    tags.write_text('{"id": "1", "tags": []}\n{"id": "2", "tags": []}\n')
+    out = tmp_path / "uts"
+    proc = subprocess.run([sys.executable, "-m", "harness", "tags", "build", "--tags", str(tags), "--sizes", "50",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    (line,) = errors(proc.stderr)
+    assert line.startswith(f"error: {tags}: no clip has a tag (2 clips, every tag list empty)")
+    assert not out.exists()  # no empty folder left behind

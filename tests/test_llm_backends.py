@@ -366,4 +366,73 @@ def test_tags_parse_cli_with_openai_backend_resumes_from_its_cache(server, tmp_p
     assert len(server.requests) == 2 and SECRET not in (tmp_path / "tags.jsonl.cache.jsonl").read_text()
     assert main(argv) == 0  # a rerun is answered from the cache
     assert len(server.requests) == 2
-    assert '"cache_hits": 2' in capsys.readouterr().err
+    assert "0 requested, 2 from the cache" in capsys.readouterr().err.splitlines()[-2]  # the report, in one line
+    report = json.loads((tmp_path / "parse_report.json").read_text())  # and as a file, as the stage writes it
+    assert report["cache_hits"] == 2 and report["accepted"] == 2 and report["requested"] == 0
+
+
+# ---------------------------------------------------------------- failures told truly
+
+
+def test_an_answer_cut_at_the_token_limit_is_counted_as_truncated(server, tmp_path):
+    cut = json.dumps({"choices": [{"message": {"role": "assistant", "content": '{"labels": ["dog", "ba'},
+                                   "finish_reason": "length"}]})
+    whole = json.dumps({"choices": [{"message": {"role": "assistant", "content": "no json at all"},
+                                     "finish_reason": "stop"}]})
+    server.scripts = {"a cut answer": [("raw", cut)], "a prose answer": [("raw", whole)]}
+    cache = tmp_path / "cache.jsonl"
+    parser = LLMParser(make_client(server), cache)
+    labels, report = parser.parse_many(["a cut answer", "a prose answer", "dog barks in park"])
+    assert labels == [[], [], ["dog", "barks", "in", "park"]]
+    assert report.problems == {"truncated": 1, "invalid_json": 1} and report.rejected == 2
+    lines = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert [line.get("truncated", False) for line in lines].count(True) == 1
+    assert {line["parser"] for line in lines} == {PARSER_VERSION}
+    # read back from the cache, the cut answer is still known as cut
+    _, again = LLMParser(make_client(server), cache).parse_many(["a cut answer"])
+    assert again.cache_hits == 1 and again.problems == {"truncated": 1}
+    assert normalise_labels('{"labels": ["dog", "ba', truncated=True) == (None, ["truncated"])
+    assert normalise_labels('{"labels": ["dog", "bark", "park"]}', truncated=True) == (["dog", "bark", "park"], [])
+
+
+def test_tags_parse_with_every_request_failing_exits_non_zero(server, tmp_path, capsys, monkeypatch):
+    import harness.tagging.parsers as parsers
+    from harness.cli import main
+
+    server.fail_after = 0  # HTTP 503 for every request
+    captions = tmp_path / "captions.csv"
+    captions.write_text("audiocap_id,caption\n1,dog barks\n2,rain falls\n")
+    out = tmp_path / "tags.jsonl"
+    argv = ["tags", "parse", "--captions", str(captions), "--parser", "openai", "--base-url", server.url,
+            "--model", "m", "--api-key-env", KEY_ENV, "--out", str(out), "--concurrency", "1"]
+    real = parsers.make_llm_parser
+
+    def quick(config, runtime, cache_path):  # retries without waiting
+        parser = real(config, runtime, cache_path)
+        parser.client.backoff, parser.client.max_retries = 0.001, 1
+        return parser
+
+    monkeypatch.setattr(parsers, "make_llm_parser", quick)
+    assert main(argv) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "every one of the 2 requests failed" in errors[0] and "HTTP 503" in errors[0]
+    assert not out.exists()
+    report = json.loads((tmp_path / "parse_report.json").read_text())
+    assert report["failed_requests"] == 2 and report["errors"] == {"http_503": 2}
+
+
+def test_tags_parse_against_no_server_is_one_line(tmp_path, capsys):
+    import socket
+
+    from harness.cli import main
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    captions = tmp_path / "captions.csv"
+    captions.write_text("audiocap_id,caption\n1,dog barks\n")
+    assert main(["tags", "parse", "--captions", str(captions), "--parser", "openai", "--base-url",
+                 f"http://127.0.0.1:{port}/v1", "--model", "m", "--out", str(tmp_path / "t.jsonl")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"cannot reach http://127.0.0.1:{port}/v1" in errors[0]
+    assert "is the server running?" in errors[0]

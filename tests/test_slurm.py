@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError, StudyError
+from harness.slurm import FAILED_STATES
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "studies" / "base" / "mini.yaml"
@@ -137,6 +138,214 @@ def test_job_states_are_classified(tmp_path):
     assert not orphaned("CANCELLED by 0") and not orphaned("FAILED") and not orphaned("PREEMPTED")
 
 
+# sacct's own output, as the test cluster of scripts/slurm-up.sh wrote it (memory enforced):
+# a job over its --mem (the Python step 0 killed), an array task requeued with `scontrol
+# requeue`, and an array whose last tasks are still one pending range.
+SACCT = """\
+JobID|State|Reason|ExitCode|Elapsed|NodeList|Submit
+7|FAILED|None|1:0|00:00:00|localhost|2026-12-07T13:22:23
+7.batch|FAILED||1:0|00:00:00|localhost|2026-12-07T13:22:25
+7.0|OUT_OF_MEMORY||0:125|00:00:00|localhost|2026-12-07T13:22:25
+1_0|REQUEUED|None|0:0|00:00:03|localhost|2026-12-07T13:15:58
+1_0.batch|CANCELLED||0:15|00:00:03|localhost|2026-12-07T13:15:59
+1_1|COMPLETED|None|0:0|00:00:06|localhost|2026-12-07T13:15:58
+1_1.batch|COMPLETED||0:0|00:00:06|localhost|2026-12-07T13:15:59
+1_0|COMPLETED|BeginTime|0:0|00:00:06|localhost|2026-12-07T13:16:02
+1_0.batch|COMPLETED||0:0|00:00:06|localhost|2026-12-07T13:16:14
+3_0|COMPLETED|None|0:0|00:00:03|localhost|2026-12-07T13:17:01
+3_0.batch|COMPLETED||0:0|00:00:03|localhost|2026-12-07T13:17:01
+3_1|RUNNING|None|0:0|00:00:01|localhost|2026-12-07T13:17:01
+3_[2-3%1]|PENDING|JobArrayTaskLimit|0:0|00:00:00|None assigned|2026-12-07T13:17:01
+"""
+
+
+def test_sacct_rows_steps_and_earlier_runs_are_read():
+    from harness.slurm import parse_sacct
+
+    rows = parse_sacct(SACCT)
+    assert rows["7"]["State"] == "FAILED" and rows["7"]["steps"] == {"batch": "FAILED", "0": "OUT_OF_MEMORY"}
+    assert rows["1_0"]["State"] == "COMPLETED" and rows["1_0"]["earlier"] == ["REQUEUED"]
+    assert rows["1_0"]["steps"] == {"batch": "COMPLETED"}  # the steps of its latest run only
+    assert rows["1_1"]["earlier"] == [] and rows["3_1"]["State"] == "RUNNING"
+    assert rows["3_2"]["State"] == rows["3_3"]["State"] == "PENDING" and rows["3_2"]["earlier"] == []
+
+
+def test_a_step_killed_for_memory_is_out_of_memory_not_failed(tmp_path):
+    """sacct reads the job FAILED 1:0 and only its step 0 (where submitit runs Python)
+    OUT_OF_MEMORY: the job is OUT_OF_MEMORY, with the limit and the fix."""
+    from harness.slurm import parse_sacct, view
+
+    rows = parse_sacct(SACCT)
+    v = view("7", rows["7"], tmp_path, False, retries=2, mem_gb=0.25)
+    assert v.cls == "OUT_OF_MEMORY"
+    assert "0.25 GB" in v.cause and "raise compute.slurm.mem_gb" in v.cause
+    failed = {**rows["7"], "steps": {"batch": "FAILED", "0": "FAILED"}}
+    assert view("7", failed, tmp_path, False).cause == "the job failed (exit code 1:0) without a Python error"
+    # a job requeued once, then completed and published: done, its requeue known
+    done = view("1_0", rows["1_0"], tmp_path, True)
+    assert done.cls == "COMPLETED" and done.requeues == ["requeued"]
+
+
+def test_timeout_cause_is_true_to_the_retries(tmp_path):
+    from submitit.core.utils import cloudpickle_dump
+
+    from harness.slurm import job_paths, view
+
+    trace = ("Traceback (most recent call last):\n  File ...\nsubmitit.core.utils.UncompletedJobError: "
+             "Job not requeued because: timed-out too many times.")
+    path = job_paths(tmp_path, "9").result_pickle
+    path.parent.mkdir(parents=True)
+    cloudpickle_dump(("error", trace), path)  # what submitit writes when it gives up
+    never = view("9", {"State": "TIMEOUT", "ExitCode": "0:0"}, tmp_path, False, retries=0)
+    assert never.cls == "TIMEOUT" and "too many" not in never.cause and "retries is 0" in never.cause
+    twice = view("9", {"State": "TIMEOUT", "earlier": ["REQUEUED", "REQUEUED"]}, tmp_path, False, retries=2)
+    assert twice.cause.startswith("time limit reached again after 2 requeues (retries: 2)")
+
+
+def test_the_cause_of_each_requeue_is_read_from_the_run_it_ended(tmp_path):
+    """submitit's log: each run starts with its JobEnvironment line; a run it requeued on a
+    signal says why. A run that caught no signal was requeued from outside."""
+    from harness.slurm import requeue_cause
+
+    log = tmp_path / "48_0_log.out"
+    log.write_text(
+        "submitit INFO (2026-12-07 13:40:00,000) - Starting with JobEnvironment(job_id=48, hostname=n1)\n"
+        "submitit WARNING (2026-12-07 13:40:30,000) - Caught signal SIGUSR2 on n1: this job is timed-out.\n"
+        "submitit INFO (2026-12-07 13:40:31,000) - Requeued job 48 (1 remaining timeouts)\n"
+        "submitit INFO (2026-12-07 13:40:45,000) - Starting with JobEnvironment(job_id=48, hostname=n1)\n"
+        "step 10: loss 0.5\n"
+        "submitit INFO (2026-12-07 13:41:45,000) - Starting with JobEnvironment(job_id=48, hostname=n1)\n")
+    assert requeue_cause(log, 0, "?").startswith("time limit")
+    assert requeue_cause(log, 1, "requeued (scontrol requeue)") == "requeued (scontrol requeue)"
+    assert requeue_cause(tmp_path / "none.err", 0, "?") == "?"
+
+
+def _slurm_graph(tmp_path):
+    """A study's graph and layout with every node done except those of the mtc branch."""
+    from harness.dispatch import Layout
+    from harness.graph import expand
+    from harness.study import load_study
+
+    graph = expand(load_study(write_study(tmp_path)).config)
+    layout = Layout(out=tmp_path / "out", cache=tmp_path / "home")
+    nodes = {n.stage: n for n in graph if "random" not in n.label}  # the mtc branch, by stage
+    for node in graph:
+        if node.stage in ("dataset", "captions", "tags") or "random" in node.label:
+            layout.store_for(node.stage).commit(node.stage, node.key, {"outputs": {}})
+    return graph, layout, nodes
+
+
+def _submitted(layout, node, job_id: str) -> None:
+    """The state record a run writes when it submits ``node`` as ``job_id``."""
+    from harness.dispatch import write_state
+    from harness.slurm import job_paths
+
+    paths = job_paths(layout.log_dir, job_id)
+    write_state(layout, node, "submitted", extra={
+        "executor": "slurm", "job_id": job_id, "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "retries": 2,
+        "stdout": str(paths.stdout), "stderr": str(paths.stderr)})
+
+
+def test_a_job_completing_during_a_status_poll_is_done_not_failed(tmp_path, monkeypatch):
+    """Completion races the poll: the job publishes its output and ends after status has
+    looked at the store and before sacct answers. Status reads the job states first and the
+    store after them, so the job is done; it never reads "ended without publishing"."""
+    from harness import slurm
+
+    graph, layout, nodes = _slurm_graph(tmp_path)
+    node = nodes["tagsystem"]
+    _submitted(layout, node, "41_0")
+    polls = []
+
+    def sacct(job_ids, since=None, timeout=60):
+        polls.append(list(job_ids))
+        if len(polls) == 1:  # the job finishes between the store check and sacct's answer
+            layout.store_for(node.stage).commit(node.stage, node.key, {"outputs": {}})
+        return {j: {"State": "COMPLETED", "ExitCode": "0:0", "steps": {"batch": "COMPLETED", "0": "COMPLETED"},
+                    "earlier": []} for j in job_ids}
+
+    monkeypatch.setattr(slurm, "sacct", sacct)
+    rows = {r["id"]: r for r in slurm.describe(graph, layout)}
+    assert polls == [["41_0"]] and rows[node.id]["state"] == "done"
+    rows = {r["id"]: r for r in slurm.describe(graph, layout)}
+    assert rows[node.id]["state"] == "done" and len(polls) == 1  # done in the store now: sacct is not asked
+
+    # sacct says COMPLETED and nothing was published: that is a failure, said once the store is read after it
+    other = nodes["pretrain"]
+    _submitted(layout, other, "42_0")
+    rows = {r["id"]: r for r in slurm.describe(graph, layout)}
+    assert rows[other.id]["state"] == "FAILED" and rows[other.id]["cause"] == "the job ended without publishing its output"
+
+
+def test_blocked_rows_point_at_the_failed_input_and_its_log(tmp_path, monkeypatch, capsys):
+    """A job Slurm cancelled because its input failed never ran and wrote no log: its row
+    names the failed input and that input's log; a failed job whose log was never written
+    shows none."""
+    from harness import cli, slurm
+
+    graph, layout, nodes = _slurm_graph(tmp_path)
+    for stage, job in (("tagsystem", "50_0"), ("pretrain", "51_0"), ("embed", "52_0"), ("probe", "53_0")):
+        _submitted(layout, nodes[stage], job)
+    log = slurm.job_paths(layout.log_dir, "50_0").stderr
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("Traceback (most recent call last):\nValueError: label_bad.json: no tag 1\n")
+    states = {"50_0": {"State": "FAILED", "ExitCode": "1:0"}, "51_0": {"State": "CANCELLED", "Reason": "Dependency"},
+              "52_0": {"State": "CANCELLED"}, "53_0": {"State": "CANCELLED"}}
+    monkeypatch.setattr(slurm, "sacct", lambda ids, since=None, timeout=60: {j: states[j] for j in ids})
+    rows = {r["stage"]: r for r in slurm.describe(graph, layout) if "random" not in r["label"]}
+    assert rows["tagsystem"]["state"] == "FAILED" and rows["tagsystem"]["stderr"] == str(log)
+    for stage in ("pretrain", "embed", "probe"):
+        assert rows[stage]["state"] == "BLOCKED" and rows[stage]["blocked_by"] == nodes["tagsystem"].id
+        assert rows[stage]["cause"].startswith("an input failed: tagsystem mini K=8 (FAILED)")
+        assert rows[stage]["stderr"] == str(log)  # the failed input's log: this job wrote none
+    monkeypatch.setattr(cli, "_load", lambda args: (type("S", (), {"name": "s"})(), graph, layout))
+    assert cli.cmd_status(type("A", (), {})()) == 1
+    out = capsys.readouterr().out
+    assert "no tag 1" in out and out.count(f"log:   {log} (the failed input's)") == 3
+    assert not any(f"{j}_0_log.err" in out for j in (51, 52, 53))  # never a log that was not written
+
+
+def test_status_without_a_reachable_slurm_says_so_in_one_line(tmp_path, harness_env):
+    """No cluster configuration (SLURM_CONF unset): status prints one line, shows no state it
+    could not read, and exits non-zero; run refuses in one line naming the fix."""
+    if shutil.which("sacct") is None or shutil.which("scontrol") is None:
+        pytest.skip("the Slurm client commands are not installed (scripts/slurm-up.sh --install installs them)")
+    if any(Path(p).is_file() for p in ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf")):
+        pytest.skip("this machine has a Slurm configuration of its own: unsetting SLURM_CONF still reaches it")
+    from harness.dispatch import Layout, write_state
+    from harness.graph import expand
+    from harness.study import load_study
+
+    path = write_study(tmp_path)
+    out = tmp_path / "out"
+    node = next(n for n in expand(load_study(path).config) if n.stage == "pretrain")
+    write_state(Layout(out=out, cache=tmp_path), node, "submitted", extra={"executor": "slurm", "job_id": "12"})
+    env = {k: v for k, v in harness_env.items() if k != "SLURM_CONF"}
+    status = harness("status", path, "--out", out, env=env, timeout=120)
+    assert status.returncode == 2 and status.stdout == "", status.stdout
+    (line,) = status.stderr.strip().splitlines()
+    assert line.startswith("error: slurm: cannot read the job states: `sacct`: ") and \
+        "source the env.sh of your cluster, or set SLURM_CONF" in line, line
+    run = harness("run", path, "--executor", "slurm", "--out", tmp_path / "out2", env=env, timeout=120)
+    assert run.returncode == 2
+    (line,) = run.stderr.strip().splitlines()
+    assert "Could not establish a configuration source" in line and "or set SLURM_CONF" in line, line
+
+
+def test_plan_warns_of_a_time_limit_within_the_checkpoint_signal(tmp_path, capsys):
+    from harness import cli
+    from harness.components import stages
+
+    path = write_study(tmp_path, slurm={"time_min": 1, "signal_delay_s": 90,
+                                        "stages": {"pretrain": {"time_min": 30}}})
+    assert cli.main(["plan", str(path), "--out", str(tmp_path / "out")]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    short = ", ".join(stage for stage in stages() if stage != "pretrain")  # every stage but the one given 30 min
+    assert warnings == [f"warning: compute.slurm: time_min 1 min ({short}) is not longer than signal_delay_s 90 s: "
+                        "these jobs are signalled to checkpoint before they can write one; raise time_min or lower "
+                        "signal_delay_s"]
+
+
 # ------------------------------------------------------------------ on a real cluster
 
 
@@ -200,6 +409,15 @@ def state(out: Path, stage: str, objective: str | None = None) -> dict:
     raise AssertionError(f"no {stage} state in {out}")
 
 
+def submitted_job(out: Path, stage: str) -> str | None:
+    """The job id of the stage's node once the run has submitted it (the run writes the
+    state folder first, then one record per node as its stage is submitted)."""
+    try:
+        return state(out, stage).get("job_id")
+    except (AssertionError, ValueError):  # not submitted yet, or its record being replaced
+        return None
+
+
 def sacct_state(job_id: str) -> str:
     proc = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True)
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
@@ -256,6 +474,7 @@ def test_detach_status_requeue_and_same_results_as_local(cluster, tmp_path, harn
     text = wait_for(finished, 400, "the graph to complete", every=2)
     assert text.splitlines()[0].endswith(": 10 done")
     assert seen & {"PENDING", "RUNNING"}
+    assert not seen & FAILED_STATES, seen  # no poll caught a job between its end and its output
 
     # a plain run now finds everything done, submits nothing, and writes the results
     again = harness("run", path, "--executor", "slurm", "--out", out, "--no-progress", env=harness_env)
@@ -279,7 +498,7 @@ def test_scancel_is_reported_cancelled_and_not_waited_on(cluster, tmp_path, harn
                             str(out), "--no-progress"], env=harness_env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
-        job = wait_for(lambda: (out / "state").is_dir() and state(out, "pretrain")["job_id"], 60, "submission")
+        job = wait_for(lambda: submitted_job(out, "pretrain"), 60, "submission")
         wait_for(lambda: sacct_state(job) == "RUNNING", 240, "the pre-training to run")
         subprocess.run(["scancel", job], check=True)
         t0 = time.time()
@@ -298,6 +517,40 @@ def test_scancel_is_reported_cancelled_and_not_waited_on(cluster, tmp_path, harn
     assert by_stage["embed"] == "BLOCKED" and by_stage["probe"] == "BLOCKED"
     assert f"[job {job}]" in text and "log:" in text
     assert not (out / "store" / "pretrain" / state(out, "pretrain")["key"]).exists()
+
+
+def memory_enforced() -> str | None:
+    """None when the cluster kills a job over its --mem, else why not."""
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    values = dict(line.split("=", 1) for line in config.splitlines() if "=" in line)
+    values = {k.strip(): v.strip() for k, v in values.items()}
+    if "MEMORY" not in values.get("SelectTypeParameters", "").upper() or "cgroup" not in values.get("TaskPlugin", ""):
+        return (f"the cluster enforces no memory limit (SelectTypeParameters={values.get('SelectTypeParameters')}, "
+                f"TaskPlugin={values.get('TaskPlugin')}); scripts/slurm-up.sh enforces it where a memory cgroup "
+                "can be made")
+    return None
+
+
+@pytest.mark.slurm
+def test_a_job_over_its_memory_is_out_of_memory(cluster, tmp_path, harness_env):
+    """On a cluster that enforces memory (scripts/slurm-up.sh does where it can), a
+    pre-training over its mem_gb is killed in its srun step: the run and status say
+    OUT_OF_MEMORY and how to fix it, and its dependants are blocked, pointing at its log."""
+    why = memory_enforced()
+    if why:
+        pytest.skip(why)
+    path = write_study(tmp_path, name="oom", baselines=[], slurm={"stages": {"pretrain": {"mem_gb": 0.2}}})
+    out = tmp_path / "out"
+    proc = harness("run", path, "--executor", "slurm", "--out", out, "--no-progress", env=harness_env)
+    assert proc.returncode == 1, proc.stderr
+    (failed,) = [line for line in proc.stderr.splitlines() if line.startswith("FAILED pretrain/")]
+    assert "OUT_OF_MEMORY: out of memory" in failed and "0.2 GB" in failed and "raise compute.slurm.mem_gb" in failed
+    code, rows, text = status_rows(path, out, harness_env)
+    assert code == 1
+    by_stage = {r["stage"]: r["state"] for r in rows}
+    assert by_stage["pretrain"] == "OUT_OF_MEMORY" and by_stage["embed"] == by_stage["probe"] == "BLOCKED"
+    log = state(out, "pretrain")["stderr"]
+    assert text.count(f"log:   {log} (the failed input's)") == 2 and "oom-kill" in Path(log).read_text()
 
 
 @pytest.mark.slurm
@@ -331,7 +584,8 @@ def test_time_limit_requeues_bounded_by_retries(cluster, tmp_path, harness_env):
     """A pre-training over its 1-minute limit is signalled, checkpoints, is requeued
     `retries` times and then reported as TIMEOUT (not retried further)."""
     path = write_study(tmp_path, name="timeout", steps=100000, every=50, baselines=[],
-                       slurm={"time_min": 1, "retries": 1, "signal_delay_s": 30})
+                       slurm={"retries": 1, "signal_delay_s": 30,  # only the pre-training is short of time
+                              "stages": {"pretrain": {"time_min": 1}}})
     out = tmp_path / "out"
     t0 = time.time()
     proc = harness("run", path, "--executor", "slurm", "--out", out, "--no-progress", env=harness_env, timeout=420)
@@ -341,6 +595,12 @@ def test_time_limit_requeues_bounded_by_retries(cluster, tmp_path, harness_env):
     log = Path(record["stdout"]).read_text() + Path(record["stderr"]).read_text()
     assert log.count("Starting with JobEnvironment") == 2, log[-3000:]
     assert log.count("Requeued job") == 1
+    # the requeue is one line of the run's output, with its cause and attempt number
+    requeued = [line for line in proc.stderr.splitlines() if "requeued pretrain" in line]
+    assert len(requeued) == 1, proc.stderr
+    assert "time limit" in requeued[0] and "attempt 2 of at most 2" in requeued[0] and record["job_id"] in requeued[0]
+    assert "1 requeued or resubmitted" in proc.stderr
+    assert "time limit reached again after 1 requeue (retries: 1)" in proc.stderr
     code, rows, _ = status_rows(path, out, harness_env)
     assert {r["stage"]: r["state"] for r in rows}["pretrain"] == "TIMEOUT"
     print(f"time-limit test took {time.time() - t0:.0f} s")
@@ -437,7 +697,7 @@ def test_preempted_job_is_resubmitted_and_resumes(cluster, tmp_path, harness_env
                             str(out), "--no-progress"], env=harness_env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
-        first = wait_for(lambda: (out / "state").is_dir() and state(out, "pretrain")["job_id"], 60, "submission")
+        first = wait_for(lambda: submitted_job(out, "pretrain"), 60, "submission")
         key = state(out, "pretrain")["key"]
         wait_for(lambda: (out / "store" / "pretrain" / f"{key}.work" / "train_state.pt").exists(), 240,
                  "the first checkpoint", every=0.2)
@@ -452,6 +712,9 @@ def test_preempted_job_is_resubmitted_and_resumes(cluster, tmp_path, harness_env
             run.kill()
     record = state(out, "pretrain")
     assert record["job_id"] != first and record["attempt"] == 2
+    lines = [line for line in stderr.splitlines() if "resubmitted pretrain" in line]
+    assert len(lines) == 1 and "PREEMPTED" in lines[0] and "attempt 2 of at most 3" in lines[0], stderr
+    assert f"was {first}" in lines[0]
     done = json.loads((out / "store" / "pretrain" / key / "_done.json").read_text())
     assert done["outputs"]["train"]["resumed_from"] > 0
     assert {run for run, _, _ in values(out)} == {"mini/mtc K=8 s0"}

@@ -154,8 +154,9 @@ def test_accuracy_bootstrap_equals_direct_numpy_bootstrap():
     low, high = np.quantile(deltas, [0.025, 0.975])
     assert result["ci_low"] == pytest.approx(low, abs=1e-12)
     assert result["ci_high"] == pytest.approx(high, abs=1e-12)
-    k = min(np.sum(deltas <= 0), np.sum(deltas >= 0))
-    assert result["p_value"] == pytest.approx(min(1.0, 2 * (k + 1) / (n_boot + 1)))
+    delta = accuracy(y, a.argmax(1)) - accuracy(y, b.argmax(1))
+    extreme = sum(abs(d - delta) >= abs(delta) - 1e-12 for d in deltas)  # the documented definition, written out
+    assert result["p_value"] == pytest.approx((1 + extreme) / (n_boot + 1))
     # drawing the indices in row chunks (small max_elements) gives the same resamples
     chunked = paired_bootstrap(y, a, b, "accuracy", n_boot=n_boot, seed=seed, max_elements=len(y) * 7)
     assert chunked == result
@@ -185,3 +186,72 @@ def test_paired_bootstrap_rejects_bad_input():
         paired_bootstrap(y, a[:10], b, "accuracy")
     with pytest.raises(ValueError):
         paired_bootstrap(y, a, b, "f1")
+
+
+# --------------------------------------------------------------------------- p-values, Holm
+
+def test_p_value_counts_a_tie_once_not_in_both_tails():
+    """The defect the definition fixes: an interval [+0.000, +0.104] came with p = 0.272,
+    because every resample with a difference of exactly 0 was counted in both tails."""
+    from results.stats import bootstrap_p_value
+
+    observed = 0.05
+    # 1000 resamples: 30 at exactly 0, 10 below 0, the rest above (the interval's 2.5% point is 0)
+    deltas = np.array([-0.02] * 10 + [0.0] * 30 + [0.05] * 560 + [0.104] * 400)
+    low = np.quantile(deltas, 0.025)
+    assert low == 0.0
+    old = min(1.0, 2 * min(np.sum(deltas <= 0) + 1, np.sum(deltas >= 0) + 1) / (len(deltas) + 1))
+    assert old == pytest.approx(0.0819, abs=1e-3)  # what the old two-tail count gave here
+    p = bootstrap_p_value(deltas, observed)
+    # |d* - 0.05| >= 0.05: the 10 below 0, the 30 at 0, and the 400 at 0.104 (|0.054| >= 0.05)
+    assert p == pytest.approx((1 + 10 + 30 + 400) / 1001)
+    assert bootstrap_p_value(deltas, 0.0) == 1.0  # no observed difference: no evidence at all
+    assert bootstrap_p_value([0.1] * 99, 0.1) == pytest.approx(1 / 100)  # nothing as extreme: the floor
+
+
+def test_p_value_agrees_with_the_percentile_interval():
+    """Where the 95% percentile interval excludes 0, p is about 0.05 or less, and where it
+    includes 0 with room to spare, p is well above 0.05."""
+    from results.stats import bootstrap_p_value
+
+    rng = np.random.default_rng(0)
+    for shift in (0.0, 0.01, 0.02, 0.05, 0.08):
+        deltas = rng.normal(shift, 0.02, 9999)
+        low, high = np.quantile(deltas, [0.025, 0.975])
+        p = bootstrap_p_value(deltas, shift)
+        if low > 0.002:
+            assert p < 0.06, (shift, p)
+        if low < -0.01:
+            assert p > 0.1, (shift, p)
+
+
+def test_holm_matches_the_step_down_definition():
+    from results.stats import holm
+
+    p = [0.01, 0.04, 0.03, 0.005, float("nan")]
+    adjusted = holm(p)
+    # sorted: 0.005 (x4), 0.01 (x3), 0.03 (x2), 0.04 (x1), each at least the previous
+    assert adjusted[3] == pytest.approx(0.02) and adjusted[0] == pytest.approx(0.03)
+    assert adjusted[2] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    assert np.isnan(adjusted[4])
+    assert holm([0.2, 0.9]) == [pytest.approx(0.4), pytest.approx(0.9)]
+    assert holm([0.6, 0.7]) == [1.0, 1.0]
+    try:
+        from statsmodels.stats.multitest import multipletests
+    except ImportError:
+        return
+    rng = np.random.default_rng(1)
+    values = rng.random(40) ** 3
+    assert holm(values) == pytest.approx(list(multipletests(values, method="holm")[1]))
+
+
+def test_format_p_shows_the_floor_as_an_upper_bound():
+    from results.stats import format_p, p_floor
+
+    assert p_floor(9999) == pytest.approx(1e-4)
+    assert format_p(1 / 10000, 9999) == "< 0.0001"
+    assert format_p(1 / 1001, 1000) == "< 0.001"
+    assert format_p(2 / 1001, 1000) == "0.002"
+    assert format_p(0.0423) == "0.042" and format_p(1.0, 9999) == "1.000"
+    assert format_p(0.00004) == "< 0.001"
+    assert format_p(float("nan")) == "–"

@@ -104,7 +104,7 @@ def test_single_seed_table_claims_nothing():
     text = to_markdown(table)
     assert "±" not in text.split("\n\n")[1]  # the table body has no intervals
     assert "Rests on 1 pre-training seed per cell: single runs, no confidence intervals." in text
-    assert "nothing is bold" in text
+    assert "Bold" not in text and "bold" not in to_latex(table)  # no rule where nothing can be bold
     highest = build_table(_frame(seeds=(0,)), "linear-mean", without_interval="highest")
     assert {(r, c.task) for (r, c), cell in highest.cells.items() if cell.bold} == {
         ("as/mtc audioset", t) for t in ("paper/fsd50k", "paper/nsynth", "mini/env_event")} | {
@@ -147,7 +147,9 @@ def test_rendering_is_deterministic_and_independent_of_row_order():
 def test_csv_is_tidy():
     table = build_table(_frame(), "linear-mean")
     out = pd.read_csv(io.StringIO(to_csv(table)))
-    assert list(out.columns) == ["head", "arm", "domain", "task", "metric", "kind", "mean", "ci", "n", "bold", "source"]
+    assert list(out.columns) == ["head", "arm", "domain", "task", "metric", "kind", "mean", "ci", "n", "bold", "source",
+                                 "n_test", "chance"]
+    assert (out["n_test"] == 100).all() and out["chance"].isna().all()  # _frame has no class counts
     assert len(out) == len(ARMS) * len(TASKS)
     row = out[(out.arm == "as/mtc audioset") & (out.task == "paper/nsynth")].iloc[0]
     assert row["mean"] == pytest.approx(0.8, abs=1e-6) and row["bold"] == 1 and row["n"] == 3
@@ -184,10 +186,18 @@ def test_rows_are_the_arm_column_not_parsed_labels(tmp_path):
 # --------------------------------------------------------------------------- LaTeX
 
 def _tabular_rows(latex: str) -> tuple[str, list[str]]:
-    spec = re.search(r"\\begin\{tabular\}\{([^}]*)\}", latex).group(1)
-    body = latex.split(r"\begin{tabular}", 1)[1].split(r"\end{tabular}", 1)[0]
-    rows = [line for line in body.splitlines() if line.rstrip().endswith(r"\\")]
-    return spec, rows
+    """The column spec and the rows of the first tabular."""
+    return _tabulars(latex)[0]
+
+
+def _tabulars(latex: str) -> list[tuple[str, list[str], str]]:
+    """(column spec, rows, whole text) of every tabular of a float."""
+    out = []
+    for chunk in latex.split(r"\begin{tabular}")[1:]:
+        spec = re.match(r"\{([^}]*)\}", chunk).group(1)
+        body = chunk.split(r"\end{tabular}", 1)[0]
+        out.append((spec, [line for line in body.splitlines() if line.rstrip().endswith(r"\\")], body))
+    return out
 
 
 def _row_width(row: str) -> int:
@@ -217,29 +227,53 @@ def _all_tables() -> dict[str, str]:
         "empty": build_table(_frame().iloc[:0], "linear-mean"),
     }
     out = {name: to_latex(t) for name, t in tables.items()}
-    out["paper-fit-width"] = to_latex(tables["paper"], fit_width=True)
+    out["no-fit"] = to_latex(tables["plain"], fit_width=False)
     return out
 
 
 def test_latex_structure():
+    from results.table import FIT_OPEN
+
     for name, latex in _all_tables().items():
         assert _balanced(latex), name
-        spec, rows = _tabular_rows(latex)
-        assert spec.startswith("lr")
-        assert rows, name
-        for row in rows:
-            assert _row_width(row) == len(spec), (name, row)
-        for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
-            assert latex.count(rule) == 1, (name, rule)
-        assert latex.index(r"\toprule") < latex.index(r"\midrule") < latex.index(r"\bottomrule")
-        assert (r"\resizebox{\linewidth}{!}{%" in latex) == (name == "paper-fit-width")
+        tabulars = _tabulars(latex)
+        assert len(tabulars) == (3 if name == "paper" else 1), name  # the wide comparison: one per domain
+        for spec, rows, body in tabulars:
+            assert spec.startswith("l") and set(spec) <= {"l", "r"}
+            assert rows, name
+            for row in rows:
+                assert _row_width(row) == len(spec), (name, row)
+            for rule in (r"\toprule", r"\bottomrule"):
+                assert body.count(rule) == 1, (name, rule)
+            assert body.count(r"\midrule") == (2 if "n test" in body else 1), name  # arms, then n test / chance
+            assert body.index(r"\toprule") < body.index(r"\midrule") < body.index(r"\bottomrule")
+        assert latex.count(FIT_OPEN) == (0 if name == "no-fit" else len(tabulars)), name
+        # the caption comes first, above the tabular, with a gap before the top rule
+        assert latex.index(r"\caption{") < latex.index(r"\begin{tabular}"), name
+        assert r"\setlength{\belowcaptionskip}{6pt}" in latex
         assert r"\caption{" in latex and r"\label{tab:" in latex
         assert "pre-training seed" in latex or "No results." in latex
-        body = latex.split(r"\begin{tabular}", 1)[1]
+        body = latex.split(r"\begin{tabular}", 1)[1].replace(FIT_OPEN, "")
         assert not re.search(r"(?<!\\)[%#_]", re.sub(r"\\(cmidrule|multicolumn)", "", body)), name
     plain = _all_tables()["plain"]
-    assert r"\multicolumn{2}{c}{Environment}" in plain and r"\cmidrule(lr){5-6}" in plain
-    assert r"env\_event (acc)" in plain
+    assert r"\multicolumn{2}{c}{Environment}" in plain and r"\cmidrule(lr){4-5}" in plain
+    assert r"event (acc)" in plain and r"fsd50k (mAP)" in plain  # short task names under their domain
+    assert r"\textit{n test} & 100 & 100 & 100 & 100 \\" in plain
+    assert "Seeds" not in plain  # every arm has 3 seeds: said once in the note, no column
+
+
+def test_latex_numbers_use_a_minus_sign():
+    from results.table import latex_float, minus
+
+    assert latex_float("[-0.050, +0.090]") == "[$-$0.050, $+$0.090]"
+    assert latex_float("mtc-2 -0.5") == "mtc-2 $-$0.5"  # a hyphen inside a word stays
+    assert minus("[-0.050, +0.090]") == "[\u22120.050, +0.090]"
+    frame = _frame()
+    frame.loc[frame["task"] == "mini/env_event", "value"] -= 1.0  # negative values
+    table = build_table(frame, "linear-mean")
+    latex = to_latex(table)
+    assert "$-$0.900" in latex and not re.search(r"(?<![\w$])-\d", latex)
+    assert "\u22120.900" in to_markdown(table) and "-0.900" in to_csv(table)
 
 
 def test_latex_escapes_specials():
@@ -250,20 +284,43 @@ def test_latex_escapes_specials():
     assert r"\caption{Specials: 100\% \_ \& \# \$ \textasciitilde{} \textasciicircum{} \textbackslash{} \{x\}}" in special
 
 
-def test_latex_compiles(tmp_path):
+def compile_two_column(tables: dict[str, str], folder: Path) -> str:
+    """Compile each table in a two-column article (its own page, so a log line names it);
+    returns the log. Fails on a LaTeX error."""
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended); "
                     "test_latex_structure checks the structure instead")
-    document = "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\usepackage{graphicx}",
-                          r"\begin{document}",
-                          *_all_tables().values(), r"\end{document}", ""])
-    (tmp_path / "tables.tex").write_text(document, encoding="utf-8")
+    body = []
+    for name, latex in tables.items():
+        body += [rf"\typeout{{TABLE {name}}}", latex, r"\clearpage"]
+    document = "\n".join([r"\documentclass[twocolumn]{article}", r"\usepackage{booktabs}", r"\usepackage{graphicx}",
+                          r"\begin{document}", *body, r"\end{document}", ""])
+    (folder / "tables.tex").write_text(document, encoding="utf-8")
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                         cwd=folder, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout[-3000:]
-    assert (tmp_path / "tables.pdf").stat().st_size > 0
-    log = (tmp_path / "tables.log").read_text(errors="replace")
+    assert (folder / "tables.pdf").stat().st_size > 0
+    log = (folder / "tables.log").read_text(errors="replace")
     assert "Missing character" not in log and "Undefined control sequence" not in log
+    return log
+
+
+def overfull(log: str) -> list[str]:
+    """The overfull boxes of a log, each with the table it came from."""
+    found, current = [], "?"
+    for line in log.splitlines():
+        if line.startswith("TABLE "):
+            current = line[6:]
+        if "Overfull" in line:
+            found.append(f"{current}: {line}")
+    return found
+
+
+def test_latex_compiles_in_a_two_column_article_without_overfull_boxes(tmp_path):
+    wide = [(f"src{i}/multitask K={k}", "multitask", f"src{i}", f"uts-{k}", 0.5) for i in range(3) for k in (800, 3000)]
+    tables = {**_all_tables(), "wide": to_latex(build_table(_frame(arms=wide + ARMS), "linear-mean"))}
+    log = compile_two_column(tables, tmp_path)
+    assert not overfull(log), overfull(log)
 
 
 # --------------------------------------------------------------------------- published numbers

@@ -57,11 +57,11 @@ class CrashingMTC(MTC):
         super().__init__(*args, **kwargs)
         self.calls, self.crash_at = 0, crash_at
 
-    def forward(self, batch, frames, lengths):
+    def forward(self, batch, frames, lengths, totals=None):
         if self.calls == self.crash_at:
             raise RuntimeError("simulated kill")
         self.calls += 1
-        return super().forward(batch, frames, lengths)
+        return super().forward(batch, frames, lengths, totals)
 
 
 def test_loss_decreases_on_learnable_problem(tmp_path: Path) -> None:
@@ -116,18 +116,37 @@ def test_resume_is_exact(tmp_path: Path, grad_accum: int, max_duration: float | 
         train(encoder_c, objective_c, feats, targets, other, crashed_dir, progress=False)
 
 
-def test_grad_accum_splits_the_same_batch(tmp_path: Path) -> None:
+def _par(encoder_dim: int, n: int):
+    """PAR (half the samples in parallel) over tag sequences of 1 to 4 tags: a token loss."""
+    from encoders.objectives.par import PAR
+    from encoders.objectives.supervision import Supervision
+
+    words = ["dog", "rain", "violin", "speech", "engine", "bird"]
+    sequences = [", ".join(words[(i + j) % len(words)] for j in range(1 + i % 4)) for i in range(n)]
+    return PAR.from_supervision(encoder_dim, Supervision(num_clips=n, tag_sequences=sequences), parallel_fraction=0.5,
+                                layers=1, dim=32, heads=4, ffn_dim=64, dropout=0.0, vocab="targets")
+
+
+@pytest.mark.parametrize("objective_name", ["mtc", "par"])
+def test_grad_accum_splits_the_same_batch(tmp_path: Path, objective_name: str) -> None:
+    """Accumulation changes neither the data nor the loss: the same logged losses and final
+    weights with 1, 2 or 3 micro-batches (PAR: over the whole batch's tokens, in the same
+    per-clip decoding modes)."""
     feats, targets = _problem(12)
     weights = []
     losses = []
-    for accum in (1, 2):
+    for accum in (1, 2, 3):
         encoder, objective = _models(dropout=0.0)
+        if objective_name == "par":
+            torch.manual_seed(1)
+            objective, targets = _par(encoder.dim, len(feats))
         config = TrainConfig(steps=3, batch_size=6, grad_accum=accum, specaugment=None, num_threads=1)
         train(encoder, objective, feats, targets, config, tmp_path / str(accum), progress=False)
         losses.append([float(r["loss"]) for r in _log(tmp_path / str(accum))])
         weights.append(torch.cat([p.flatten() for p in encoder.parameters()]))
-    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
-    torch.testing.assert_close(weights[0], weights[1], atol=1e-5, rtol=0)
+    for other in (1, 2):
+        assert losses[other] == pytest.approx(losses[0], abs=1e-5)
+        torch.testing.assert_close(weights[other], weights[0], atol=1e-5, rtol=0)
 
 
 def test_non_finite_loss_names_the_step(tmp_path: Path) -> None:
@@ -236,8 +255,8 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path, data: str) -> None:
     config = TrainConfig(steps=5, batch_size=8, lr=2e-3, warmup_steps=1, specaugment=None, num_threads=1, seed=3)
     train(encoder, objective, feats, targets, config, tmp_path / "single", progress=False, sampler=sampler)
     ddp = torch.load(tmp_path / "weights.pt", weights_only=True)
-    for name, value in encoder.state_dict().items():
-        torch.testing.assert_close(ddp[name], value, atol=2e-5, rtol=1e-4, msg=name)
+    for name, value in encoder.state_dict().items():  # AdamW turns rounding-level gradient differences into
+        torch.testing.assert_close(ddp[name], value, atol=5e-5, rtol=1e-4, msg=name)  # up to ~3e-5 in 5 steps
     single, parallel = _log(tmp_path / "single"), _log(tmp_path / "ddp")
     assert len(parallel) == 5  # rank 0 alone writes the log
     for a, b in zip(single, parallel):  # the logged loss is the mean over both ranks' halves

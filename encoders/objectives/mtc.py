@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from encoders.base import padding_mask
+from encoders.objectives.losses import multi_label_bce
 from encoders.objectives.supervision import Supervision
 from harness.registry import Component
-from harness.schema import Num
+from harness.schema import Num, Str
 
 COMPONENT = Component(
     kind="objective",
@@ -21,6 +21,9 @@ COMPONENT = Component(
     doc="multi-tag classification: a frame-wise linear layer, logits averaged over frames, BCE (UTS)",
     options={
         "dropout": Num(0.1, min=0.0, max=1.0, doc="dropout on the frames before the linear layer"),
+        "reduction": Str("mean", choices=["mean", "sum"],
+                         doc="BCE averaged over clips and tags (mean), or summed over tags and averaged over clips "
+                             "(sum: the Auden tagger's sum over tags)"),
     },
 )
 
@@ -29,14 +32,19 @@ class MTC(nn.Module):
     """Dropout, then a linear layer on every frame; logits averaged over the valid frames.
 
     The clip logits are trained with binary cross-entropy against multi-hot targets
-    ``batch["targets"]`` [B, K], averaged over clips and tags.
+    ``batch["targets"]`` [B, K] (:func:`~encoders.objectives.losses.multi_label_bce`):
+    averaged over clips and tags (``reduction="mean"``), or summed over the K tags and
+    averaged over clips (``"sum"``, K times larger). Either way the clips' denominator is
+    the whole batch's clip count.
     """
 
-
-    def __init__(self, encoder_dim: int, num_tags: int, dropout: float = 0.1):
+    def __init__(self, encoder_dim: int, num_tags: int, dropout: float = 0.1, reduction: str = "mean"):
         super().__init__()
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder_dim, num_tags)
+        self.reduction = reduction
 
     @classmethod
     def from_supervision(cls, encoder_dim: int, sup: Supervision, **options: Any) -> tuple[nn.Module, dict]:
@@ -50,11 +58,17 @@ class MTC(nn.Module):
         valid = padding_mask(lengths, frames.shape[1])[..., None]
         return (logits * valid).sum(dim=1) / lengths.clamp(min=1)[:, None]
 
-    def forward(self, batch: dict[str, Any], frames: Tensor, lengths: Tensor) -> dict[str, Any]:
-        """Loss and cheap metrics: mean logit of positive and negative tags, and precision@1."""
+    def normalizers(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The number of clips the loss averages over."""
+        return {"clips": torch.tensor(len(batch["targets"]), device=batch["targets"].device)}
+
+    def forward(self, batch: dict[str, Any], frames: Tensor, lengths: Tensor,
+                totals: dict[str, Tensor] | None = None) -> dict[str, Any]:
+        """Loss (over ``totals["clips"]``, default this batch's) and cheap metrics: mean logit
+        of positive and negative tags, and precision@1."""
         logits = self.clip_logits(frames, lengths)
         targets = batch["targets"].to(logits.dtype)
-        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        loss = multi_label_bce(logits, targets, None if totals is None else totals["clips"], self.reduction)
         with torch.no_grad():
             pos = targets > 0.5
             top1 = logits.argmax(dim=1, keepdim=True)

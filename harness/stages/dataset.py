@@ -4,7 +4,7 @@ and the datasets that task adapters read from a user's folder (``harness.sources
 The node's folder holds ``dataset.json``, which points at the dataset's root in the shared
 cache (``$HARNESS_HOME/datasets/<key>/``): for the mini suite its pre-training pool
 manifest and one manifest per probe task; for an adapter one task manifest and a report
-of the clips left out (missing or unreadable audio). All manifests are Lhotse CutSets.
+of the clips left out (missing, unreadable or truncated audio). All manifests are Lhotse CutSets.
 """
 
 from __future__ import annotations
@@ -118,14 +118,16 @@ def _run_adapter(ctx: StageContext) -> dict:
                   workers=min(8, 2 * (os.cpu_count() or 1)))  # threads hide file-system latency (NFS)
     atomic_write_json(ctx.workdir / POINTER, {"root": str(root), "index": index})
     info = index["tasks"][kind]
+    truncated = index.get("truncated", 0)  # a dataset built before truncation was checked has no count
     ctx.log(f"{kind} at {root}: {info['num_clips']} clips {info['counts']}, "
-            f"{index['missing']} missing, {index['unreadable']} unreadable")
+            f"{index['missing']} missing, {index['unreadable']} unreadable, {truncated} truncated")
     report = json.loads((root / index["report"]).read_text())
     return {"root": str(root), "tasks": sorted(index["tasks"]), "num_clips": info["num_clips"],
             "counts": info["counts"], "missing": index["missing"], "unreadable": index["unreadable"],
-            "report": str(root / index["report"]),
+            "truncated": truncated, "report": str(root / index["report"]),
             # the first few, so the record names them; report.json lists them all
-            "missing_clips": report["missing"][:20], "unreadable_clips": report["unreadable"][:20]}
+            "missing_clips": report["missing"][:20], "unreadable_clips": report["unreadable"][:20],
+            "truncated_clips": report.get("truncated", [])[:20]}
 
 
 def _pointer(node_dir: Path) -> dict:

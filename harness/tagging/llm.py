@@ -15,7 +15,12 @@ This module speaks the ``/chat/completions`` protocol with the standard library 
   sampling parameters and caption). Raw responses are cached, so normalisation can
   change without re-requesting anything. A failed request or a rejected response gives
   the caption ``[]`` and is counted; it never stops the batch. Failed requests are not
-  cached, so a rerun asks for them again.
+  cached, so a rerun asks for them again. An answer cut off at the token limit
+  (``max_tokens``) is an :class:`Answer` marked ``truncated``, in the cache too, and is
+  counted as truncated when it cannot be read.
+- A backend that cannot answer at all (a local model that does not load, a server that
+  cannot be reached) raises :class:`BackendUnavailable` once, before any request: one
+  line naming the cause and the fix.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.errors import HarnessError
 from harness.tagging.responses import ParseReport, normalise_labels
 
 PARSER_VERSION = "openai-1"
@@ -76,6 +82,41 @@ class LLMRequestError(RuntimeError):
         self.kind = kind
 
 
+class BackendUnavailable(LLMRequestError, HarnessError):
+    """A backend that cannot answer any request: a local model that does not load, a server
+    that cannot be reached. Raised once, before any request is counted, as one line that
+    names the cause and the fix; the CLI prints it and exits 2, a job fails with it."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, kind: str = "unavailable"):
+        LLMRequestError.__init__(self, message, retryable=False, kind=kind)
+        self.problems = [message]
+
+
+class AllRequestsFailed(HarnessError):
+    """Every request of a run failed: nothing was parsed. ``report`` is the parse report
+    (its ``first_errors`` name the causes); the CLI exits 1 after writing it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, report: dict[str, Any]):
+        super().__init__(message)
+        self.report = report
+
+
+class Answer(str):
+    """A backend's reply. ``truncated``: generation stopped at the token limit
+    (``max_tokens``) rather than at the end of the answer."""
+
+    truncated: bool = False
+
+    def __new__(cls, text: str, truncated: bool = False) -> "Answer":
+        answer = super().__new__(cls, text)
+        answer.truncated = bool(truncated)
+        return answer
+
+
 def _retry_after_seconds(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), None if absent/bad."""
     if not value:
@@ -96,6 +137,8 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 class OpenAIChatClient:
     """Minimal, thread-safe client for ``POST {base_url}/chat/completions``."""
+
+    backend_version = PARSER_VERSION  # named in each cache line it answers
 
     def __init__(
         self,
@@ -183,7 +226,8 @@ class OpenAIChatClient:
                 kind="connection",
             ) from None
         try:
-            content = json.loads(payload)["choices"][0]["message"]["content"]
+            choice = json.loads(payload)["choices"][0]
+            content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise LLMRequestError(
                 self._redact(f"malformed chat-completions envelope from {self.base_url}: {payload[:200]!r}"),
@@ -194,7 +238,7 @@ class OpenAIChatClient:
             raise LLMRequestError(
                 f"message content is not a string from {self.base_url}", retryable=False, kind="bad_envelope"
             )
-        return content
+        return Answer(content, truncated=choice.get("finish_reason") == "length")
 
     def complete(self, messages: list[dict[str, str]]) -> str:
         """The assistant message for ``messages``, retrying transient failures."""
@@ -224,7 +268,7 @@ class ResponseCache:
         self.path = Path(path)
 
     def read(self) -> dict[str, str]:
-        """key -> raw response; unreadable lines (a torn last line) are skipped."""
+        """key -> raw response (an :class:`Answer`); unreadable lines (a torn last line) are skipped."""
         cache: dict[str, str] = {}
         if not self.path.exists():
             return cache
@@ -232,7 +276,7 @@ class ResponseCache:
             for line in f:
                 try:
                     record = json.loads(line)
-                    cache[record["key"]] = record["raw"]
+                    cache[record["key"]] = Answer(record["raw"], truncated=record.get("truncated", False))
                 except (ValueError, KeyError, TypeError):
                     continue
         return cache
@@ -266,28 +310,52 @@ def run_requests(
     record: Callable[[str, Any], dict[str, Any]] = lambda key, item: {},
     progress: bool = False,
     label: str = "llm",
+    details: dict[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Answer every request not yet in ``cache``: ``(key -> raw response, key -> error kind)``.
 
     ``requests`` maps a cache key to an item; ``make_messages(item)`` builds its chat
     messages (called lazily, so audio is read only for requests that are sent). A backend
-    with ``complete_batch`` (a local model) gets batches of ``backend.batch_size``; any
-    other gets ``backend.concurrency`` requests in flight at once. Every answer is cached
-    the moment it arrives; failures are returned, never raised, and never cached, so a
-    rerun asks again. ``record(key, item)`` adds fields to the cache line (the caption,
-    the audio path) so that the cache can be read on its own.
+    with ``load()`` (a local model) is loaded first, once: if it cannot load,
+    :class:`BackendUnavailable` is raised before any request. A backend with
+    ``complete_batch`` gets batches of ``backend.batch_size``; any other gets
+    ``backend.concurrency`` requests in flight at once. Every answer is cached the moment
+    it arrives (marked ``truncated`` when it stopped at the token limit); failures are
+    returned, never raised, and never cached, so a rerun asks again; ``details``, when
+    given, receives each failure's message (key -> one line). ``record(key, item)`` adds
+    fields to the cache line (the caption, the audio path) so that the cache can be read
+    on its own.
     """
     from harness.progress import Bar
 
     answers = cache.read()
     todo = {k: item for k, item in requests.items() if k not in answers}
     errors: dict[str, str] = {}
+    details = details if details is not None else {}
     if not todo:
         return answers, errors
 
     def keep(key: str, raw: str) -> None:
-        cache.append({"key": key, "model": backend.model, **record(key, todo[key]), "raw": raw})
+        line = {"key": key, "model": backend.model, **record(key, todo[key]), "raw": raw}
+        if getattr(raw, "truncated", False):
+            line["truncated"] = True
+        cache.append(line)
         answers[key] = raw
+
+    def failed(key: str, exc: BaseException) -> None:
+        errors[key] = exc.kind if isinstance(exc, LLMRequestError) else type(exc).__name__
+        text = str(exc).strip().splitlines()
+        details[key] = f"{type(exc).__name__}: {text[0] if text else ''}".strip()[:300]
+
+    if hasattr(backend, "load"):
+        started = time.time()
+        if progress:
+            print(f"{label}: loading {backend.model} ...", file=sys.stderr, flush=True)
+        backend.load()  # BackendUnavailable: one line, before any request
+        if progress:
+            size = getattr(backend, "batch_size", None)
+            print(f"{label}: model loaded in {time.time() - started:.1f} s; {len(todo)} requests"
+                  + (f" in batches of {size}" if size else "") + ", the first under way", file=sys.stderr, flush=True)
 
     with Bar(label, total=len(todo), enabled=progress) as bar:
         if hasattr(backend, "complete_batch"):
@@ -297,8 +365,11 @@ def run_requests(
                 chunk = keys[i : i + size]
                 try:
                     raws = backend.complete_batch([make_messages(todo[k]) for k in chunk])
+                except BackendUnavailable:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - one batch never stops the run
-                    errors.update({k: type(exc).__name__ for k in chunk})
+                    for k in chunk:
+                        failed(k, exc)
                 else:
                     for k, raw in zip(chunk, raws):
                         keep(k, raw)
@@ -311,9 +382,9 @@ def run_requests(
                 keep(first, backend.complete(make_messages(todo[first])))
             except LLMRequestError as exc:
                 if exc.kind == "connection":
-                    raise LLMRequestError(f"cannot reach {backend.base_url} ({exc}); is the server running?",
-                                          retryable=False, kind="unreachable") from None
-                errors[first] = exc.kind
+                    raise BackendUnavailable(f"cannot reach {backend.base_url} ({exc}); is the server running?",
+                                             kind="unreachable") from None
+                failed(first, exc)
             bar.advance(1)
             rest = {k: item for k, item in todo.items() if k != first}
             with concurrent.futures.ThreadPoolExecutor(backend.concurrency) as pool:
@@ -323,10 +394,8 @@ def run_requests(
                     k = futures[future]
                     try:
                         raw = future.result()
-                    except LLMRequestError as exc:
-                        errors[k] = exc.kind
                     except Exception as exc:  # noqa: BLE001 - one request never stops the batch
-                        errors[k] = type(exc).__name__
+                        failed(k, exc)
                     else:
                         keep(k, raw)
                     bar.advance(1)
@@ -370,19 +439,27 @@ class LLMParser:
         return self.cache.read()
 
     def parse_many(self, captions: list[str], progress: bool = False) -> tuple[list[list[str]], ParseReport]:
+        """Labels per caption and the report. Failed requests are counted, never raised
+        (:func:`~harness.tagging.parsers.parse_captions` decides what a run in which every
+        request failed means); a backend that cannot load raises :class:`BackendUnavailable`."""
         report = ParseReport()
         keys = [self.key(c) for c in captions]
         requests = dict(zip(keys, captions))
         cached = self.cache.read()
         report.cache_hits = sum(k in cached for k in requests)
         report.requested = len(requests) - report.cache_hits
+        parser = getattr(self.client, "backend_version", PARSER_VERSION)  # openai-1, transformers-1
+        details: dict[str, str] = {}
         answers, errors = run_requests(
             self.client, requests, self.cache,
             make_messages=lambda caption: [{"role": "system", "content": self.prompt},
                                            {"role": "user", "content": caption}],
-            record=lambda key, caption: {"caption": caption, "parser": PARSER_VERSION},
-            progress=progress, label="parse captions",
+            record=lambda key, caption: {"caption": caption, "parser": parser},
+            progress=progress, label="parse captions", details=details,
         )
+        report.failed_requests = len(errors)
+        for k, kind in errors.items():
+            report.first_errors.setdefault(kind, details.get(k, kind))
 
         results: list[list[str]] = []
         normalised: dict[str, tuple[list[str] | None, list[str]]] = {}
@@ -392,7 +469,8 @@ class LLMParser:
                 results.append([])
                 continue
             if k not in normalised:
-                normalised[k] = normalise_labels(answers[k], self.min_labels, self.max_labels)
+                normalised[k] = normalise_labels(answers[k], self.min_labels, self.max_labels,
+                                                 truncated=getattr(answers[k], "truncated", False))
             labels, problems = normalised[k]
             report.add(labels, problems)
             results.append(list(labels) if labels is not None else [])

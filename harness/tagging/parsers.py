@@ -57,7 +57,7 @@ def make_llm_parser(config: dict[str, Any], runtime: dict[str, Any], cache_path:
 
         client = TransformersChat(runtime.get("model") or config["model"], gguf_file=config.get("gguf_file"),
                                   batch_size=runtime.get("batch_size", 8), device=runtime.get("device"),
-                                  seed=config.get("seed", 0), **sampling(config))
+                                  seed=config.get("seed", 0), threads=runtime.get("threads"), **sampling(config))
     else:
         raise ValueError(f"parser backend {backend!r} is not a model backend; expected openai or transformers")
     max_labels = config.get("max_tags") or 15
@@ -67,7 +67,12 @@ def make_llm_parser(config: dict[str, Any], runtime: dict[str, Any], cache_path:
 
 def parse_captions(captions: list[str], config: dict[str, Any], runtime: dict[str, Any] | None = None,
                    cache_path: str | Path | None = None, progress: bool = False) -> tuple[list[list[str]], dict]:
-    """``(tags per caption, parse report)`` with the backend that ``config["backend"]`` names."""
+    """``(tags per caption, parse report)`` with the backend that ``config["backend"]`` names.
+
+    A model backend that cannot load raises :class:`~harness.tagging.llm.BackendUnavailable`
+    before any request; a run in which every request failed raises
+    :class:`~harness.tagging.llm.AllRequestsFailed` (carrying the report): neither is a
+    run of empty tag lists."""
     if config["backend"] == "rules":
         from harness.tagging.rules import parse_many
 
@@ -75,5 +80,11 @@ def parse_captions(captions: list[str], config: dict[str, Any], runtime: dict[st
         return tags, {"total": len(tags), "accepted": sum(bool(t) for t in tags)}
     if cache_path is None:
         raise ValueError("a model parser needs a cache_path for its responses")
+    from harness.tagging.llm import AllRequestsFailed
+
     tags, report = make_llm_parser(config, runtime or {}, cache_path).parse_many(captions, progress=progress)
+    if report.all_failed:
+        causes = "; ".join(report.first_errors.values()) or ", ".join(report.errors)
+        raise AllRequestsFailed(f"the {config['backend']} parser: every one of the {report.requested} requests "
+                                f"failed ({causes}); nothing was parsed", report.to_dict())
     return tags, report.to_dict()

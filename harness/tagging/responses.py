@@ -22,6 +22,9 @@ Problem codes (each reported at most once per response):
 - ``duplicate``: a label occurred twice after normalisation (later ones dropped).
 - ``too_many``: more than ``max_labels`` labels (truncated, first ones kept).
 - ``too_few``: fewer than ``min_labels`` labels after repair (rejected).
+- ``truncated``: the answer stopped at the token limit (``max_tokens``) before its JSON
+  was complete (rejected). It is counted instead of ``invalid_json``, ``missing_labels``
+  or ``wrong_type``, which the cut would otherwise look like; raise ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ PROBLEM_CODES: tuple[str, ...] = (
     "duplicate",
     "too_many",
     "too_few",
+    "truncated",
 )
-REJECTING_CODES = frozenset({"invalid_json", "missing_labels", "wrong_type", "too_few"})
+REJECTING_CODES = frozenset({"invalid_json", "missing_labels", "wrong_type", "too_few", "truncated"})
+_CUT_LOOKS_LIKE = ("invalid_json", "missing_labels", "wrong_type")  # what a cut-off answer is read as
 
 _FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
 _HYPHENS_RE = re.compile(r"-{2,}")
@@ -146,9 +151,19 @@ def _normalise_one(item: Any, problems: set[str]) -> str | None:
 
 
 def normalise_labels(
-    raw_text: str, min_labels: int = 3, max_labels: int = 15
+    raw_text: str, min_labels: int = 3, max_labels: int = 15, truncated: bool = False
 ) -> tuple[list[str] | None, list[str]]:
-    """Parse one model response: (labels, or None when rejected; problem codes in order)."""
+    """Parse one model response: (labels, or None when rejected; problem codes in order).
+
+    ``truncated``: the response stopped at the token limit. If it cannot be read for that
+    reason (no JSON, no labels key, labels not a list), its problem is ``truncated``."""
+    labels, problems = _normalise(raw_text, min_labels, max_labels)
+    if truncated and labels is None and problems and problems[-1] in _CUT_LOOKS_LIKE:
+        problems = problems[:-1] + ["truncated"]
+    return labels, problems
+
+
+def _normalise(raw_text: str, min_labels: int, max_labels: int) -> tuple[list[str] | None, list[str]]:
     problems: list[str] = []
     value = _extract_object(raw_text or "", problems)
     if value is _MISSING:
@@ -188,11 +203,18 @@ class ParseReport:
     total: int = 0  # captions in the batch (identical captions counted each time)
     accepted: int = 0  # captions with a usable label list
     rejected: int = 0  # responses read but rejected by normalise_labels
-    request_errors: int = 0  # requests that failed (HTTP/network) after all retries
+    request_errors: int = 0  # captions whose request failed (HTTP/network, a batch that raised) after all retries
     cache_hits: int = 0  # unique captions answered from the cache
     requested: int = 0  # unique captions requested from the server in this run
+    failed_requests: int = 0  # unique captions whose request failed in this run
     problems: Counter = field(default_factory=Counter)  # problem code -> captions
     errors: Counter = field(default_factory=Counter)  # request error kind -> captions
+    first_errors: dict[str, str] = field(default_factory=dict)  # request error kind -> its first message
+
+    @property
+    def all_failed(self) -> bool:
+        """Requests were sent and not one of them succeeded."""
+        return self.requested > 0 and self.failed_requests >= self.requested
 
     def add(self, labels: list[str] | None, problems: list[str]) -> None:
         """Count one caption's normalisation outcome."""
@@ -217,6 +239,25 @@ class ParseReport:
             "request_errors": self.request_errors,
             "cache_hits": self.cache_hits,
             "requested": self.requested,
+            "failed_requests": self.failed_requests,
             "problems": {c: self.problems[c] for c in PROBLEM_CODES if self.problems[c]},
             "errors": dict(sorted(self.errors.items())),
+            "first_errors": dict(sorted(self.first_errors.items())),
         }
+
+    def summary(self) -> str:
+        return summarize(self.to_dict())
+
+
+def summarize(report: dict[str, Any]) -> str:
+    """A parse report (:meth:`ParseReport.to_dict`) in one line:
+    ``200 captions: 150 accepted, 40 rejected (truncated 17, too_few 23), 10 failed (timeout 10); ...``."""
+    problems = report.get("problems") or {}
+    parts = [f"{report['accepted']} accepted"]
+    rejected = ", ".join(f"{c} {problems[c]}" for c in PROBLEM_CODES if c in REJECTING_CODES and problems.get(c))
+    parts.append(f"{report['rejected']} rejected" + (f" ({rejected})" if rejected else ""))
+    if report.get("request_errors"):
+        parts.append(f"{report['request_errors']} failed ("
+                     + ", ".join(f"{k} {n}" for k, n in sorted((report.get("errors") or {}).items())) + ")")
+    return (f"{report['total']} captions: " + ", ".join(parts)
+            + f"; {report.get('requested', 0)} requested, {report.get('cache_hits', 0)} from the cache")

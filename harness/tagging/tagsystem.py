@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from harness.errors import HarnessError
+
 TAGSYSTEM_VERSION = "1"
 """Version of the ranking and label-file code; part of every tag-system node's key."""
 
@@ -127,10 +129,15 @@ def parse_size_name(name: str) -> int:
     return int(value)
 
 
+class EmptyTagSystem(HarnessError, ValueError):
+    """A tag system with no tags: one line (the CLI prints it; a job fails with it)."""
+
+
 def _check_tags(tags: Sequence[str], where: str, allow_duplicates: bool) -> None:
     """Raise ValueError unless ``tags`` is a non-empty list of non-empty, unique strings."""
     if not tags:
-        raise ValueError(f"{where}: no tags")
+        raise EmptyTagSystem(f"{where}: no tags (built from parsed captions, this means every clip's tag list "
+                             "was empty: see the parse report, parse_report.json)")
     seen: dict[str, int] = {}
     for i, tag in enumerate(tags):
         if not isinstance(tag, str) or not tag.strip():
