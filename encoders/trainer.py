@@ -1,4 +1,5 @@
-"""Pre-training loop: AdamW, warmup + cosine, bf16 on CUDA, exact resume from ``train_state.pt``.
+"""Pre-training loop: any optimiser of ``encoders/optim/`` (AdamW with warmup + cosine by default),
+bf16 on CUDA, exact resume from ``train_state.pt``.
 
 The batch at step s is a function of (seed, s) only (see :class:`EpochShuffleSampler`), and
 every checkpoint carries the model, objective, optimizer, scheduler and all RNG states, so a
@@ -35,6 +36,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from encoders.base import Encoder
 from encoders.checkpoint import atomic_save
+from encoders.optim import build_optimization
 from encoders.specaug import SpecAugment
 
 STATE_FILE = "train_state.pt"
@@ -57,7 +59,9 @@ class TrainConfig:
     most that many seconds of audio (:class:`DurationBucketSampler`).
     ``warmup_steps=None`` warms up over the first 5% of the steps. ``specaugment`` holds the
     :class:`~encoders.specaug.SpecAugment` keywords (``{}``: its defaults; ``None``: off).
-    ``grad_clip=None`` disables clipping (the gradient norm is still logged).
+    ``grad_clip=None`` disables clipping (the gradient norm is still logged); an optimiser
+    that clips gradients itself (ScaledAdam) is not clipped again. ``optimizer`` names one of
+    ``encoders/optim/`` with its options (``None``: AdamW with warmup and cosine decay).
     """
 
     steps: int
@@ -74,18 +78,12 @@ class TrainConfig:
     num_buckets: int = 10
     num_threads: int | None = None
     log_every: int = 10
+    optimizer: dict[str, Any] | None = None  # {"name", **options} of encoders/optim/ (None: adamw)
 
     @property
     def warmup(self) -> int:
         """Effective number of warmup steps."""
         return self.steps // 20 if self.warmup_steps is None else self.warmup_steps
-
-
-def lr_factor(step: int, warmup: int, steps: int) -> float:
-    """Multiplier of the peak lr at (0-based) ``step``: linear warmup, then cosine to zero."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
 class StepSampler(Protocol):
@@ -292,15 +290,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
     np.random.seed(seed)
     random.seed(seed)
-
-
-def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices and conv kernels only, not on biases and norm gains."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -674,9 +663,10 @@ def train(
 
     net = _Net(encoder, objective).to(device)
     specaug = SpecAugment(**config.specaugment) if config.specaugment is not None else None
-    optimizer = torch.optim.AdamW(_param_groups(net, config.weight_decay), lr=config.lr)
-    warmup = config.warmup
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, config.steps))
+    spec = dict(config.optimizer or {"name": "adamw"})
+    optimization = build_optimization(spec.pop("name"), net, lr=config.lr, weight_decay=config.weight_decay,
+                                      steps=config.steps, warmup_steps=config.warmup, **spec)
+    optimizer, scheduler = optimization.optimizer, optimization.scheduler
     if sampler is None and config.max_duration is not None:
         sampler = DurationBucketSampler([len(f) / FRAMES_PER_SECOND for f in features], config.max_duration,
                                         config.seed, config.num_buckets)
@@ -696,7 +686,7 @@ def train(
     net.train()
     after_step = _is_method(objective, "after_optimizer_step")
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    clip = config.grad_clip if config.grad_clip is not None else math.inf
+    clip = math.inf if config.grad_clip is None or optimization.clips_gradients else config.grad_clip
     optimizer.zero_grad(set_to_none=True)
     clips_done, began = 0, time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -77,12 +77,17 @@ def test_loss_decreases_on_learnable_problem(tmp_path: Path) -> None:
     assert summary["clips_per_s"] > 0 and summary["seconds"] > 0
 
 
-@pytest.mark.parametrize("grad_accum, max_duration", [(1, None), (2, None), (2, 3.2)])
-def test_resume_is_exact(tmp_path: Path, grad_accum: int, max_duration: float | None) -> None:
+@pytest.mark.parametrize("grad_accum, max_duration, optimizer", [
+    (1, None, None), (2, None, None), (2, 3.2, None),
+    (1, None, {"name": "scaled_adam", "warmup_batches": 2, "lr_batches": 4}),  # its own state and schedule
+])
+def test_resume_is_exact(tmp_path: Path, grad_accum: int, max_duration: float | None,
+                         optimizer: dict | None) -> None:
     feats, targets = _problem(10)
     config = TrainConfig(
         steps=7, batch_size=6, lr=2e-3, warmup_steps=2, checkpoint_every=3,
         grad_accum=grad_accum, specaugment={}, num_threads=1, seed=5, max_duration=max_duration, num_buckets=2,
+        optimizer=optimizer,
     )  # dropout and SpecAugment on, so the RNG states matter; batches straddle epochs (or buckets vary)
 
     encoder, objective = _models()
