@@ -21,7 +21,7 @@ import time
 import torch
 
 from encoders import build_encoder
-from encoders.objectives import OBJECTIVES, from_supervision
+from encoders.objectives import from_supervision, objective_names
 from encoders.objectives.supervision import Supervision
 from encoders.trainer import _Net, collate_targets
 
@@ -108,7 +108,7 @@ def bench(name: str, args, device: torch.device) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objectives", nargs="+", default=sorted(OBJECTIVES))
+    parser.add_argument("--objectives", nargs="+", default=sorted(objective_names()))
     parser.add_argument("--encoder", default="transformer")
     parser.add_argument("--size", default="tiny")
     parser.add_argument("--batch-size", type=int, default=16)

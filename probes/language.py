@@ -181,7 +181,8 @@ def run_language_task(ctx, task: dict, pointer: dict, cache: Path, clips: list[d
         return out
     module, info = loaded
     module.to(device)
-    tokenizer = TextTokenizer(info["options"].get("text_model"))
+    # The run's own text preprocessing (e.g. the authors' lowercasing and punctuation stripping).
+    tokenizer = TextTokenizer(info["options"].get("text_model"), normalize=info["options"].get("normalize", "none"))
     max_tokens = int(info["options"].get("max_tokens", 64))
     embeddings = load_shards(cache)
 
