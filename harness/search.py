@@ -108,6 +108,7 @@ def trial_graph(config: dict[str, Any], search: dict[str, Any]):
         scored = (node.stage == "probe" and c.get("task") in tasks
                   and node.config["task"]["kind"] in ("multiclass", "multilabel")
                   and c.get("objective") not in config["pretrain"]["baselines"]
+                  and not c.get("external")  # an external arm has nothing the search could tune
                   and (arm is None or arm in (c.get("arm"), c.get("objective"))))
         if scored:
             graph.add(node)

@@ -328,7 +328,7 @@ def _check_baselines(config: dict, ctx: Context) -> None:
         module = importlib.import_module(adapter.module)
         probe = dict(options)
         if adapter.meta.get("layers"):
-            probe["layer"] = options.get("layer", config["probes"]["layer"])
+            probe["layer"] = config["probes"]["layer"] if options.get("layer") is None else options["layer"]
         for key, message in getattr(module, "check", lambda _: [])(probe):
             ctx.error(f"{where}.{key}" if key else where, message)
         label = options.get("label") or module.describe(options)["label"]

@@ -64,7 +64,8 @@ def save_clap(folder: Path, seed: int = 0) -> Path:
                               enable_fusion=False, projection_dim=16)
     text = T.ClapTextConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                             intermediate_size=64, max_position_embeddings=64, projection_dim=16)
-    T.ClapModel(T.ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16)).save_pretrained(folder)
+    config = T.ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16)
+    T.ClapModel(config).save_pretrained(folder)
     T.ClapFeatureExtractor(feature_size=64, sampling_rate=16000, max_length_s=2, hop_length=160, fft_window_size=400,
                            truncation="rand_trunc", padding="repeatpad").save_pretrained(folder)
     return folder

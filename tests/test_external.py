@@ -339,10 +339,11 @@ def test_checkpoint_mismatch_is_one_line(tmp_path, transformer_state):
 
 def test_checkpoint_arm_is_checked_at_plan(tmp_path):
     (tmp_path / "w.pt").write_bytes(b"x")
-    assert load_study(write_study(tmp_path, f"{{name: checkpoint, encoder: zipformer, size: m, path: {tmp_path / 'w.pt'}}}"))
-    lines = problems(write_study(tmp_path, f"{{name: checkpoint, encoder: zipformer, size: xl, path: {tmp_path / 'w.pt'}}}"))
+    entry = "{{name: checkpoint, encoder: {encoder}, size: {size}, path: {path}}}"
+    assert load_study(write_study(tmp_path, entry.format(encoder="zipformer", size="m", path=tmp_path / "w.pt")))
+    lines = problems(write_study(tmp_path, entry.format(encoder="zipformer", size="xl", path=tmp_path / "w.pt")))
     assert len(lines) == 1 and "baselines[0].size: expected one of" in lines[0]
-    lines = problems(write_study(tmp_path, f"{{name: checkpoint, encoder: zipformr, size: m, path: {tmp_path / 'w.pt'}}}"))
+    lines = problems(write_study(tmp_path, entry.format(encoder="zipformr", size="m", path=tmp_path / "w.pt")))
     assert len(lines) == 1 and "did you mean 'zipformer'" in lines[0]
     lines = problems(write_study(tmp_path, f"{{name: checkpoint, encoder: zipformer, size: m, path: {tmp_path}}}"))
     assert len(lines) == 1 and "a folder without weights" in lines[0]
@@ -385,3 +386,75 @@ def test_the_shipped_external_study_plans_with_tiny_models(models, monkeypatch):
     arms = {n.coords["objective"] for n in graph if n.stage in ("pretrain", "external")}
     assert arms == {"mtc", "contrastive", "random", "wav2vec2-tiny", "hear_api"}
     assert len([n for n in graph if n.stage == "probe"]) == 5 * 5  # arms x tasks
+
+
+# --------------------------------------------------------------------------- the stages
+
+
+def _context(tmp_path: Path, stage: str, config: dict, inputs: dict | None = None):
+    from harness.job import StageContext
+
+    work = tmp_path / stage
+    work.mkdir(parents=True, exist_ok=True)
+    return StageContext(stage=stage, key="k", config=config, runtime={}, inputs=inputs or {}, workdir=work,
+                        cache_dir=tmp_path / "cache", coords={"objective": "arm"})
+
+
+def test_external_stage_converts_released_weights_to_a_harness_checkpoint(tmp_path, transformer_state):
+    import torch
+
+    from encoders.checkpoint import checkpoint_digest, save_encoder
+    from harness.stages import external
+
+    encoder, state = transformer_state
+    torch.save({f"module.encoder.{k}": v for k, v in state.items()}, tmp_path / "w.pt")
+    config = {"adapter": "checkpoint", "content": "x", "layer": -1,
+              "options": {"encoder": "transformer", "size": "tiny", "path": str(tmp_path / "w.pt")}}
+    out = external.run(_context(tmp_path, "external", config))
+    assert out["checkpoint"] == "encoder.pt" and out["input"] == "fbank"
+    # the digest of the weights, not of the file: the same weights trained here share its embeddings
+    save_encoder(tmp_path / "same.pt", encoder, "transformer", {"size": "tiny"})
+    assert out["digest"] == checkpoint_digest(tmp_path / "same.pt")
+    with pytest.raises(ValueError, match="layer 9 is out of range"):
+        external.run(_context(tmp_path / "again", "external", {**config, "layer": 9}))
+
+
+def test_embed_stage_reads_waveforms_at_the_models_rate(tmp_path, models, one_torch_thread):
+    import json
+
+    import numpy as np
+    import soundfile
+    from lhotse import CutSet, Recording
+
+    from harness.job import InputRef
+    from harness.stages import embed, external
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    cuts = []
+    for i, (rate, seconds) in enumerate([(8000, 1.0), (16000, 0.5), (22050, 0.7)]):
+        path = audio / f"c{i}.wav"
+        soundfile.write(path, (rng.standard_normal(int(rate * seconds)) * 0.1).astype("float32"), rate)
+        cut = Recording.from_file(path).to_cut()
+        cuts.append(cut.with_custom("split", "test").with_custom("label", str(i)))
+    (audio / "c1.wav").write_bytes(b"not audio any more")  # unreadable: skipped, listed, never fatal
+    manifest = tmp_path / "cuts.jsonl"
+    CutSet.from_cuts(cuts).to_file(manifest)
+
+    config = {"adapter": "hf", "content": "x", "layer": 1, "options": {"path": str(models["wav2vec2"])}}
+    ext_ctx = _context(tmp_path, "external", config)
+    out = external.run(ext_ctx)
+    (ext_ctx.workdir / "_done.json").write_text(json.dumps({"config": config, "outputs": out}))
+    ctx = _context(tmp_path, "embed", {"layer": -1, "features": {"kind": "kaldi-fbank"}},
+                   {"pretrain": InputRef("external", "k", ext_ctx.workdir)})
+    target = tmp_path / "cache" / "embeddings" / "x"
+    embed._extract_waveform(ctx, ctx.inputs["pretrain"], manifest, target, out["layer"])
+    meta = json.loads((target / "meta.json").read_text())
+    clips = json.loads((target / "clips.json").read_text())
+    assert meta["num_clips"] == 2 and meta["dim"] == 32 and [c["id"] for c in clips] == ["c0", "c2"]
+    assert [s["id"] for s in meta["skipped"]] == ["c1"]
+    from probes.embed import load_shards
+
+    frames = load_shards(target)
+    assert [f.shape[0] for f in frames] == [50, 35]  # 1 s and 0.7 s, resampled to 16 kHz: 50 frames per second

@@ -66,12 +66,12 @@ def test_external_arms_run_rerun_and_rekey(tmp_path, harness_env):
 
     proc = harness("run", str(study), "--out", str(out), "--no-progress", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "0 jobs run" in proc.stdout, proc.stdout  # nothing embedded, nothing probed again
+    assert "0 jobs run" in proc.stdout + proc.stderr, proc.stderr  # nothing embedded, nothing probed again
 
     save_wav2vec2(folder, seed=1)  # new weights in the same folder
     proc = harness("run", str(study), "--out", str(out), "--no-progress", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "5 jobs run" in proc.stdout, proc.stdout  # its external node, 2 embeddings, 2 probes
+    assert "5 jobs run" in proc.stdout + proc.stderr, proc.stderr  # its external node, 2 embeddings, 2 probes
     second = embed_records(out)
     new = [r for key, r in second.items() if key not in first]
     assert len(new) == 2 and {r["coords"]["objective"] for r in new} == {"wav2vec2-tiny"}

@@ -24,7 +24,7 @@ weights' content digest, so the same weights are never embedded twice).
 
 Anything else that does not fit is one line naming the missing and unexpected keys (and
 shape mismatches). ``layer`` is the encoder's (``-1`` or a block index; default: the
-study's ``probes.layer``).
+study's ``probes.layer``), checked against the built encoder by the ``external`` job.
 """
 
 from __future__ import annotations
@@ -204,6 +204,10 @@ def prepare(options: dict[str, Any], workdir: Path, log) -> dict[str, Any]:
     from encoders.checkpoint import checkpoint_digest, save_encoder
 
     encoder, name, config, info = build(options)
+    layer = options.get("layer")
+    if layer is not None and not (layer == -1 or 0 <= layer < encoder.num_layers):
+        raise ValueError(f"layer {layer} is out of range for the {name}-{options['size']} encoder: expected -1 "
+                         f"(its output) or 0..{encoder.num_layers - 1} (a block)")
     path = Path(workdir) / "encoder.pt"
     save_encoder(path, encoder, name, config)
     log(f"{options['path']}: {info['tensors']} tensors read from {info['read']}"

@@ -140,7 +140,8 @@ def _encoder_class():
             config = AutoConfig.from_pretrained(folder, local_files_only=True)
             self.kind = config.model_type
             if self.kind not in SUPPORTED:
-                raise ValueError(f"{folder}: model_type {self.kind!r} is not supported; supported: {', '.join(SUPPORTED)}")
+                raise ValueError(f"{folder}: model_type {self.kind!r} is not supported; "
+                                 f"supported: {', '.join(SUPPORTED)}")
             self.extractor = AutoFeatureExtractor.from_pretrained(folder, local_files_only=True)
             model = AutoModel.from_pretrained(folder, local_files_only=True)
             if self.kind == "whisper":
@@ -185,7 +186,8 @@ def _encoder_class():
             if layer == -1:
                 return out.last_hidden_state
             if not 0 <= layer < len(out.hidden_states):
-                raise ValueError(f"layer must be -1 or in [0, {len(out.hidden_states) - 1}] for {self.folder}, got {layer}")
+                raise ValueError(f"layer must be -1 or in [0, {len(out.hidden_states) - 1}] for {self.folder}, "
+                                 f"got {layer}")
             return out.hidden_states[layer]
 
         def forward(self, waves: Tensor, lengths: Tensor, layer: int = -1) -> tuple[Tensor, Tensor]:
@@ -200,8 +202,8 @@ def _encoder_class():
             return pad_frames(frames)
 
         def _ctc(self, audio: list[Tensor], layer: int) -> tuple[Tensor, Tensor]:
-            audio = [a if a.shape[0] >= self.min_samples else torch.nn.functional.pad(a, (0, self.min_samples - a.shape[0]))
-                     for a in audio]
+            short = self.min_samples  # the front end's receptive field: shorter clips are zero-padded to it
+            audio = [a if a.shape[0] >= short else torch.nn.functional.pad(a, (0, short - a.shape[0])) for a in audio]
             if not self.masked:  # no attention mask: clips of one length together, so no padding reaches the model
                 groups: dict[int, list[int]] = {}
                 for i, a in enumerate(audio):

@@ -131,8 +131,9 @@ def run(ctx: StageContext) -> dict:
                                "digest": identity(cfg, adapter.version), "input": adapter.meta.get("input", "waveform"),
                                "layer": cfg.get("layer", -1), "reference": REFERENCE}
     prepare = getattr(module, "prepare", None)
-    if prepare is not None:
-        outputs.update(prepare(cfg["options"], ctx.workdir, ctx.log) or {})
+    if prepare is not None:  # given the layer too, where the arm reads one (to check it against the model)
+        options = {**cfg["options"], **({"layer": cfg["layer"]} if "layer" in cfg else {})}
+        outputs.update(prepare(options, ctx.workdir, ctx.log) or {})
     atomic_write_json(ctx.workdir / REFERENCE, {**outputs, "options": cfg["options"], "content": cfg["content"]})
     ctx.log(f"{cfg['adapter']} arm {ctx.coords.get('objective', '')}: content {cfg['content'][:12]}, "
             f"embeddings keyed {outputs['digest'][:12]}")
