@@ -123,7 +123,8 @@ PRETRAIN = Obj({
     "seeds": List(Num(integer=True, min=0), default=[0], min_len=1, unique=True),
     "steps": Num(300, integer=True, min=1),
     "batch_size": Num(32, integer=True, min=1),
-    "max_duration": Num(None, min=0.1, doc="seconds of audio per batch: duration-bucketed batches "
+    "max_duration": Num(None, min=0.1, doc="seconds of audio per optimizer step, all GPUs together (the "
+                                          "authors' per-GPU value times the GPUs): duration-bucketed batches "
                                           "(Lhotse) instead of batch_size clips"),
     "num_buckets": Num(10, integer=True, min=1, doc="duration buckets, with max_duration"),
     "optimizer": Obj(dict(COMPONENT), default=None, shorthand="name",
