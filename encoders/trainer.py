@@ -62,6 +62,8 @@ class TrainConfig:
     ``grad_clip=None`` disables clipping (the gradient norm is still logged); an optimiser
     that clips gradients itself (ScaledAdam) is not clipped again. ``optimizer`` names one of
     ``encoders/optim/`` with its options (``None``: AdamW with warmup and cosine decay).
+    ``average_period`` makes the run's encoder the running average of its weights, updated
+    every that many steps (:class:`EncoderAverage`, as the UTS authors' trainer does).
     """
 
     steps: int
@@ -79,6 +81,7 @@ class TrainConfig:
     num_threads: int | None = None
     log_every: int = 10
     optimizer: dict[str, Any] | None = None  # {"name", **options} of encoders/optim/ (None: adamw)
+    average_period: int | None = None  # the run's encoder is the running average of its weights (EncoderAverage)
 
     @property
     def warmup(self) -> int:
@@ -403,8 +406,39 @@ def _broadcast_from_rank0(module: nn.Module) -> None:
         dist.broadcast(tensor.data, src=0)
 
 
+class EncoderAverage:
+    """The running average of an encoder's weights, kept in float64 on the CPU.
+
+    Every ``period`` steps, after ``n`` steps in all: ``avg ← avg·(1 − period/n) + w·(period/n)``,
+    so the first update copies the weights and each later one weighs every sampled point
+    equally — the averaging of the UTS authors' trainer (Auden ``ddp_trainer.py``,
+    ``use_averaged_model``, ``average_period: 200``). Non-float buffers keep the last value.
+    """
+
+    def __init__(self, module: nn.Module, period: int):
+        if period < 1:
+            raise ValueError(f"average_period must be >= 1, got {period}")
+        self.period = period
+        self.state = {k: v.detach().to("cpu", torch.float64).clone()
+                      for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    def update(self, module: nn.Module, steps_done: int) -> None:
+        if steps_done % self.period:
+            return
+        weight = self.period / steps_done
+        for name, value in module.state_dict().items():
+            if name in self.state:
+                self.state[name].mul_(1.0 - weight).add_(value.detach().to("cpu", torch.float64), alpha=weight)
+
+    def apply(self, module: nn.Module) -> None:
+        """Load the averaged weights into ``module``."""
+        current = module.state_dict()
+        module.load_state_dict({k: self.state[k].to(v.dtype) if k in self.state else v for k, v in current.items()})
+
+
 def _save_state(
-    path: Path, step: int, config: TrainConfig, net: _Net, optimizer: torch.optim.Optimizer, scheduler: Any
+    path: Path, step: int, config: TrainConfig, net: _Net, optimizer: torch.optim.Optimizer, scheduler: Any,
+    average: EncoderAverage | None = None,
 ) -> None:
     """Atomically write everything a resumed run needs to continue exactly after ``step`` steps."""
     atomic_save(
@@ -416,13 +450,15 @@ def _save_state(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": _rng_states(),
+            **({"average": average.state} if average is not None else {}),
         },
         path,
     )
 
 
 def _load_state(
-    path: Path, config: TrainConfig, net: _Net, optimizer: torch.optim.Optimizer, scheduler: Any
+    path: Path, config: TrainConfig, net: _Net, optimizer: torch.optim.Optimizer, scheduler: Any,
+    average: EncoderAverage | None = None,
 ) -> int:
     """Restore a state written by :func:`_save_state`; returns the number of steps done.
 
@@ -440,6 +476,8 @@ def _load_state(
     net.objective.load_state_dict(state["objective"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if average is not None:
+        average.state = {k: v.to(torch.float64) for k, v in state["average"].items()}
     _set_rng_states(state["rng"])
     return state["step"]
 
@@ -674,8 +712,9 @@ def train(
     log = TrainLog(out_dir / LOG_FILE)
     state_path = out_dir / STATE_FILE
 
+    average = EncoderAverage(encoder, config.average_period) if config.average_period else None
     if state_path.exists():
-        start = _load_state(state_path, config, net, optimizer, scheduler)
+        start = _load_state(state_path, config, net, optimizer, scheduler, average)
     else:
         start = 0
         _seed_everything(config.seed)
@@ -707,6 +746,8 @@ def train(
                 objective.after_optimizer_step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
+            if average is not None:
+                average.update(encoder, step + 1)
             seconds = time.perf_counter() - t0
             local = len(indices[rank::world])
             clips_done += local
@@ -715,11 +756,13 @@ def train(
                 throughput = local / seconds
                 log.append({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "clips_per_s": throughput, **means})
             if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-                _save_state(state_path, step + 1, config, net, optimizer, scheduler)
+                _save_state(state_path, step + 1, config, net, optimizer, scheduler, average)
             bar.advance(task)
             if step % config.log_every == 0 or step + 1 == config.steps:
                 bar.update(task, description=f"pre-training loss {loss:.4f} lr {lr:.2e}")
 
+    if average is not None:  # the run's encoder is the average (the checkpoint keeps the last weights)
+        average.apply(encoder)
     elapsed = time.perf_counter() - began
     rows = log.rows()
     return {

@@ -99,6 +99,8 @@ def expand(config: dict[str, Any]) -> Graph:
         train_cfg["stream"] = dict(pre["stream"])
     if pre.get("optimizer"):  # another optimiser than the default AdamW (absent otherwise: keys stay valid)
         train_cfg["optimizer"] = {"name": pre["optimizer"]["name"], **pre["optimizer"]["options"]}
+    if pre.get("average_period"):  # the encoder is the weights' running average (absent otherwise)
+        train_cfg["average_period"] = pre["average_period"]
     features = components.FEATURES
 
     runs: list[Node] = []

@@ -129,6 +129,9 @@ PRETRAIN = Obj({
     "num_buckets": Num(10, integer=True, min=1, doc="duration buckets, with max_duration"),
     "optimizer": Obj(dict(COMPONENT), default=None, shorthand="name",
                      doc="the optimiser and its schedule (encoders/optim/: adamw, the default, or scaled_adam)"),
+    "average_period": Num(None, integer=True, min=1,
+                          doc="the run's encoder is the running average of its weights, updated every this "
+                              "many steps (the UTS authors': 200)"),
     "lr": Num(1e-3, min=0.0),
     "weight_decay": Num(0.01, min=0.0),
     "warmup_steps": Num(None, integer=True, min=0),
@@ -221,7 +224,7 @@ def _validate(raw: dict, path: Path, origins: dict[str, Path]) -> dict:
     _check_consistency(config, path)
     if config["search"] is None:  # absent unless set: configs and digests of other studies stay as they were
         del config["search"]
-    for key in ("stream", "optimizer"):  # absent unless set: keys of studies without them stay as they were
+    for key in ("stream", "optimizer", "average_period"):  # absent unless set: other studies' keys stay
         if config["pretrain"][key] is None:
             del config["pretrain"][key]
     return config

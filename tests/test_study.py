@@ -155,7 +155,7 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path, command):
     lines = proc.stderr.strip().splitlines()
     assert lines == ["error: study.yaml: pretrain.stepz: unknown key (did you mean 'steps'?); expected one of: "
                      + ", ".join(["encoder", "objectives", "baselines", "seeds", "steps", "batch_size", "max_duration",
-                                  "num_buckets", "optimizer", "lr", "weight_decay", "warmup_steps", "grad_clip", "grad_accum", "checkpoint_every",
+                                  "num_buckets", "optimizer", "average_period", "lr", "weight_decay", "warmup_steps", "grad_clip", "grad_accum", "checkpoint_every",
                                   "specaugment", "stream"])]
 
 

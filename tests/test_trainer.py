@@ -266,3 +266,37 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path, data: str) -> None:
     assert len(parallel) == 5  # rank 0 alone writes the log
     for a, b in zip(single, parallel):  # the logged loss is the mean over both ranks' halves
         assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=1e-4)
+
+
+def test_encoder_average_follows_the_authors_update_rule_and_resumes(tmp_path: Path) -> None:
+    """Every `period` steps avg <- avg (1 - period/n) + w (period/n): after n = k·period steps
+    the average is the plain mean of the weights at steps period, 2·period, ..., n. The run's
+    encoder is that average, also after a resume."""
+    from encoders.trainer import EncoderAverage
+
+    module = torch.nn.Linear(3, 2)
+    average = EncoderAverage(module, period=2)
+    seen = []
+    for n in range(1, 9):
+        with torch.no_grad():
+            module.weight.add_(float(n))
+        average.update(module, n)
+        if n % 2 == 0:
+            seen.append(module.weight.detach().double().clone())
+    assert torch.allclose(average.state["weight"], torch.stack(seen).mean(0))
+
+    feats, targets = _problem(10)
+    config = TrainConfig(steps=6, batch_size=6, lr=2e-3, warmup_steps=2, checkpoint_every=3, specaugment=None,
+                         num_threads=1, seed=5, average_period=2)
+    encoder, objective = _models()
+    train(encoder, objective, feats, targets, config, tmp_path / "a", progress=False)
+    crashed = tmp_path / "b"
+    encoder_b, crashing = _models(objective_cls=CrashingMTC, crash_at=4)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(encoder_b, crashing, feats, targets, config, crashed, progress=False)
+    encoder_c, objective_c = _models(seed=123)
+    train(encoder_c, objective_c, feats, targets, config, crashed, progress=False)
+    for (name, a), c in zip(encoder.state_dict().items(), encoder_c.state_dict().values()):
+        assert torch.equal(a, c), name
+    last = torch.load(tmp_path / "a" / "train_state.pt", weights_only=True)["encoder"]
+    assert any(not torch.equal(last[k], v) for k, v in encoder.state_dict().items() if v.is_floating_point())

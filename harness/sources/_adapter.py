@@ -19,7 +19,7 @@ from typing import Any
 from harness.schema import Context, Map, Node, Num, Obj, Str, expand
 from harness.sources._common import SPLITS, Clip, MetadataError, stable_fraction
 
-VERSION = "1"  # the shared checks and split assignment: part of every adapter's version
+VERSION = "2"  # shared checks, splits, audio checks (2: truncated clips): part of every adapter version
 
 
 # ---------------------------------------------------------------------------------------
