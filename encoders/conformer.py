@@ -19,13 +19,8 @@ COMPONENT = Component(
     version="1",
     doc="torchaudio Conformer blocks over 80-bin fbank, x4 conv2d subsampling (25 frames/s)",
     meta={"sizes": "SIZES"},  # the preset names: the keys of this module's SIZES
+    extends="transformer",  # its size options; these add to them
     options={
-        "dim": Num(integer=True, min=1, doc="model width"),
-        "num_layers": Num(integer=True, min=1, doc="blocks"),
-        "num_heads": Num(integer=True, min=1, doc="attention heads (must divide dim)"),
-        "ffn_dim": Num(integer=True, min=1, doc="feed-forward width"),
-        "conv_channels": Num(integer=True, min=1, doc="channels of the conv2d subsampling front end"),
-        "dropout": Num(0.1, min=0.0, max=1.0, doc="dropout"),
         "depthwise_conv_kernel_size": Num(integer=True, min=1, doc="depthwise convolution kernel (odd)"),
         "convolution_first": Bool(False, doc="convolution module before self-attention"),
     },

@@ -29,6 +29,7 @@ derived from it.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import functools
 import importlib
@@ -66,7 +67,9 @@ class Component:
     same module (``"MTC"``) or elsewhere (``"module:object"``). ``version`` is the
     component's own version; ``versions_of`` lists modules whose ``VERSION``-like constants
     version it instead (joined by ``+``), for components whose output several modules
-    shape. ``options`` maps option names to :mod:`harness.schema` nodes; ``meta`` holds
+    shape. ``options`` maps option names to :mod:`harness.schema` nodes; ``extends`` names
+    another component of the same kind whose options these add to (or override), so that
+    a family (PAR, captioning, multi-task) declares its shared options once; ``meta`` holds
     kind-specific facts.
     """
 
@@ -79,6 +82,7 @@ class Component:
     options: dict[str, schema.Node] | None = None
     doc: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    extends: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,19 @@ class Entry:
         """Import the module and return the implementing object (the only import of the component)."""
         module, _, obj = self.target.rpartition(":") if ":" in self.target else (self.module, "", self.target)
         return getattr(importlib.import_module(module), obj)
+
+    def presets(self) -> list[str]:
+        """The preset names of the component (an encoder's sizes): the keys of the literal
+        dict its module defines under the name ``meta["sizes"]`` (read, not imported)."""
+        constant = self.meta.get("sizes")
+        if not constant:
+            return []
+        for stmt in ast.parse(self.file.read_text(encoding="utf-8")).body:
+            target = stmt.target if isinstance(stmt, ast.AnnAssign) else (
+                stmt.targets[0] if isinstance(stmt, ast.Assign) else None)
+            if isinstance(target, ast.Name) and target.id == constant and isinstance(stmt.value, ast.Dict):
+                return [k.value for k in stmt.value.keys if isinstance(k, ast.Constant)]
+        return []
 
     def check_options(self, options: dict[str, Any], where: str, ctx: schema.Context) -> None:
         """Report every unknown, mistyped or out-of-range option at ``where`` (nothing is filled
@@ -279,8 +296,8 @@ def _entry(decl: Component, module: str, path: Path) -> tuple[Entry | None, str 
     options = dict(decl.options) if decl.options is not None else None
     if options is not None and not all(isinstance(n, schema.Node) for n in options.values()):
         return None, f"{where}: every option must be a harness.schema node (Str, Num, Bool, ...)"
-    return Entry(decl.kind, name, module, path, decl.target, str(version), decl.needs, options, decl.doc,
-                 dict(decl.meta)), None
+    meta = {**decl.meta, "_extends": decl.extends} if decl.extends else dict(decl.meta)
+    return Entry(decl.kind, name, module, path, decl.target, str(version), decl.needs, options, decl.doc, meta), None
 
 
 @functools.lru_cache(maxsize=None)
@@ -307,6 +324,21 @@ def _scan(kind: str, stamp: tuple) -> Declarations:
                     entries[name] = entry
     for name in list(broken):
         entries.pop(name, None)
+    for name, entry in list(entries.items()):  # options inherited from the component a declaration extends
+        base, seen = entry.meta.get("_extends"), {name}
+        options = dict(entry.options or {})
+        while base is not None:
+            if base in seen or base not in entries:
+                broken[name] = (f"{entry.file}: the {kind} {name!r} extends {base!r}, which is "
+                                + ("part of a cycle" if base in seen else f"not a registered {kind}"))
+                entries.pop(name, None)
+                break
+            seen.add(base)
+            options = {**(entries[base].options or {}), **options}
+            base = entries[base].meta.get("_extends")
+        else:
+            if entry.meta.get("_extends") is not None:
+                entries[name] = dataclasses.replace(entry, options=options)
     return Declarations(kind, entries, broken)
 
 

@@ -262,7 +262,7 @@ def _check_components(config: dict, ctx: Context) -> None:
     _check_component("encoder", encoder["name"], encoder["options"], "pretrain.encoder", ctx)
     encoders = registry("encoder")
     if encoder["name"] in encoders:
-        sizes = _presets(encoders.get(encoder["name"]))
+        sizes = encoders.get(encoder["name"]).presets()
         if sizes and encoder["size"] not in sizes:
             hint = difflib.get_close_matches(encoder["size"], sizes, n=1)
             ctx.error("pretrain.encoder.size", f"expected one of {', '.join(sizes)} (the {encoder['name']!r} "
@@ -351,22 +351,6 @@ def _check_component(kind: str, name: str, options: dict, where: str, ctx: Conte
         ctx.error(f"{where}.name", problem)
         return
     entries.get(name).check_options(options, f"{where}.options", ctx)
-
-
-def _presets(entry) -> list[str]:
-    """The preset names of an encoder: the keys of the module constant its ``meta.sizes`` names."""
-    import ast
-
-    constant = entry.meta.get("sizes")
-    if not constant:
-        return []
-    tree = ast.parse(entry.file.read_text(encoding="utf-8"))
-    for stmt in tree.body:
-        target = stmt.target if isinstance(stmt, ast.AnnAssign) else (
-            stmt.targets[0] if isinstance(stmt, ast.Assign) else None)
-        if isinstance(target, ast.Name) and target.id == constant and isinstance(stmt.value, ast.Dict):
-            return [k.value for k in stmt.value.keys if isinstance(k, ast.Constant)]
-    return []
 
 
 def _check_task(name: str, where: str, ctx: Context) -> None:

@@ -29,7 +29,6 @@ study's ``probes.layer``), checked against the built encoder by the ``external``
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import Any
 
@@ -72,19 +71,6 @@ def weight_file(path: str) -> Path | None:
     return next((p / name for name in FOLDER_WEIGHTS if (p / name).is_file()), None)
 
 
-def _presets(entry) -> list[str]:
-    constant = entry.meta.get("sizes")
-    if not constant:
-        return []
-    tree = ast.parse(entry.file.read_text(encoding="utf-8"))
-    for stmt in tree.body:
-        target = stmt.target if isinstance(stmt, ast.AnnAssign) else (
-            stmt.targets[0] if isinstance(stmt, ast.Assign) else None)
-        if isinstance(target, ast.Name) and target.id == constant and isinstance(stmt.value, ast.Dict):
-            return [k.value for k in stmt.value.keys if isinstance(k, ast.Constant)]
-    return []
-
-
 def check(options: dict[str, Any]) -> list[tuple[str, str]]:
     from harness.registry import registry
     from harness.schema import Context
@@ -96,7 +82,7 @@ def check(options: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("encoder", problem))
     else:
         entry = encoders.get(options["encoder"])
-        sizes = _presets(entry)
+        sizes = entry.presets()
         if sizes and options["size"] not in sizes:
             problems.append(("size", f"expected one of {', '.join(sizes)} (the {entry.name!r} presets), "
                                      f"found {options['size']!r}"))

@@ -18,7 +18,7 @@ from encoders.objectives.mtc import MTC
 from encoders.objectives.par import PAR
 from encoders.objectives.supervision import Supervision
 from harness.registry import Component
-from harness.schema import Num, PathArg, Str
+from harness.schema import Num, Str
 
 COMPONENT = Component(
     kind="objective",
@@ -26,6 +26,7 @@ COMPONENT = Component(
     version="2",
     needs="tags+captions",
     doc="MTC plus a generative objective (captioning or PAR) on one encoder (UTS comparison)",
+    extends="par",  # the decoder options of the generative half; these add or override
     options={
         "weight": Num(1.0, min=0.0, doc="λ: weight of the generative loss added to MTC's"),
         "generative": Str("captioning", choices=["captioning", "par"], doc="the generative half"),
@@ -33,20 +34,7 @@ COMPONENT = Component(
                              doc="MTC's BCE: mean over clips and tags, or summed over tags (the Auden tagger's)"),
         "parallel_fraction": Num(None, min=0.0, max=1.0,
                                  doc="share of samples decoded in parallel (default: the generative half's)"),
-        "preset": Str("auden", choices=["auden", "cappa"],
-                      doc="decoder sizes, dropout and label smoothing: the Auden caption model's, or CapPa's"),
-        "tokenizer": PathArg(None, must=None,
-                             doc="a local tokenizer folder, e.g. BART-base's (default: the MiniLM WordPiece vocabulary)"),
-        "normalize": Str("none", choices=["none", "lowercase_no_punct"],
-                         doc="text normalisation before tokenising (lowercase_no_punct: the Auden data modules')"),
         "max_tokens": Num(None, integer=True, min=1, doc="truncate each target to this many tokens"),
-        "vocab": Str("full", choices=["full", "targets"],
-                     doc="full: the tokenizer's vocabulary; targets: only tokens of the training targets"),
-        "label_smoothing": Num(None, min=0.0, max=1.0, doc="label smoothing of the token cross-entropy (default: the preset's)"),
-        "layers": Num(None, integer=True, min=1, doc="decoder layers (default: the preset's)"),
-        "dim": Num(None, integer=True, min=1, doc="decoder width (default: the preset's)"),
-        "heads": Num(None, integer=True, min=1, doc="decoder attention heads (default: the preset's)"),
-        "ffn_dim": Num(None, integer=True, min=1, doc="decoder feed-forward width (default: the preset's)"),
         "dropout": Num(None, min=0.0, max=1.0,
                        doc="dropout of the MTC head and the decoder (default: MTC's 0.1 and the preset's)"),
     },

@@ -10,7 +10,6 @@ from torch import nn
 from encoders.objectives.mtc import MTC
 from encoders.objectives.supervision import Supervision
 from harness.registry import Component
-from harness.schema import Num, Str
 
 COMPONENT = Component(
     kind="objective",
@@ -18,12 +17,7 @@ COMPONENT = Component(
     version="1",
     needs="labels",
     doc="supervised classification on the source's class labels (MTC's head and loss)",
-    options={
-        "dropout": Num(0.1, min=0.0, max=1.0, doc="dropout on the frames before the linear layer"),
-        "reduction": Str("mean", choices=["mean", "sum"],
-                         doc="BCE averaged over clips and classes (mean), or summed over classes and averaged over "
-                             "clips (sum: the Auden tagger's sum over classes)"),
-    },
+    extends="mtc",  # MTC's options: dropout, reduction
 )
 
 
