@@ -196,3 +196,44 @@ def test_m_forward_backward_on_cpu() -> None:
     grads = [p.grad for p in enc.parameters() if p.grad is not None]
     assert len(grads) > 0.9 * len(list(enc.parameters()))  # layer skipping leaves a few out
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.slow
+def test_m_trains_mtc_with_scaled_adam_and_resumes_exactly(tmp_path: Path) -> None:
+    """The paper's encoder and optimiser together through the harness's trainer: Zipformer-M,
+    MTC, ScaledAdam + Eden, the batch count advancing; a run killed after its checkpoint
+    resumes to the same losses and weights as one never interrupted."""
+    from encoders.objectives.mtc import MTC
+    from encoders.trainer import TrainConfig, train
+
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.randn(int(n), 80, generator=g) for n in (150, 120, 180, 100)]  # 1-2 s of fbank frames
+    targets = (torch.rand(4, 6, generator=g) < 0.5).float()
+    config = TrainConfig(steps=4, batch_size=2, lr=0.045, checkpoint_every=2, specaugment=None, num_threads=2,
+                         seed=1, optimizer={"name": "scaled_adam"})
+
+    class Crashing(MTC):
+        calls = 0
+
+        def forward(self, *args, **kwargs):
+            if Crashing.calls == 3:
+                raise RuntimeError("simulated kill")
+            Crashing.calls += 1
+            return super().forward(*args, **kwargs)
+
+    def models(cls=MTC, seed=0):
+        torch.manual_seed(seed)
+        encoder = build_encoder("zipformer", size="m")
+        return encoder, cls(encoder.dim, 6)
+
+    encoder, objective = models()
+    full = train(encoder, objective, feats, {"targets": targets}, config, tmp_path / "a", progress=False)
+    assert full["steps"] == 4 and torch.isfinite(torch.tensor(full["final_loss"]))
+    encoder_b, crashing = models(Crashing)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(encoder_b, crashing, feats, {"targets": targets}, config, tmp_path / "b", progress=False)
+    encoder_c, objective_c = models(seed=7)
+    resumed = train(encoder_c, objective_c, feats, {"targets": targets}, config, tmp_path / "b", progress=False)
+    assert resumed["resumed_from"] == 2 and resumed["final_loss"] == full["final_loss"]
+    for (name, a), c in zip(encoder.state_dict().items(), encoder_c.state_dict().values()):
+        assert torch.equal(a, c), name
