@@ -254,4 +254,4 @@ def test_quickstart_end_to_end_every_objective(env, tmp_path):
     html = (folder / "index.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<script" not in html
     provenance = json.loads((folder / "provenance.json").read_text())
-    assert provenance["study"]["name"] == "quickstart" and len(provenance["files"]) == 4 * 3 + 5 * 2 + 2
+    assert provenance["study"]["name"] == "quickstart" and len(provenance["files"]) == 4 * 3 + 5 * 4 + 2
