@@ -684,7 +684,6 @@ def _tsne_draw(p: dict, stem, width: str, n_labels: int):
         ax.set_ylabel("t-SNE 2")
         ax.set_aspect("equal", adjustable="datalim")
         a2t = p["raw"]["audioset_to_tag"]
-        labelled = _label_classes(fig, ax, p, labelled_classes(xy[n_t:], a2t, n_labels))
         for values, color, shares in ((p["raw"]["tag_to_audioset"], blue, p["cov"]["tags_covered"]),
                                       (a2t, orange, p["cov"]["audioset_covered"])):
             x = np.sort(values)
@@ -705,6 +704,8 @@ def _tsne_draw(p: dict, stem, width: str, n_labels: int):
             mlines.Line2D([], [], color=orange, lw=1.3, label="AudioSet label \u2192 nearest tag"),
         ]
         fig.legend(handles=handles, loc="outside upper center", ncols=2)
+        # Labels last, once everything else is laid out: their extents are measured as saved.
+        labelled = _label_classes(fig, ax, p, labelled_classes(xy[n_t:], a2t, n_labels))
         save(fig, stem)
     return fig, labelled
 
@@ -748,15 +749,26 @@ def _label_classes(fig, ax, p: dict, chosen: list[int]) -> list[list]:
                 best = (covered, rank, (ox, oy), extent)
         if best is None:
             continue
-        _class_label(ax, text, point, *best[2])
+        artists = [_class_label(ax, text, point, *best[2])]
         placed.append(best[3])
-        ax.scatter([point[0]], [point[1]], s=24, facecolors="none", edgecolors="0.15", linewidths=0.7,
-                   marker="^", zorder=4)
-        ax.scatter([xy[tag][0]], [xy[tag][1]], s=30, facecolors="none", edgecolors="0.15", linewidths=0.7,
-                   marker="o", zorder=4)
-        ax.plot([point[0], xy[tag][0]], [point[1], xy[tag][1]], color="0.15", lw=0.6, ls=":", zorder=4)
-        out.append([p["labels"][i], p["tags"][tag], round(float(p["raw"]["audioset_to_tag"][i]), 4)])
-    return out
+        artists.append(ax.scatter([point[0]], [point[1]], s=24, facecolors="none", edgecolors="0.15",
+                                  linewidths=0.7, marker="^", zorder=4))
+        artists.append(ax.scatter([xy[tag][0]], [xy[tag][1]], s=30, facecolors="none", edgecolors="0.15",
+                                  linewidths=0.7, marker="o", zorder=4))
+        artists += ax.plot([point[0], xy[tag][0]], [point[1], xy[tag][1]], color="0.15", lw=0.6, ls=":", zorder=4)
+        out.append(([p["labels"][i], p["tags"][tag], round(float(p["raw"]["audioset_to_tag"][i]), 4)], artists))
+    # Adding the labels may move the layout a little: as drawn, drop any that now overlaps an earlier one.
+    fig.canvas.draw()
+    kept, extents = [], []
+    for row, artists in out:
+        extent = artists[0].get_window_extent(renderer)
+        if any(extent.overlaps(other) for other in extents):
+            for artist in artists:
+                artist.remove()
+            continue
+        extents.append(extent)
+        kept.append(row)
+    return kept
 
 
 def _bar(enabled: bool, description: str, total: int):
