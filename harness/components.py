@@ -7,6 +7,8 @@ re-runs exactly those nodes.
 
 from __future__ import annotations
 
+from encoders import encoder_version  # noqa: F401  (torch-free: read from the declarations)
+from encoders.objectives import objective_needs, objective_version  # noqa: F401
 from harness.registry import module_version, registry
 
 # Feature extraction shared by pre-training and embedding (the paper's input).
@@ -27,19 +29,6 @@ def shared_stages() -> set[str]:
 def stage_version(stage: str) -> str:
     """The declared version of a stage's own code (``harness/stages/<stage>.py``)."""
     return registry("stage").get(stage).version
-
-
-def encoder_version(name: str) -> str:
-    return registry("encoder").get(name).version
-
-
-def objective_version(name: str) -> str:
-    return registry("objective").get(name).version
-
-
-def objective_needs(name: str) -> str:
-    """What an objective trains on: 'tags', 'captions', 'labels', or several joined by '+'."""
-    return registry("objective").get(name).needs
 
 
 def parser_version(backend: str) -> str:
