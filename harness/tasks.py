@@ -36,6 +36,9 @@ TASK = Obj({
     "folds": Num(None, integer=True, min=2, doc="k-fold tasks: the number of folds (results average them)"),
     "adapter": Str(choices=sources.adapter_names()),
     "args": Map(Any_(), default={}),
+    "prompt": Str(None, pattern=r".*\{label\}.*",
+                  doc="zero-shot: the text prompt of each class, with {label} where the class name goes "
+                      "(default probes/language.py PROMPT, 'the sound of {label}')"),
 })
 
 
@@ -78,6 +81,8 @@ def load_task(name: str) -> dict[str, Any]:
     task["name"] = task["name"] or name
     if task.get("folds") is None:
         task.pop("folds", None)  # absent, not null: the declarations of tasks without folds keep their keys
+    if task.get("prompt") is None:
+        task.pop("prompt", None)  # likewise: a task without its own prompt keeps its key
     return task
 
 

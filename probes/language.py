@@ -11,7 +11,8 @@ and cosine similarity ranks them.
   and each of its captions is relevant (a hit when any of them is in the top k). R@1, R@5
   and R@10 in both directions.
 * **Zero-shot classification** (``kind: zero-shot``, any labelled task): each class name
-  becomes a prompt, ``"the sound of {label}"`` (underscores read as spaces), and a clip's
+  becomes a prompt, the task's ``prompt:`` template (default :data:`PROMPT`,
+  ``"the sound of {label}"``) with the class name, underscores read as spaces, for ``{label}``, and a clip's
   class scores are its similarities to the prompts; ``metric: accuracy`` takes the arg-max
   over ``label``, ``metric: map`` scores ``labels`` with macro mAP. On the test split, or,
   for a task with ``folds:``, on every fold in turn with the mean over folds reported.
@@ -78,8 +79,10 @@ def zero_shot_scores(audio: np.ndarray, prompts: np.ndarray) -> np.ndarray:
     return np.asarray(audio, dtype=np.float64) @ np.asarray(prompts, dtype=np.float64).T
 
 
-def prompt_for(label: str) -> str:
-    return PROMPT.format(label=str(label).replace("_", " ").strip())
+def prompt_for(label: str, template: str = PROMPT) -> str:
+    """The zero-shot prompt of class ``label``: ``template`` with the class name (underscores
+    read as spaces) for ``{label}``."""
+    return template.replace("{label}", str(label).replace("_", " ").strip())
 
 
 # ------------------------------------------------------------------------ embedding
@@ -222,7 +225,8 @@ def run_language_task(ctx, task: dict, pointer: dict, cache: Path, clips: list[d
         parts = [(f.fold, f.test) for f in fold_plan([c.get("fold") for c in clips], task["folds"])]
     else:
         parts = [(None, np.flatnonzero([c["split"] == task["splits"]["test"] for c in clips]))]
-    prompts = embed_texts(module, tokenizer, [prompt_for(c) for c in classes], max_tokens, device=device)
+    template = task.get("prompt") or PROMPT
+    prompts = embed_texts(module, tokenizer, [prompt_for(c, template) for c in classes], max_tokens, device=device)
     score = METRICS[metric]
     folds, all_scores, all_index = [], [], []
     for fold, idx in parts:
@@ -236,7 +240,7 @@ def run_language_task(ctx, task: dict, pointer: dict, cache: Path, clips: list[d
     test_index = np.concatenate(all_index)
     np.savez(ctx.workdir / "predictions.npz", labels=labels[test_index], **{"zero-shot": np.concatenate(all_scores)})
     out = {"metric": metric, "test": test, "valid": None, "n_test": int(len(test_index)),
-           "num_classes": len(classes), "n_folds": len(folds), "prompt": PROMPT, "classes": classes,
+           "num_classes": len(classes), "n_folds": len(folds), "prompt": template, "classes": classes,
            "groups": {"zero-shot": {"head": "zero-shot", "pooling": "mean", "test": test, "valid": None,
                                     "folds": folds}}}
     if task.get("folds"):
