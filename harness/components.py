@@ -14,6 +14,20 @@ from harness.registry import module_version, registry
 # Feature extraction shared by pre-training and embedding (the paper's input).
 FEATURES = {"kind": "kaldi-fbank", "num_mel_bins": 80, "sample_rate": 16000, "version": "2"}
 
+# Other front ends an encoder may declare (``meta={"features": <name>}`` in its declaration):
+# PANNs' 64-bin log-mel at 32 kHz for CNN14 (BLAT's audio encoder; encoders/features.py).
+FRONT_ENDS = {
+    "kaldi-fbank": FEATURES,
+    "panns-logmel": {"kind": "panns-logmel", "num_mel_bins": 64, "sample_rate": 32000, "n_fft": 1024,
+                     "hop_length": 320, "f_min": 50, "f_max": 14000, "version": "1"},
+}
+
+
+def features_for(encoder: str) -> dict:
+    """The feature settings encoder ``encoder`` reads: its declared front end, else FEATURES
+    (so the keys of every encoder that declares none stay what they were)."""
+    return FRONT_ENDS[registry("encoder").get(encoder).meta.get("features", "kaldi-fbank")]
+
 
 def stages() -> list[str]:
     """Every stage, in the order the graph runs them (their declared ``meta.order``)."""

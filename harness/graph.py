@@ -101,7 +101,7 @@ def expand(config: dict[str, Any]) -> Graph:
         train_cfg["optimizer"] = {"name": pre["optimizer"]["name"], **pre["optimizer"]["options"]}
     if pre.get("average_period"):  # the encoder is the weights' running average (absent otherwise)
         train_cfg["average_period"] = pre["average_period"]
-    features = components.FEATURES
+    features = components.features_for(encoder_cfg["name"])  # the encoder's front end
 
     runs: list[Node] = []
     sources = {src["name"]: src for src in config["data"]["sources"]}

@@ -38,6 +38,10 @@ def _eval_encoder(name: str, seed: int = 0):
 
 BUILDABLE = sorted(encoder_names())
 """Every registered encoder (zipformer's package is installed by the README's install line)."""
+INPUT_DIM = {"cnn14": 64}
+"""Feature bins of encoders that read another front end than the 80-bin fbank (PANNs' log-mel)."""
+FRAME_RATE = {"cnn14": 100 / 32}
+"""Output frame rates other than the x4-subsampled 25 frames/s."""
 SUBSAMPLED = ["conformer", "transformer"]
 """Encoders with the x4 ConvSubsampling front end: ceil(L / 4) frames per clip of L frames."""
 
@@ -45,10 +49,10 @@ SUBSAMPLED = ["conformer", "transformer"]
 @pytest.mark.parametrize("name", BUILDABLE)
 def test_contract_shapes_and_lengths(name: str) -> None:
     enc = _eval_encoder(name)
-    feats, lens = _batch([301, 200, 57, 9])
+    feats, lens = _batch([301, 200, 57, 9], INPUT_DIM.get(name, 80))
     with torch.no_grad():
         frames, out_lens = enc(feats, lens)
-    assert enc.frame_rate == 25.0
+    assert enc.frame_rate == FRAME_RATE.get(name, 25.0)
     assert frames.shape[0] == 4 and frames.shape[2] == enc.dim
     assert frames.shape[1] >= int(out_lens.max())
     expected = lens.double() * enc.frame_rate / 100.0
@@ -80,7 +84,7 @@ def test_lengths_are_ceil_of_input_over_subsample(name: str) -> None:
 def test_padding_invariance(name: str) -> None:
     """A clip encoded alone equals the same clip inside a padded batch (valid frames)."""
     enc = _eval_encoder(name)
-    feats, lens = _batch([250, 61, 130])
+    feats, lens = _batch([250, 61, 130], INPUT_DIM.get(name, 80))
     with torch.no_grad():
         for layer in (-1, 0):
             batched, out_lens = enc(feats, lens, layer=layer)
@@ -94,7 +98,7 @@ def test_padding_invariance(name: str) -> None:
 @pytest.mark.parametrize("name", BUILDABLE)
 def test_layer_selection(name: str) -> None:
     enc = _eval_encoder(name)
-    feats, lens = _batch([120, 80])
+    feats, lens = _batch([120, 80], INPUT_DIM.get(name, 80))
     with torch.no_grad():
         final, final_lens = enc(feats, lens)
         outs = []
@@ -147,7 +151,7 @@ def test_checkpoint_round_trip(name: str, tmp_path) -> None:
     loaded, meta = load_encoder(tmp_path / "enc.pt")
     assert meta == {"name": name, "config": config, "version": encoder_version(name)}
     assert not loaded.training
-    feats, lens = _batch([150, 90])
+    feats, lens = _batch([150, 90], INPUT_DIM.get(name, 80))
     with torch.no_grad():
         assert torch.equal(enc(feats, lens)[0], loaded(feats, lens)[0])
     assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed away

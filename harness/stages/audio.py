@@ -34,7 +34,7 @@ def load_features(manifest: Path, features: dict[str, Any], cache_dir: Path, pro
 def compute_features(manifest: Path, features: dict[str, Any], progress: bool = False) -> tuple[list[str], list[Any]]:
     from lhotse import CutSet
 
-    from encoders.features import fbank
+    from encoders.features import extract
 
     cuts = CutSet.from_file(manifest)
     ids, feats = [], []
@@ -42,7 +42,7 @@ def compute_features(manifest: Path, features: dict[str, Any], progress: bool = 
     for cut in iterator:
         audio = cut.load_audio()  # [channels, samples]
         wave = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
-        feats.append(fbank(wave, int(cut.sampling_rate), num_mel_bins=features["num_mel_bins"]))
+        feats.append(extract(wave, int(cut.sampling_rate), features))
         ids.append(cut.id)
     return ids, feats
 

@@ -102,11 +102,11 @@ def decode_features(manifest: Path, features: dict, progress: bool = False, log=
     ``skipped`` lists ``{"id", "path", "error"}`` for each cut whose audio fails to load
     or gives no feature frame; each is logged. Order follows the manifest.
     """
-    from encoders.features import fbank
+    from encoders.features import extract
 
     def frames_of(audio, sampling_rate: int):
         wave = audio.mean(axis=0) if audio.shape[0] > 1 else audio[0]
-        frames = fbank(wave, sampling_rate, num_mel_bins=features["num_mel_bins"])
+        frames = extract(wave, sampling_rate, features)
         if frames.shape[0] == 0:
             raise ValueError(f"{audio.shape[-1]} samples: shorter than one 25 ms feature frame")
         return frames
