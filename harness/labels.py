@@ -133,18 +133,21 @@ def objective_system_label(c: Mapping[str, Any]) -> str:
 
 
 def node_label(c: Mapping[str, Any], stage: str) -> str:
-    """A job's label for status lines: source, objective, tag system, captions, init, seed
-    and task where the job has them (``"mini mtc K=32 seed=0 mini/env_event"``); a dataset
+    """A job's label for status lines: source, objective (or its label), tag system, captions,
+    init, data size, seed and task where the job has them (``"mini mtc K=32 seed=0 mini/env_event"``); a dataset
     job by the source or task it is read for and its reader (``"esc50 (esc50)"``); the stage
     name when it has none."""
     if stage == "dataset" and _given(c.get("for")):
         kind = c.get("dataset")
         return str(c["for"]) + (f" ({kind})" if _given(kind) and kind != c["for"] else "")
-    parts = [str(c[k]) for k in ("source", "objective", "tag_system") if _named(c.get(k))]
+    objective = "arm" if _given(c.get("arm")) else "objective"  # an objective's label names its arm
+    parts = [str(c[k]) for k in ("source", objective, "tag_system") if _named(c.get(k))]
     if _given(c.get("captions")):
         parts.append(f"[{c['captions']}]")
     if _given(c.get("init")):
         parts.append(f"init={c['init']}")
+    if _given(c.get("data_size")):  # a nested data-scaling subset: N pre-training clips
+        parts.append(f"N={_integer(c['data_size'])}")
     if "seed" in c:
         parts.append(f"seed={c['seed']}")
     if "task" in c:

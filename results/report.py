@@ -295,6 +295,12 @@ def _result_sections(writer: ReportWriter, frame, plots, graph, layout, log) -> 
     if writer.figure(section, "data_scaling", lambda r: line_caption(r, metric, "the number of pre-training clips"),
                      lambda stem, one: plots.scaling_figure(sub, stem, one_column=one)) is None:
         section.text += "\n\nNot drawn: no objective was trained on two or more data sizes."
+    else:  # the figure's points as a table: every arm (objective, initialisation) at every data size
+        scaled = sub[sub["data_size"].notna()] if "data_size" in sub else sub.iloc[:0]
+        writer.table(section, "data_scaling", render_all(build_table(
+            domain_means(scaled), caption=f"Data scaling: mean test {metric} over the tasks of each domain, per arm "
+                                          "(one objective and initialisation at one data size N).",
+            label="tab:data-scaling")))
     writer.sections.append(section)
 
     if graph is not None and layout is not None:

@@ -98,7 +98,9 @@ def test_init_node_and_objective_labels_read_as_before() -> None:
     assert labels.init_label(c, "src") == "sup K=32 [weak_caption]"
     assert labels.init_label(c, "other") == "src/sup K=32 [weak_caption]"
     assert labels.node_label({**c, "task": "mini/env_event"}, "probe") == \
-        "src mtc K=32 [weak_caption] seed=0 mini/env_event"
+        "src sup K=32 [weak_caption] seed=0 mini/env_event"
+    assert labels.node_label({**c, "init": "audioset/sl", "data_size": 400000.0}, "pretrain") == \
+        "src sup K=32 [weak_caption] init=audioset/sl N=400000 seed=0"
     assert labels.node_label({"dataset": "minisuite"}, "dataset") == "dataset"
     assert labels.objective_arm_label({"objective": "par", "captions": "weak_caption", "init": None}) \
         == "par [weak_caption]"
@@ -113,7 +115,8 @@ def test_labels_equal_the_old_builders() -> None:
     assert len(grid) == 288
     for c in grid:
         assert labels.run_label(c) == old_run_label(c), c
-        assert labels.node_label(c, "pretrain") == old_node_label(c, "pretrain"), c
+        named = {**c, "objective": c["arm"]} if c.get("arm") not in (None, "", "-") else c  # the arm's label wins
+        assert labels.node_label(c, "pretrain") == old_node_label(named, "pretrain"), c
         assert labels.objective_arm_label(c) == old_objective_arm(c), c
         for source in ("src", "other"):
             assert labels.init_label(c, source) == old_init_label(c, source), c
@@ -134,7 +137,7 @@ def test_graph_builds_its_labels_with_the_labels_module() -> None:
 
     c = {"source": "src", "objective": "mtc", "arm": "sup", "tag_system": "K=32", "seed": 0}
     node = Node("pretrain", "k", {}, {}, "v", c)
-    assert node.label == labels.node_label(c, "pretrain") == "src mtc K=32 seed=0"
+    assert node.label == labels.node_label(c, "pretrain") == "src sup K=32 seed=0"
     assert init_label(node, "other") == labels.init_label(c, "other") == "src/sup K=32"
     assert Node("dataset", "k", {}, {}, "v").label == "dataset"
 

@@ -72,14 +72,32 @@ def test_tag_size_ablation_has_the_papers_five_sizes(paper_env) -> None:
     assert sorted(n.coords.get("tag_system_size") or 0 for n in stages["pretrain"]) == [0, 800, 1000, 1500, 2000, 3000]
 
 
-def test_captionstew_scaling_nests_five_data_sizes_per_objective(paper_env) -> None:
+def test_captionstew_scaling_nests_five_data_sizes_per_objective_from_scratch_and_supervised_init(paper_env) -> None:
     _, stages = plan("captionstew_scaling.yaml")
-    sizes = {}
+
+    def arm(node):
+        return node.coords.get("arm", node.coords["objective"]), node.coords.get("init")
+
+    sizes: dict[tuple, list] = {}
     for node in stages["pretrain"]:
-        sizes.setdefault(node.coords["objective"], []).append(node.config["subset"]["size"])
-    assert {k: sorted(v) for k, v in sizes.items()} == {
-        "contrastive": [400000, 1000000, 2000000, 4000000, 9300000],
-        "captioning": [400000, 1000000, 2000000, 4000000, 9300000]}
+        sizes.setdefault(arm(node), []).append((node.config.get("subset") or {}).get("size"))
+    scaling = [400000, 1000000, 2000000, 4000000, 9300000]
+    init = "audioset/audioset_sl"
+    assert {k: sorted(v, key=lambda x: x or 0) for k, v in sizes.items()} == {
+        ("contrastive", None): scaling, ("captioning", None): scaling,
+        ("contrastive", init): scaling, ("captioning", init): scaling,
+        ("audioset_sl", None): [None]}  # the supervised run trains once, on AudioSet, and starts every size
+    (supervised,) = [n for n in stages["pretrain"] if arm(n) == ("audioset_sl", None)]
+    assert supervised.coords["source"] == "audioset" and supervised.config["objective"]["name"] == "supervised"
+    for node in stages["pretrain"]:
+        name, start = arm(node)
+        if start is not None:
+            assert node.inputs["init"] is supervised and node.coords["source"] == "captionstew"
+            (twin,) = [n for n in stages["pretrain"] if arm(n) == (name, None)
+                       and n.config["subset"] == node.config["subset"]]
+            assert twin.config["objective"] == node.config["objective"]  # the same options from scratch
+        elif name != "audioset_sl":
+            assert "init" not in node.inputs and node.coords["source"] == "captionstew"
 
 
 def test_audioset_baseline_is_supervised_on_audioset(paper_env) -> None:

@@ -267,3 +267,34 @@ def test_bootstrap_summary_reads_its_claims_off_the_table() -> None:
     assert "1 is significant at 0.05 after Holm's correction, all below random: par K=32 on music_pitch" in below
     none = bootstrap_summary([{**r, "p_value": 0.5} for r in _comparisons()])
     assert "no arm is separated from the random encoder" in none
+
+
+def test_data_scaling_table_shows_initialised_arms_beside_training_from_scratch(tmp_path) -> None:
+    """CaptionStew's second axis: each objective from scratch and from a supervised encoder,
+    at every data size. The section draws both as lines and tabulates every (arm, N)."""
+    import pandas as pd
+
+    from harness.labels import arm_label, run_label
+
+    frame = synthetic_results(ks=(32,), clips=[100, 1000])
+    frame["data_size"] = frame["train_clips"]
+    init = frame[frame["objective"] == "mtc"].copy()
+    init["init"] = "audioset/sl"
+    init["value"] += 0.05  # a known gain from the supervised start
+    frame = pd.concat([frame, init], ignore_index=True)
+    coords = frame.drop(columns=["arm", "run"]).to_dict("records")
+    frame["arm"] = [arm_label(c) for c in coords]
+    frame["run"] = [run_label(c) for c in coords]
+    results = tmp_path / "results.parquet"
+    frame.to_parquet(results, index=False)
+    index = write_report(results, tmp_path / "report", title="Scaling")
+    rows = _csv(index.parent / "tables" / "data_scaling.csv")
+    speech = {r["arm"]: float(r["mean"]) for r in rows if r["task"] == "mean" and r["domain"] == "speech"}
+    assert set(speech) == {f"{o} uts-32{i} N={n}" for o in ("mtc", "par") for n in (100, 1000)
+                           for i in ([""] if o == "par" else ["", " init=audioset/sl"])}
+    for n in (100, 1000):
+        scratch = sum(expected_value("mtc", 32, t) for t in ("speaker", "language")) / 2 + 0.02 * (n == 1000)
+        assert speech[f"mtc uts-32 N={n}"] == pytest.approx(scratch, abs=1e-6)
+        assert speech[f"mtc uts-32 init=audioset/sl N={n}"] == pytest.approx(scratch + 0.05, abs=1e-6)
+    text = index.read_text()
+    assert "](figures/data_scaling.png)" in text and "Data scaling: mean test" in text
