@@ -118,7 +118,11 @@ def expand(config: dict[str, Any]) -> Graph:
         if own:
             coords["captions"] = captions_label(captioner)
         cap_cfg, cap_runtime = backend_settings(captioner, components.backend_keys("captioner"))
-        captions = make_node("captions", cap_cfg, {"dataset": dataset},
+        cap_inputs = {"dataset": dataset}
+        if cap_cfg.get("train"):  # a captioner trained here first (keyword: BLAT's)
+            cap_inputs["captioner"] = captioner_node(cap_cfg, datasets, {**runtime,
+                                                                         "checkpoint_every": pre["checkpoint_every"]})
+        captions = make_node("captions", cap_cfg, cap_inputs,
                              _v("captions", components.captioner_version(cap_cfg["backend"])), coords,
                              {**runtime, **cap_runtime})
         parser_cfg, parser_runtime = backend_settings(tagging["parser"], components.backend_keys("parser"))
@@ -241,6 +245,27 @@ def expand(config: dict[str, Any]) -> Graph:
     return graph
 
 
+def captioner_node(captioner: dict[str, Any], datasets: dict[str, Node], runtime: dict[str, Any]) -> Node:
+    """The node that trains a captioner block's model (``train``) on its source's clips."""
+    train = dict(captioner["train"])
+    for key in ("source", "keyword_source"):
+        if train.get(key) is not None and train[key] not in datasets:
+            from harness.errors import StudyError
+
+            raise StudyError(f"tagging.captioner.train.{key}: no data source named {train[key]!r} "
+                             f"(sources: {', '.join(datasets)})")
+    inputs = {"dataset": datasets[train.pop("source")]}
+    if train.get("keyword_source"):
+        inputs["keywords"] = datasets[train["keyword_source"]]
+    train.pop("keyword_source", None)
+    encoder = {"name": train.pop("encoder"), "size": train.pop("size")}
+    config = {**train, "encoder": encoder}
+    config["features"] = components.features_for(config["encoder"]["name"])
+    return make_node("captioner", config, inputs,
+                     _v("captioner", components.captioner_version(captioner["backend"])),
+                     {"source": captioner["train"]["source"], "captions": captions_label(captioner)}, runtime)
+
+
 def captions_label(captioner: dict[str, Any]) -> str:
     """How a run's captions were made, for its coordinates and label: the field of a manifest
     captioner (``weak_caption``), else the backend and what it reads (``template:labels``,
@@ -250,6 +275,8 @@ def captions_label(captioner: dict[str, Any]) -> str:
         return captioner.get("field") or "caption"
     if backend == "template":
         return f"template:{captioner.get('field') or 'events'}"
+    if backend == "keyword":
+        return f"keyword:{captioner['train']['source']}+{captioner['field']}"
     return f"{backend}:{captioner.get('model')}" + (f"+{captioner['field']}" if captioner.get("field") else "")
 
 

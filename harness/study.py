@@ -64,6 +64,28 @@ def _model_fields(role: str) -> dict:
 # Settings that never change what a backend returns: kept out of node keys (see graph.expand).
 RUNTIME_KEYS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries", "batch_size", "device")
 
+# keyword: how BLAT's keyword-conditioned captioner is trained (harness/tagging/keyword.py).
+KEYWORD_TRAIN = Obj({
+    "source": Str(pattern=NAME, doc="the data source it trains on (its clips' captions; BLAT: AudioCaps)"),
+    "keyword_source": Str(None, pattern=NAME, doc="a source whose clips carry the keywords, matched by clip or "
+                                                  "YouTube id (BLAT: AudioSet); default: the training source"),
+    "caption_field": Str("captions", pattern=NAME, doc="the training clips' caption field (one or a list)"),
+    "keyword_field": Str("labels", pattern=NAME, doc="the keyword field (AudioSet labels)"),
+    "encoder": Str("cnn14", doc="its audio encoder, from the encoder registry (on that encoder's front end)"),
+    "size": Str("tiny", doc="the encoder's preset"),
+    "dim": Num(256, integer=True, min=8, doc="decoder width (the authors': 256)"),
+    "layers": Num(2, integer=True, min=1, doc="decoder layers (the authors': 2)"),
+    "dropout": Num(0.2, min=0.0, max=1.0, doc="decoder dropout (the authors': 0.2)"),
+    "label_smoothing": Num(0.1, min=0.0, max=1.0, doc="(the authors': 0.1)"),
+    "keyword_dropout": Num(0.0, min=0.0, max=1.0, doc="each keyword dropped with this probability in training"),
+    "max_tokens": Num(30, integer=True, min=4, doc="caption tokens, BOS and EOS included"),
+    "steps": Num(1000, integer=True, min=1, doc="optimizer steps"),
+    "batch_size": Num(32, integer=True, min=1, doc="captions per step"),
+    "lr": Num(5e-4, min=0.0, doc="peak learning rate (the authors' Adam: 5e-4)"),
+    "weight_decay": Num(1e-6, min=0.0, doc="(the authors': 1e-6)"),
+    "seed": Num(0, integer=True, min=0, doc="initialisation and batch order"),
+}, default=None, doc="keyword: train the captioner on a captioned source with its clips' tags as keywords")
+
 TAGGING = Obj({
     "captioner": Obj({
         "backend": Str("manifest", choices=registry("captioner").names(), doc="where captions come from"),
@@ -74,6 +96,7 @@ TAGGING = Obj({
         "audio_format": Str("input_audio", choices=["input_audio", "audio_url"],
                             doc="openai: how audio is sent (OpenAI input_audio, or a data: audio_url)"),
         "sample_rate": Num(16000, integer=True, min=8000, max=48000, doc="openai: audio sent at this rate"),
+        "train": KEYWORD_TRAIN,
         **_model_fields("captioner"),
     }, default={}, shorthand="backend"),
     "parser": Obj({

@@ -29,7 +29,9 @@ def run(ctx: StageContext) -> dict:
     from harness.tagging.captioners import caption_cuts
 
     cuts = list(iter_cut_dicts(pool_manifest(ctx.inputs["dataset"].path)))
-    captions, report = caption_cuts(cuts, ctx.config, ctx.runtime, cache_dir=ctx.cache_dir, progress=ctx.progress)
+    model = ctx.inputs["captioner"].path if "captioner" in ctx.inputs else None  # a trained captioner (keyword)
+    captions, report = caption_cuts(cuts, ctx.config, ctx.runtime, cache_dir=ctx.cache_dir, progress=ctx.progress,
+                                    model_dir=model)
     rows = [{"id": cut["id"], "caption": captions[cut["id"]]} for cut in cuts if cut["id"] in captions]
     summary = report.to_dict()
     atomic_write_text(ctx.workdir / "caption_report.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
