@@ -301,8 +301,26 @@ def _check_components(config: dict, ctx: Context) -> None:
     if pre["stream"] is not None and pre["max_duration"] is not None:
         ctx.error("pretrain.stream", "streamed batches have batch_size clips; duration bucketing (max_duration) "
                   "needs every clip's duration up front: set one of the two")
+    _check_front_ends(config, ctx)
     for i, name in enumerate(config["probes"]["tasks"]):
         _check_task(name, f"probes.tasks[{i}]", ctx)
+
+
+def _check_front_ends(config: dict, ctx: Context) -> None:
+    """Streaming computes the Kaldi fbank only, so it cannot feed an encoder that declares
+    another front end (CNN14's log-mel); a trained captioner names a registered encoder."""
+    from harness.components import features_for
+
+    encoders = registry("encoder").names()
+    name = config["pretrain"]["encoder"]["name"]
+    if config["pretrain"]["stream"] is not None and name in encoders and features_for(name)["kind"] != "kaldi-fbank":
+        ctx.error("pretrain.stream", f"streamed clips get the Kaldi fbank, but {name!r} reads "
+                  f"{features_for(name)['kind']!r}: leave stream unset for this encoder")
+    train = config["tagging"]["captioner"].get("train")
+    if train and train["encoder"] not in encoders:
+        hint = difflib.get_close_matches(train["encoder"], encoders, n=1)
+        ctx.error("tagging.captioner.train.encoder", f"expected one of {', '.join(encoders)}, found "
+                  f"{train['encoder']!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
 
 
 def _check_baselines(config: dict, ctx: Context) -> None:

@@ -154,3 +154,21 @@ def test_mini_blat_runs_end_to_end(tmp_path, monkeypatch) -> None:
     results = pd.read_parquet(out / "results.parquet")
     zero_shot = results[results["task"] == "mini/env_event_zeroshot"]
     assert len(zero_shot) and zero_shot["value"].between(0, 1).all()
+
+
+def test_plan_names_what_cnn14_and_the_captioner_cannot_take(tmp_path) -> None:
+    from harness.errors import StudyError
+
+    study = tmp_path / "study.yaml"
+    study.write_text(f"""name: bad
+include: {ROOT / 'studies' / 'mini_blat.yaml'}
+tagging:
+  captioner: {{train: {{encoder: cnn41}}}}
+pretrain:
+  stream: {{shard_size: 100}}
+""")
+    with pytest.raises(StudyError) as err:
+        load_study(study)
+    text = str(err.value)
+    assert "pretrain.stream" in text and "'panns-logmel'" in text
+    assert "tagging.captioner.train.encoder" in text and "did you mean 'cnn14'" in text
