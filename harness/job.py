@@ -141,6 +141,52 @@ class StageJob:
             torch.set_num_threads(threads)
 
 
+@dataclass
+class GroupJob:
+    """Several nodes run in sequence by one process: on Slurm, the embed and probe nodes of
+    one pre-trained run, as one job (``compute.group_small_jobs``).
+
+    Each node stays a :class:`StageJob` of its own (its lock, content key, completion
+    record), so a node complete in the store is skipped and a rerun runs exactly the nodes
+    that are missing. Each runs in a clean state (:func:`harness.workers.clean_state`). A
+    node that raises does not stop the others: its traceback goes to the job's stderr, the
+    nodes that depend on it are not run, and the rest go on. The job returns each node's
+    outcome by id: ``None`` (complete), the traceback, or ``"blocked: <input id>"``, which
+    :func:`harness.slurm.view` reads to classify each node on its own. ``checkpoint()``
+    requeues the whole group, which then skips what is complete.
+    """
+
+    jobs: list[StageJob]
+
+    def __call__(self) -> dict[str, str | None]:
+        import traceback
+
+        from harness.workers import clean_state
+
+        env, cwd = dict(os.environ), os.getcwd()
+        outcome: dict[str, str | None] = {}
+        for job in self.jobs:
+            node_id = f"{job.stage}/{job.key}"
+            failed = [f"{s}/{k}" for s, k, _ in job.inputs.values() if outcome.get(f"{s}/{k}")]
+            if failed:
+                outcome[node_id] = f"blocked: {failed[0]}"
+                continue
+            clean_state(env, cwd)
+            try:
+                job()
+                outcome[node_id] = None
+            except Exception:  # noqa: BLE001 - this node's failure; the others go on
+                outcome[node_id] = traceback.format_exc()
+                print(f"{node_id} failed:\n{outcome[node_id]}", file=sys.stderr, flush=True)
+        return outcome
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Requeued on preemption or timeout: the nodes already complete are skipped."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
 def _distributed_env(stage: str) -> tuple[int, int]:
     """(rank, world size) of this process. In a Slurm job with several tasks (multi-GPU
     pre-training), export what ``torch.distributed`` needs (MASTER_ADDR, MASTER_PORT, RANK,

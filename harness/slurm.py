@@ -14,7 +14,11 @@ group is one job array whose ``--dependency=afterok:...`` names exactly those jo
 ``--kill-on-invalid-dep=yes``: when a job fails, Slurm cancels the jobs that wait on it
 (reported as *blocked*), while every branch that does not depend on it runs on. Nodes
 already complete in the store are never submitted, and a node whose job is still queued
-or running (from an earlier ``--detach``) is waited on, not submitted again.
+or running (from an earlier ``--detach``) is waited on, not submitted again. With
+``compute.group_small_jobs`` (the default) the embed and probe nodes of one pre-trained
+run are one job that runs them in sequence (:func:`batches`, :class:`harness.job.GroupJob`):
+each keeps its key, completion record and classification, so a rerun submits exactly the
+nodes still missing.
 
 Failures. Each finished job is classified from its sacct state, its steps' states and
 its submitit result: COMPLETED, FAILED (with the traceback's last line and the log's
@@ -242,12 +246,16 @@ def _word(state: str) -> str:
 
 
 def view(job_id: str, row: dict[str, Any], log_dir: Path, in_store: bool, retries: int | None = None,
-         mem_gb: float | None = None) -> JobView:
+         mem_gb: float | None = None, node_id: str | None = None) -> JobView:
     """Classify one job from its sacct record (:func:`sacct`), its submitit result and the store.
 
     Read the job's state *before* looking at the store: a job that finishes in between then
     reads COMPLETED and done, never "ended without publishing its output". ``retries`` and
-    ``mem_gb`` (the node's settings when it was submitted) make the causes exact.
+    ``mem_gb`` (the node's settings when it was submitted) make the causes exact. For a
+    node run in a group job (:class:`harness.job.GroupJob`), ``node_id`` picks its own
+    outcome from the group's result: FAILED with its traceback's last line, or cancelled
+    because an input in the group failed; a state of the whole job (time limit, memory,
+    preemption, cancellation) is the state of each of its nodes that is not complete.
     """
     paths = job_paths(log_dir, job_id)
     raw = (row.get("State") or "UNKNOWN").strip()
@@ -263,8 +271,16 @@ def view(job_id: str, row: dict[str, Any], log_dir: Path, in_store: bool, retrie
     if word in ACTIVE:
         out.cls = "RUNNING" if word in ("RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT") else "PENDING"
         return out
-    outcome, trace = _result(paths.result_pickle)
+    outcome, value = _result(paths.result_pickle)
+    trace = value if isinstance(value, str) else ""
     out.cls = CLASSES.get(word, word)
+    own = value.get(node_id) if isinstance(value, dict) and outcome == "success" else None
+    if own and own.startswith("blocked: "):  # not run: an input in the same group job failed
+        out.cls, out.by_dependency, out.cause = "CANCELLED", True, f"cancelled (an input failed: {own[9:]})"
+        return out
+    if own:  # this node raised in its group job, which went on with the others
+        out.cls, out.cause = "FAILED", _last_error_line(own)
+        return out
     steps = {name: _word(state) for name, state in (row.get("steps") or {}).items()}
     if word == "CANCELLED" and raw == "CANCELLED" and "Dependency" in out.reason:
         out.by_dependency = True  # Slurm cancelled it (an input failed); a user's scancel reads 'CANCELLED by UID'
@@ -327,16 +343,16 @@ def requeue_cause(log: str | Path, run: int, fallback: str) -> str:
     return fallback
 
 
-def _result(path: Path) -> tuple[str | None, str]:
+def _result(path: Path) -> tuple[str | None, Any]:
+    """(``"success"`` or ``"error"``, the job's return value or traceback) from submitit's result."""
     if not path.exists():
-        return None, ""
+        return None, None
     try:
         from submitit.core.utils import pickle_load
 
-        outcome, value = pickle_load(path)
-        return outcome, value if isinstance(value, str) else ""
+        return pickle_load(path)
     except Exception:  # noqa: BLE001 - a result being written, or unreadable: no verdict from it
-        return None, ""
+        return None, None
 
 
 def _last_error_line(trace: str) -> str:
@@ -421,7 +437,7 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                 node = by_id[nid]
                 # the store is read after the job states: a job that finishes in between is done, not failed
                 views[nid] = v = view(rec["job_id"], rows.get(rec["job_id"], {}), layout.log_dir, layout.is_done(node),
-                                      retries=rec.get("retries"), mem_gb=rec.get("mem_gb"))
+                                      retries=rec.get("retries"), mem_gb=rec.get("mem_gb"), node_id=nid)
                 if v.cls == "UNKNOWN" and (rec["job_id"] in ours or _recent(rec)):
                     v.cls = "PENDING"  # just submitted (here or by a --detach a moment ago): sacct has no row yet
                 _report_requeues(node, rec, v, bar, summary, layout, write_state)
@@ -456,20 +472,15 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                     submit.append(node)
                 else:
                     status[nid] = "blocked"
-            # Submit stage by stage: one array per group of nodes that wait on the same jobs.
+            # Submit stage by stage: one array per set of jobs waited on (batches()).
             if submit:
-                groups: dict[tuple[str, tuple[str, ...]], list] = {}
-                for node in submit:  # grouped by the nodes they wait on (their jobs exist once submitted)
-                    waits = tuple(sorted({d.id for d in node.inputs.values() if status.get(d.id) in ("live", "submit")}))
-                    groups.setdefault((node.stage, waits), []).append(node)
-                for stage in stages():
-                    for (gstage, waits), group in groups.items():
-                        if gstage != stage:
-                            continue
-                        deps = tuple(sorted({records[d]["job_id"] for d in waits}))
-                        jobs = _submit(executor, settings, stage, study, group, deps, layout)
-                        res = settings.resources(stage)
-                        for node, job in zip(group, jobs):
+                live = {nid for nid, st in status.items() if st in ("live", "submit")}
+                for stage, waits, units in batches(submit, live, bool(settings["group_small_jobs"])):
+                    deps = tuple(sorted({records[d]["job_id"] for d in waits}))
+                    jobs = _submit(executor, settings, stage, study, units, deps, layout)
+                    res = settings.resources(stage)
+                    for unit, job in zip(units, jobs):
+                        for node in unit:
                             attempts[node.id] = attempts.get(node.id, 0) + 1
                             prev = records.get(node.id) or {}
                             paths = job_paths(layout.log_dir, str(job.job_id))
@@ -478,6 +489,8 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                                 "stderr": str(paths.stderr), "attempt": int(prev.get("attempt", 0)) + 1,
                                 "dependency": list(deps), "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                 "retries": retries, "time_min": res.get("time_min"), "mem_gb": res.get("mem_gb")}
+                            if len(unit) > 1:
+                                records[node.id]["group"] = [n.id for n in unit]
                             ours.add(str(job.job_id))
                             write_state(layout, node, "submitted", extra=records[node.id])
                             if node.id in resubmit and prev.get("job_id") in ours:
@@ -485,7 +498,7 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
                                 summary.requeued.setdefault(node.id, []).append(why)
                                 bar.note(node, "resubmitted", f"{why}; attempt {attempts[node.id]} of at most "
                                          f"{retries + 1} [job {job.job_id}, was {prev['job_id']}]")
-                        summary.submitted.update({n.id: records[n.id]["job_id"] for n in group})
+                        summary.submitted.update({n.id: records[n.id]["job_id"] for n in unit})
             # Report what ended.
             for node in nodes:
                 nid = node.id
@@ -570,10 +583,58 @@ def _upstream(node) -> list:
     return out
 
 
-def _submit(executor, settings: SlurmSettings, stage: str, study: str, group: list, deps: tuple[str, ...], layout):
+GROUPED = ("embed", "probe")  # the small stages whose nodes of one run go out as one job (group_small_jobs)
+
+
+def batches(submit: list, live: set[str], group: bool) -> list[tuple[str, tuple[str, ...], list[list]]]:
+    """The sbatch submissions that queue ``submit`` (nodes in graph order), in order:
+    ``(stage, node ids waited on, units)``, one job array each, one array element per unit.
+
+    A unit is the nodes one job runs: a single node, or with ``group`` the embed and probe
+    nodes of one pre-trained run (:data:`GROUPED`), run in sequence by a
+    :class:`~harness.job.GroupJob`, under the resources of its first node's stage. A unit
+    waits on the nodes outside it that are in ``live`` (queued, running, or being
+    submitted); units of one stage that wait on the same nodes share an array. Stages go in
+    graph order, so every job waited on is submitted before the jobs that wait on it."""
+    units: dict[tuple[str, str], list] = {}
+    for node in submit:
+        run = _run_of(node) if group and node.stage in GROUPED else None
+        units.setdefault(("run", run) if run else ("node", node.id), []).append(node)
+    arrays: dict[tuple[str, tuple[str, ...]], list[list]] = {}
+    for unit in units.values():
+        ids = {n.id for n in unit}
+        waits = tuple(sorted({d.id for n in unit for d in n.inputs.values() if d.id in live and d.id not in ids}))
+        arrays.setdefault((unit[0].stage, waits), []).append(unit)
+    order = {stage: i for i, stage in enumerate(stages())}
+    return [(stage, waits, found) for (stage, waits), found in
+            sorted(arrays.items(), key=lambda item: order[item[0][0]])]
+
+
+def _run_of(node) -> str | None:
+    """The id of the pre-trained run (or external encoder) an embed or probe node measures."""
+    while True:
+        up = [d for d in node.inputs.values() if d.stage in GROUPED]
+        if not up:
+            run = node.inputs.get("pretrain")
+            return run.id if run is not None else None
+        node = up[0]
+
+
+def count_submissions(graph, group: bool) -> tuple[int, int]:
+    """(sbatch submissions, Slurm jobs) that queue a whole graph from an empty store."""
+    nodes = list(graph)
+    plan = batches(nodes, {n.id for n in nodes}, group)
+    return len(plan), sum(len(units) for _, _, units in plan)
+
+
+def _submit(executor, settings: SlurmSettings, stage: str, study: str, units: list[list], deps: tuple[str, ...],
+            layout):
     from harness.dispatch import make_job
+    from harness.job import GroupJob
 
     params = executor_parameters(settings, stage, study)
+    if any(len(unit) > 1 for unit in units):
+        params["job_name"] = f"{_safe(study)}.{'+'.join(GROUPED)}"
     executor.parameters.clear()  # parameters persist across calls: no dependency or GPU may leak to the next group
     if deps:
         params["dependency"] = "afterok:" + ":".join(deps)
@@ -581,8 +642,9 @@ def _submit(executor, settings: SlurmSettings, stage: str, study: str, group: li
     jobs = []
     try:
         with executor.batch():
-            for node in group:
-                jobs.append(executor.submit(make_job(node, layout)))
+            for unit in units:
+                job = make_job(unit[0], layout) if len(unit) == 1 else GroupJob([make_job(n, layout) for n in unit])
+                jobs.append(executor.submit(job))
     except Exception as exc:  # noqa: BLE001 - sbatch refused: say why, in one line
         text = str(exc).strip().splitlines()
         raise HarnessError(f"slurm: sbatch refused the {stage} jobs: {text[-1] if text else exc}") from None
@@ -623,7 +685,7 @@ def describe(graph, layout) -> list[dict[str, Any]]:
     for row, node, rec in asked:  # graph order: a node's inputs are decided before it
         # read the store only now, after the job states
         v = view(row["job_id"], states.get(row["job_id"], {}), layout.log_dir, layout.is_done(node),
-                 retries=rec.get("retries"), mem_gb=rec.get("mem_gb"))
+                 retries=rec.get("retries"), mem_gb=rec.get("mem_gb"), node_id=node.id)
         row["slurm"] = v.cls
         row["stderr"] = v.stderr
         if v.requeues:
@@ -740,4 +802,4 @@ FAILED_STATES = {"FAILED", "TIMEOUT", "PREEMPTED", "OUT_OF_MEMORY", "CANCELLED",
 
 __all__ = ["SLURM", "SlurmSettings", "SlurmUnreachable", "resolve", "run", "describe", "sacct", "parse_sacct",
            "view", "check_cluster", "executor_parameters", "FAILED_STATES", "OptunaWorker", "optimize_on_slurm",
-           "journal_storage"]
+           "journal_storage", "batches", "count_submissions"]

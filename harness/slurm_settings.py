@@ -112,6 +112,7 @@ def resolve(compute: dict[str, Any], study_path: Path | str | None = None,
         merged["cpus_per_task"] = int(compute.get("threads_per_job") or 1)
     if merged.get("time_min") is None:
         merged["time_min"] = max(1, int(round(float(compute.get("timeout_min") or 240))))
+    merged["group_small_jobs"] = bool(compute.get("group_small_jobs", True))
     return SlurmSettings(merged, stages, str(profile_path) if profile_path else None)
 
 

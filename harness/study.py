@@ -194,6 +194,7 @@ COMPUTE = Obj({
     "timeout_min": Num(240, min=1),
     "profile": File(None, doc="slurm: cluster profile (YAML with the keys of compute.slurm), overlaid by them"),
     "slurm": SLURM,  # harness/slurm.py: partition, account, qos, GPUs, time, retries, ... (strictly validated)
+    "group_small_jobs": Bool(True, doc="slurm: the embed and probe nodes of one pre-trained run go out as one job"),
 }, default={})
 
 REPORT = Obj({"title": Str("", doc="title of the report")}, default={})
