@@ -145,7 +145,7 @@ def _run_record(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _captions(clips: list[dict], cache: Path) -> list[list[str]]:
+def clip_captions(clips: list[dict], cache: Path) -> list[list[str]]:
     """Each clip's captions: from ``clips.json``, or the manifest for older caches."""
     if all("captions" in c for c in clips):
         return [list(c.get("captions") or []) for c in clips]
@@ -191,7 +191,7 @@ def run_language_task(ctx, task: dict, pointer: dict, cache: Path, clips: list[d
 
     if task["kind"] == "retrieval":
         test = [i for i, c in enumerate(clips) if c["split"] == task["splits"]["test"]]
-        captions = _captions([clips[i] for i in test], cache)
+        captions = clip_captions([clips[i] for i in test], cache)
         keep = [i for i, caps in zip(test, captions) if caps]
         if not keep:
             raise ValueError(f"task {task['name']}: no test clip has a caption")

@@ -1,4 +1,5 @@
-"""Probe metrics, implemented in numpy (no scikit-learn at run time).
+"""Probe metrics, implemented in numpy (no scikit-learn at run time), and the captioning
+metrics of a maintained implementation (:func:`caption_scores`, ``pycocoevalcap``).
 
 Two families of callables live here:
 
@@ -15,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["accuracy", "macro_average_precision", "recall_at_k", "METRICS", "metric_for"]
+__all__ = ["accuracy", "macro_average_precision", "recall_at_k", "METRICS", "metric_for", "caption_scores",
+           "spice_available"]
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -122,3 +124,61 @@ def metric_for(kind: str) -> str:
         return _METRIC_OF_KIND[kind]
     except KeyError:
         raise ValueError(f"no probe metric for task kind {kind!r}; expected one of {sorted(_METRIC_OF_KIND)}") from None
+
+
+def spice_available() -> str | None:
+    """``None`` when SPICE can run here, else why not. pycocoevalcap's SPICE downloads the
+    Stanford CoreNLP 3.6.0 jars into its ``spice/lib`` folder at first use, which fails offline."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    if shutil.which("java") is None:
+        return "no Java runtime (Debian: default-jre-headless)"
+    spec = importlib.util.find_spec("pycocoevalcap")
+    lib = Path(list(spec.submodule_search_locations)[0]) / "spice" / "lib" if spec else None
+    if lib is None or not (lib / "stanford-corenlp-3.6.0.jar").is_file():
+        return "SPICE needs the Stanford CoreNLP 3.6.0 jars, which pycocoevalcap downloads at first use (offline here)"
+    return None
+
+
+def caption_scores(references: list[list[str]], candidates: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Corpus captioning metrics of ``candidates`` (one per clip) against each clip's
+    ``references``, by pycocoevalcap (the COCO caption evaluation code): captions tokenised by
+    its PTB tokenizer (Stanford CoreNLP, Java), then BLEU-4, METEOR 1.5 (Java), ROUGE-L and
+    CIDEr-D (pycocoevalcap's ``Cider`` is CIDEr-D: clipped n-gram counts, Gaussian length
+    penalty σ = 6, ×10), and SPICE with SPIDEr = (CIDEr-D + SPICE) / 2 where SPICE can run
+    (:func:`spice_available`). Returns ``(scores, omitted)``: metric name -> value, and each
+    metric left out -> why. Java is required (the tokenizer and METEOR)."""
+    import shutil
+
+    if shutil.which("java") is None:
+        raise RuntimeError("captioning metrics need Java for the PTB tokenizer and METEOR: install a JRE "
+                           "(Debian: apt-get install default-jre-headless)")
+    if len(references) != len(candidates) or not candidates:
+        raise ValueError(f"expected one candidate per clip, got {len(candidates)} for {len(references)} clips")
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    tokenizer = PTBTokenizer()
+    refs = tokenizer.tokenize({i: [{"caption": r} for r in rs] for i, rs in enumerate(references)})
+    # An empty candidate is scored as one (the tokenizer would drop it; METEOR needs a token).
+    cands = tokenizer.tokenize({i: [{"caption": c or "."}] for i, c in enumerate(candidates)})
+    cands = {i: [c[0] if c and c[0] else "<empty>"] for i, c in cands.items()}
+    scores = {"bleu_4": float(Bleu(4).compute_score(refs, cands, verbose=0)[0][3]),
+              "meteor": float(Meteor().compute_score(refs, cands)[0]),
+              "rouge_l": float(Rouge().compute_score(refs, cands)[0]),
+              "cider_d": float(Cider().compute_score(refs, cands)[0])}
+    omitted = {}
+    why = spice_available()
+    if why is None:
+        from pycocoevalcap.spice.spice import Spice
+
+        scores["spice"] = float(Spice().compute_score(refs, cands)[0])
+        scores["spider"] = 0.5 * (scores["cider_d"] + scores["spice"])
+    else:
+        omitted = {"spice": why, "spider": "SPIDEr is the mean of CIDEr-D and SPICE"}
+    return scores, omitted

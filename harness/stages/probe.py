@@ -5,7 +5,10 @@ per fold (test fold i, valid fold i+1, train the rest; see ``probes/folds.py``) 
 reports the mean over folds, with every fold's value and chosen hyperparameters in
 ``sweep.json``. Retrieval and zero-shot tasks train nothing: they are scored with the
 pre-trained audio-text model (see ``probes/language.py``), or recorded as not applicable
-for an encoder without one.
+for an encoder without one. Retrieval-probe and captioning tasks train a text side or a
+text decoder on the frozen frames of the captioned train split, for every encoder
+(``probes/text_heads.py``); captioning also writes the decoded test captions,
+``captions.jsonl``, beside its scores.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ import numpy as np
 from harness.job import StageContext
 from harness.store import atomic_write_json
 from harness.registry import Component
+from harness.tasks import TRAINED_LANGUAGE_KINDS
 
 # 2: test predictions of every (head, pooling) group in predictions.npz
 # 3: k-fold tasks run every fold; retrieval and zero-shot tasks for audio-text encoders
 # 4: probes.precision (bf16 training matmuls where the hardware has bf16 units)
+# 5: retrieval-probe and captioning tasks (a text side / decoder trained on the frozen frames)
 COMPONENT = Component(
     kind="stage",
     target="run",
-    version="4",
+    version="5",
     doc="the probe sweep of one task over cached frames",
     meta={"order": 70},  # stages run in this order; shared: in $HARNESS_HOME, not the study folder
 )
@@ -46,6 +51,13 @@ def run(ctx: StageContext) -> dict:
         out = run_language_task(ctx, task, pointer, cache, clips)
         atomic_write_json(ctx.workdir / "sweep.json", out)
         return {k: v for k, v in out.items() if k not in ("classes", "groups")}
+    if task["kind"] in TRAINED_LANGUAGE_KINDS:
+        from probes.language import clip_captions
+        from probes.text_heads import run_trained_language_task
+
+        out = run_trained_language_task(ctx, task, cache, clips, clip_captions)
+        atomic_write_json(ctx.workdir / "sweep.json", out)
+        return {k: v for k, v in out.items() if k not in ("history", "head_options")}
     embeddings = load_shards(cache)
     classes, labels = _labels(task, clips)
     return _probe(ctx, cfg, task, embeddings, clips, classes, labels)
