@@ -10,6 +10,8 @@ the content:
   (the mean over the domain's tasks), a line per arm series (the arm without its tag
   system) with its 95% band, the random encoder as a labelled reference; panels share the
   y-axis.
+- :func:`language_size_figure`: UTS Fig. 3's three panels against K: the linear probe, the
+  trained-text retrieval probe (R@1, both directions) and the captioning probe (CIDEr-D).
 - :func:`scaling_figure`: the same against the number of pre-training clips (CaptionStew's
   data scaling).
 - :func:`objective_domain_heatmap`: each arm's domain mean minus the random encoder's, on
@@ -100,9 +102,10 @@ def _baseline(frame):
     return {d: next(iter(s.values()))[0][1:] for d, s in curves.items()}
 
 
-def _line_figure(curves, baselines, domains, stem, width, xlabel, ylabel, xticks) -> None:
-    """A row of panels (one per domain) sharing the y-axis: a line per series with its
-    band, the random encoder as a dashed grey line with its band; one legend above."""
+def _line_figure(curves, baselines, domains, stem, width, xlabel, ylabel, xticks, sharey: bool = True) -> None:
+    """A row of panels (one per domain) sharing the y-axis (unless ``sharey`` is false: panels
+    of different metrics): a line per series with its band, the random encoder as a dashed
+    grey line with its band; one legend above."""
     import matplotlib.lines as mlines
     import numpy as np
 
@@ -112,7 +115,7 @@ def _line_figure(curves, baselines, domains, stem, width, xlabel, ylabel, xticks
     offsets = {s: (i - (len(names) - 1) / 2) * 0.018 for i, s in enumerate(names)}  # decades: no hidden points
     one = width == "one"
     height = 2.35 if one else 2.45
-    with figure(width=width, height=height, ncols=len(domains), squeeze=False, sharey=True) as (fig, axes):
+    with figure(width=width, height=height, ncols=len(domains), squeeze=False, sharey=sharey) as (fig, axes):
         for i, (ax, domain) in enumerate(zip(axes[0], domains)):
             for name in names:
                 points = sorted(curves.get(domain, {}).get(name, []))
@@ -189,6 +192,53 @@ def size_figure(frame, stem: str | Path, width: str = "two", one_column: str | P
             _line_figure(curves, baselines, domains, s, w, "tag-system size K",
                          f"{_metric_name(sized)} (test), task mean", _xticks(sized["tag_system_size"]))
     return _result(curves, baselines, band, domains)
+
+
+LANGUAGE_PANELS = (
+    ("linear probe", None, None),
+    ("retrieval R@1", ("trained-text-to-audio", "trained-audio-to-text"), "recall@1"),
+    ("captioning CIDEr-D", ("greedy",), "cider_d"),
+)
+"""UTS Fig. 3's panels: title, the result heads (``None``: the report's probe head) and the metric."""
+
+
+def language_panels(frame, probe_head: str):
+    """The rows of each panel of :data:`LANGUAGE_PANELS`, its title in the ``domain`` column."""
+    import pandas as pd
+
+    parts = []
+    for title, heads, metric in LANGUAGE_PANELS:
+        rows = (frame[frame["head"] == probe_head] if heads is None
+                else frame[frame["head"].isin(heads) & (frame["metric"] == metric)])
+        if not rows.empty:
+            parts.append(rows.assign(domain=title))
+    return pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
+
+
+def language_size_figure(frame, stem: str | Path, probe_head: str, width: str = "two",
+                         one_column: str | Path | None = None) -> dict | None:
+    """UTS Fig. 3 with its retrieval and captioning panels: against the tag-system size K,
+    the linear probe (``probe_head``, the mean over every probe task), the retrieval probe
+    (the mean R@1 of both directions over the retrieval tasks) and the captioning probe
+    (the mean CIDEr-D over the captioning tasks), a line per arm series, the random encoder
+    as the reference, as :func:`size_figure`. ``None`` (nothing drawn) without two K or
+    without a retrieval or captioning result."""
+    sized = frame[frame["tag_system_size"].notna()]
+    if sized.empty or sized["tag_system_size"].nunique() < 2:
+        return None
+    panels = language_panels(frame, probe_head)
+    if set(panels["domain"]) <= {LANGUAGE_PANELS[0][0]}:
+        return None
+    order = [t for t, _, _ in LANGUAGE_PANELS if t in set(panels["domain"])]
+    sized = panels[panels["tag_system_size"].notna()]
+    curves, kinds = _curves(sized.assign(tag_system_size=sized["tag_system_size"].astype(int)), "tag_system_size",
+                            ("tag_system", "tag_system_size"))
+    baselines = _baseline(panels)
+    for w, s in ((width, stem), ("one", one_column)):
+        if s is not None:
+            _line_figure(curves, baselines, order, s, w, "tag-system size K", "test metric, task mean",
+                         _xticks(sized["tag_system_size"]), sharey=False)
+    return _result(curves, baselines, _band_kind(kinds), order)
 
 
 def scaling_figure(frame, stem: str | Path, width: str = "two", one_column: str | Path | None = None) -> dict | None:

@@ -288,6 +288,12 @@ def _result_sections(writer: ReportWriter, frame, plots, graph, layout, log) -> 
             domain_means(sized), caption=f"Tag-system size: mean test {metric} over the tasks of each domain, per "
                                          "arm (each arm is one objective at one K).",
             label="tab:tag-system-size")))
+    if writer.figure(section, "tag_system_size_language",
+                     language_caption,
+                     lambda stem, one: plots.language_size_figure(frame, stem, main_head, one_column=one)) is not None:
+        section.text += ("\n\nThe retrieval and captioning panels of UTS Fig. 3: a text side (retrieval, mean R@1 of "
+                         "both directions) or a decoder (captioning, greedy CIDEr-D) trained on each frozen encoder, "
+                         "beside the linear probe (head `" + main_head + "`, the mean over its tasks).")
     writer.sections.append(section)
 
     section = Section("Data scaling", "Metric against the number of pre-training clips "
@@ -326,6 +332,16 @@ def heatmap_caption(result: dict, metric: str) -> str:
                 "encoder's own mean. Arms as in the tables.")
     return (f"Each arm's mean test {metric} over the tasks of a domain; the last row, where present, gives the "
             "chance level. Arms as in the tables.")
+
+
+def language_caption(result: dict) -> str:
+    """The caption of the language panels against K (UTS Fig. 3), from what they drew."""
+    series = sorted({s for lines in result["series"].values() for s in lines})
+    text = (f"Against the tag-system size K (log axis), one panel each: {', '.join(result['series'])} (test, mean "
+            f"over the tasks); one line per arm without its K ({', '.join(series)})")
+    if result.get("baselines"):
+        text += "; dashed grey: the random encoder"
+    return text + ". Each panel has its own y-axis."
 
 
 def line_caption(result: dict, metric: str, x: str) -> str:
