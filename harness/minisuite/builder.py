@@ -11,19 +11,21 @@ from pathlib import Path
 import numpy as np
 
 from harness.minisuite.render import Job, render_job
-from harness.minisuite.spec import GENERATOR_VERSION, SPLITS, TASKS, clips_per_class, pool_clips
+from harness.minisuite.spec import GENERATOR_VERSION, TASKS, clips_per_class, pool_clips, splits_of
 from harness.store import publish_dir
 
 
-def _split_table(seed: int, task: str, n_classes: int, per_class: int) -> list[list[str]]:
-    """For every class, the split of each of its ``per_class`` clips (exact 60/20/20 shares)."""
+def _split_table(seed: int, task: str, n_groups: int, per_group: int) -> list[list[str]]:
+    """For every group (class, or the whole task), the split of each of its ``per_group`` clips
+    (exact shares, see :func:`~harness.minisuite.spec.splits_of`)."""
+    shares = splits_of(task)
     table = []
-    for c in range(n_classes):
-        order = np.random.default_rng([seed, zlib.crc32(task.encode()), 1_000_000 + c]).permutation(per_class)
-        names = [""] * per_class
+    for c in range(n_groups):
+        order = np.random.default_rng([seed, zlib.crc32(task.encode()), 1_000_000 + c]).permutation(per_group)
+        names = [""] * per_group
         start = 0
-        for name, share in SPLITS:
-            stop = per_class if name == SPLITS[-1][0] else start + round(share * per_class)
+        for name, share in shares:
+            stop = per_group if name == shares[-1][0] else start + round(share * per_group)
             for rep in order[start:stop]:
                 names[int(rep)] = name
             start = stop
@@ -35,10 +37,10 @@ def plan(seed: int, scale: float) -> list[Job]:
     """Every clip of the suite, pool first, then each task (classes interleaved)."""
     jobs = [Job("pool", i, seed, f"audio/pool/pool-{i:05d}.wav") for i in range(pool_clips(scale))]
     for task, info in TASKS.items():
-        classes = info["classes"]
-        per_class = clips_per_class(task, scale)
-        splits = _split_table(seed, task, len(classes), per_class)
-        for i in range(per_class * len(classes)):
+        classes = info["classes"] if info["kind"] == "multiclass" else [None]
+        per_group = clips_per_class(task, scale)
+        splits = _split_table(seed, task, len(classes), per_group)
+        for i in range(per_group * len(classes)):
             c, rep = i % len(classes), i // len(classes)
             jobs.append(Job(task, i, seed, f"audio/{task}/{task}-{i:05d}.wav", classes[c], splits[c][rep]))
     return jobs
@@ -100,8 +102,8 @@ def _write_manifests(jobs: list[Job], metas: list[dict], root: Path, final: Path
         cut = recording.with_path_prefix(final).to_cut()
         if job.kind == "pool":
             cut.custom = {**meta, "source": "mini"}
-        else:
-            cut.custom = {"label": job.label, "split": job.split}
+        else:  # a multiclass clip's label; a multilabel clip's labels; a scene's captions and labels
+            cut.custom = {**({"label": job.label} if job.label is not None else {}), "split": job.split, **meta}
         by_kind.setdefault(job.kind, []).append(cut)
     pool = by_kind["pool"]
     _write_cutset(pool, root / "pretrain.jsonl.gz")
@@ -119,7 +121,7 @@ def _write_manifests(jobs: list[Job], metas: list[dict], root: Path, final: Path
     for task, info in TASKS.items():
         cuts = by_kind[task]
         _write_cutset(cuts, root / "tasks" / f"{task}.jsonl.gz")
-        counts = {name: sum(c.custom["split"] == name for c in cuts) for name, _ in SPLITS}
+        counts = {name: sum(c.custom["split"] == name for c in cuts) for name, _ in splits_of(task)}
         index["tasks"][task] = {
             "path": f"tasks/{task}.jsonl.gz",
             "domain": info["domain"],

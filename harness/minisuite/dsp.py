@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal
+from scipy import fft, signal
 
 SR = 16000
 """Sampling rate of every clip the mini suite writes."""
@@ -123,6 +123,31 @@ def room_reverb(rng: np.random.Generator, x: np.ndarray, rt60: float, wet: float
         ir[int(rng.uniform(0.004, 0.03) * SR)] += rng.uniform(1.0, 3.0)
     tail = convolve(x, ir)
     return (1 - wet) * x + wet * tail * (rms(x) / rms(tail))
+
+
+def colored_noise(rng: np.random.Generator, n: int, slope: float) -> np.ndarray:
+    """Stationary noise whose power falls as ``1/f**slope`` (0: white, 1: pink, 2: brown), unit RMS."""
+    m = fft.next_fast_len(n, real=True)  # shaped at a length FFTs are quick at, then cropped
+    spectrum = fft.rfft(rng.standard_normal(m))
+    freqs = np.maximum(fft.rfftfreq(m, 1 / SR), 20.0)  # flat under 20 Hz: no DC blow-up
+    x = fft.irfft(spectrum * freqs ** (-slope / 2), m)[:n]
+    return x / rms(x)
+
+
+def background(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A recording's background at unit RMS: coloured noise (hiss to rumble), sometimes
+    swelling and fading like distant traffic or a crowd."""
+    x = colored_noise(rng, n, rng.uniform(0.0, 2.0))
+    if rng.random() < 0.4:
+        x = x * (1.0 + 0.6 * smooth_curve(rng, n, rng.uniform(0.5, 3.0)))
+        x = x / rms(x)
+    return x
+
+
+def add_noise(rng: np.random.Generator, x: np.ndarray, snr_db: tuple[float, float]) -> np.ndarray:
+    """``x`` plus :func:`background` noise at a signal-to-noise ratio drawn from ``snr_db``."""
+    snr = rng.uniform(*snr_db)
+    return x + background(rng, len(x)) * rms(x) * 10 ** (-snr / 20)
 
 
 @lru_cache(maxsize=1)

@@ -135,12 +135,14 @@ def _register(lo: int, hi: int, register: str | None) -> tuple[int, int]:
 
 def phrase(
     rng: np.random.Generator, program: int, seconds: float, tempo: str | None = None, register: str | None = None,
-    chords: bool = False,
+    chords: bool = False, velocity: tuple[int, int] = (60, 118), legato: tuple[float, float] = (0.6, 1.0),
 ) -> list[Note]:
     """A random melodic phrase (or strummed chords) filling ``seconds``.
 
     Notes walk a random scale from a random root within the program's range; ``tempo``
-    and ``register`` follow the caption words ("fast"/"slow", "high"/"low").
+    and ``register`` follow the caption words ("fast"/"slow", "high"/"low"). Each note's
+    velocity is drawn from ``velocity`` (the dynamic) and it sounds for a share of its beat
+    drawn once from ``legato`` (the articulation: about 0.2 staccato, 1.0 legato).
     """
     lo, hi = _register(*PROGRAM_RANGES[program], register)
     beat = 60.0 / rng.uniform(*TEMPI[tempo])
@@ -151,25 +153,25 @@ def phrase(
     idx = int(rng.integers(0, len(keys)))
     notes: list[Note] = []
     t = rng.uniform(0.0, 0.25)
-    legato = rng.uniform(0.6, 1.0)
+    legato_share = rng.uniform(*legato)
     while t < seconds - 0.15:
         length = beat * float(rng.choice([0.5, 0.5, 1.0, 1.0, 1.5, 2.0]))
-        velocity = int(rng.integers(60, 118))
+        note_velocity = int(rng.integers(*velocity))
         if chords:
             stack = [keys[min(idx + j, len(keys) - 1)] for j in (0, 2, 4)]
             strum = rng.uniform(0.008, 0.03)
-            notes += [Note(t + j * strum, length * legato, k, velocity) for j, k in enumerate(sorted(set(stack)))]
+            notes += [Note(t + j * strum, length * legato_share, k, note_velocity) for j, k in enumerate(sorted(set(stack)))]
         else:
-            notes.append(Note(t, length * legato, keys[idx], velocity))
+            notes.append(Note(t, length * legato_share, keys[idx], note_velocity))
         idx = int(np.clip(idx + rng.choice([-2, -1, -1, 1, 1, 2, 0, 3, -3]), 0, len(keys) - 1))
         t += length
     return notes
 
 
 def sustained_note(rng: np.random.Generator, program: int, pitch_class: int, seconds: float) -> list[Note]:
-    """One note of ``pitch_class`` (0 = C) in a random octave inside the program's range."""
+    """One note of ``pitch_class`` (0 = C) in a random octave inside the program's range, at a random dynamic."""
     lo, hi = PROGRAM_RANGES[program]
     candidates = [k for k in range(max(lo, 36), min(hi, 96) + 1) if k % 12 == pitch_class]
     key = int(rng.choice(candidates))
     start = rng.uniform(0.0, 0.15)
-    return [Note(start, seconds * rng.uniform(0.7, 0.85) - start, key, int(rng.integers(70, 120)))]
+    return [Note(start, seconds * rng.uniform(0.7, 0.85) - start, key, int(rng.integers(35, 127)))]

@@ -109,23 +109,29 @@ def speech_audio(rng: np.random.Generator, ev: Event, buckets: frozenset[int]) -
                              int(rng.integers(30, 80)))
 
 
-def _event_audio(rng: np.random.Generator, ev: Event, n: int) -> np.ndarray:
+def _event_audio(rng: np.random.Generator, ev: Event, n: int, buckets: frozenset[int]) -> np.ndarray:
     if ev.domain == "speech":
-        return speech_audio(rng, ev, SENTENCE_BUCKETS["pool"])[:n]
+        return speech_audio(rng, ev, buckets)[:n]
     if ev.domain == "music":
         notes = music.phrase(rng, ev.program, n / dsp.SR, ev.tempo, ev.pitch, ev.style == "chords")
         return music.render(ev.program, notes, n)
     return environment.synthesize(ev.label, rng, n, ev.variant, ev.tempo)[0]
 
 
-def render_scene(rng: np.random.Generator, scene: Scene) -> np.ndarray:
-    """Mix the scene's events at their loudness, distance and place (float32, 16 kHz)."""
+SCENE_SNR_DB = (10.0, 35.0)
+"""Signal-to-noise ratio of a scene's background noise (not captioned, as in real recordings)."""
+
+
+def render_scene(rng: np.random.Generator, scene: Scene, buckets: frozenset[int] = SENTENCE_BUCKETS["pool"]) -> np.ndarray:
+    """Mix the scene's events at their loudness, distance and place over background noise
+    (float32, 16 kHz); speech reads sentences of the hash ``buckets`` (the pool's, or a
+    held-out split's)."""
     n = int(scene.seconds * dsp.SR)
     mix = np.zeros(n)
     for ev in scene.events:
         length = n if ev.domain == "environment" and rng.random() < 0.5 else int(n * rng.uniform(0.6, 1.0))
         start = int(rng.integers(0, n - length + 1))
-        x = _event_audio(rng, ev, length)
+        x = _event_audio(rng, ev, length, buckets)
         if ev.distance == "distant":
             x = dsp.lowpass(x, rng.uniform(1200, 3000))
             x = dsp.room_reverb(rng, x, rng.uniform(0.6, 1.2), 0.5)
@@ -133,4 +139,4 @@ def render_scene(rng: np.random.Generator, scene: Scene) -> np.ndarray:
         dsp.add_at(mix, dsp.fades(dsp.normalize_rms(x, level), 20.0), start)
     if scene.place == "indoor":
         mix = dsp.room_reverb(rng, mix, rng.uniform(0.25, 0.7), rng.uniform(0.2, 0.4))
-    return dsp.finish(mix)
+    return dsp.finish(dsp.add_noise(rng, mix, SCENE_SNR_DB))

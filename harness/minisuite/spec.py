@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from harness.minisuite.vocab import ENV_EVENTS, LANGUAGES
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 """Bump whenever the generated audio, captions or manifests change."""
 
 SPEAKERS: dict[str, tuple[str, int, int, int]] = {
-    "m1_p40_r165": ("en+m1", 40, 165, 50),
-    "m1_p60_r185": ("en+m1", 60, 185, 50),
-    "m3_p50_r150": ("en+m3", 50, 150, 70),
-    "m7_p30_r175": ("en+m7", 30, 175, 35),
-    "f1_p65_r170": ("en+f1", 65, 170, 60),
-    "f2_p75_r155": ("en+f2", 75, 155, 80),
-    "f4_p70_r190": ("en-us+f4", 70, 190, 45),
-    "f4_p85_r160": ("en-us+f4", 85, 160, 45),
+    f"{variant}_p{pitch}_r{rate}": (f"en+{variant}", pitch, rate, pitch_range)
+    for variant, pitch_range, voices in (
+        ("m1", 50, ((35, 165), (50, 180), (65, 155))),
+        ("m3", 70, ((30, 150), (45, 175), (60, 160))),
+        ("f1", 60, ((55, 170), (70, 160), (85, 180))),
+        ("f2", 80, ((50, 155), (65, 185), (80, 165))),
+    )
+    for pitch, rate in voices
 }
 """Speakers of ``speech_speaker``: label -> (espeak voice, pitch, rate in wpm, pitch range).
-Two pairs share a voice variant and differ only in pitch and rate; every clip jitters
-pitch by up to 5 and rate by up to 6 %, as one person's voice varies."""
+Four voice variants, three speakers each, 15 pitch steps and a few words a minute apart;
+every clip jitters pitch by up to 8, rate by up to 8 % and pitch range by up to 10, as one
+person's voice varies, so that neighbouring speakers of a variant overlap."""
 
 FAMILY_NAMES = ("piano", "organ", "guitar", "bass", "strings", "brass", "reed", "pipe")
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -29,48 +30,74 @@ TASKS: dict[str, dict] = {
         "domain": "speech",
         "kind": "multiclass",
         "classes": list(SPEAKERS),
-        "description": "Which of 8 espeak-ng speakers (voice variant + pitch + rate, English) reads a sentence.",
+        "description": "Which of 12 espeak-ng speakers (voice variant + pitch + rate, English) reads a sentence, "
+                       "in a room with noise and other sounds.",
     },
     "speech_language": {
         "domain": "speech",
         "kind": "multiclass",
         "classes": list(LANGUAGES),
-        "description": "Spoken language of a sentence; voice variant, pitch and rate vary at random.",
+        "description": "Spoken language of a sentence; voice, pitch, rate, room, noise and other sounds vary.",
     },
     "music_instrument": {
         "domain": "music",
         "kind": "multiclass",
         "classes": list(FAMILY_NAMES),
-        "description": "General MIDI instrument family (5 programs each) playing a random phrase.",
+        "description": "General MIDI instrument family (5 programs each) playing a phrase at a random register, "
+                       "dynamic and articulation, in a room with noise.",
     },
     "music_pitch": {
         "domain": "music",
         "kind": "multiclass",
         "classes": list(PITCH_CLASSES),
-        "description": "Pitch class of one sustained note; octave and instrument at random.",
+        "description": "Pitch class of one sustained note; octave, instrument, dynamic, room and noise at random, "
+                       "sometimes under a quieter note of another pitch class.",
     },
     "env_event": {
         "domain": "environment",
         "kind": "multiclass",
         "classes": list(ENV_EVENTS),
-        "description": "Which of 8 procedurally synthesised environmental sounds is heard.",
+        "description": "Which of 8 procedurally synthesised environmental sounds is heard, in noise, "
+                       "sometimes with music over it.",
+    },
+    "env_mixture": {
+        "domain": "environment",
+        "kind": "multilabel",
+        "classes": list(ENV_EVENTS),
+        "description": "Which of 8 environmental sounds occur in a mixture of 1-3 of them (mAP, like FSD50K).",
+    },
+    "scene_captions": {
+        "domain": "environment",
+        "kind": "retrieval",
+        "classes": [],
+        "description": "Held-out scenes rendered like the pre-training pool, each with 5 captions "
+                       "(for retrieval and captioning probes); labels: its sound events.",
+        "splits": (("train", 0.6), ("valid", 0.1), ("test", 0.3)),
     },
 }
-"""Probe tasks: name -> domain, kind, classes and a one-line description."""
+"""Probe tasks: name -> domain, kind, classes, a one-line description and (optionally)
+split shares other than :data:`SPLITS`."""
 
-CLIPS_PER_CLASS = {
-    "speech_speaker": 30,
-    "speech_language": 40,
-    "music_instrument": 30,
-    "music_pitch": 30,
-    "env_event": 40,
+CLIPS = {
+    "speech_speaker": 600,
+    "speech_language": 600,
+    "music_instrument": 640,
+    "music_pitch": 600,
+    "env_event": 640,
+    "env_mixture": 600,
+    "scene_captions": 1000,
 }
-"""Clips per class at ``scale=1`` (rounded to a multiple of 5 so 60/20/20 splits are exact)."""
+"""Clips of each task at ``scale=1`` (multiclass tasks: the same number per class)."""
 
-POOL_CLIPS = 800
+POOL_CLIPS = 1200
 """Pre-training scenes at ``scale=1``."""
 
-SPLITS = (("train", 0.6), ("valid", 0.2), ("test", 0.2))
+SPLITS = (("train", 0.4), ("valid", 0.1), ("test", 0.5))
+"""Split shares of a task (of each class, for a multiclass task), unless the task sets its own:
+test sets of at least 300 clips at ``scale=1`` keep the paired bootstrap's intervals near 5 points."""
+
+CAPTIONS_PER_CLIP = 5
+"""Captions of every ``scene_captions`` clip (as Clotho's five), distinct where the templates allow."""
 
 SENTENCE_BUCKETS = {
     "pool": frozenset(range(5)),
@@ -80,10 +107,25 @@ SENTENCE_BUCKETS = {
 }
 """Hash buckets of sentences per use: pool, probe train, valid and test never share a sentence."""
 
+UNIT = 10
+"""Clip counts (per class, or per task without classes) are multiples of this, so the split shares are exact."""
+
+
+def splits_of(task: str) -> tuple[tuple[str, float], ...]:
+    """The split shares of ``task``."""
+    return TASKS[task].get("splits", SPLITS)
+
+
+def groups(task: str) -> int:
+    """How many equal groups the task's clips are split in: its classes, or 1 (multilabel and retrieval)."""
+    return len(TASKS[task]["classes"]) if TASKS[task]["kind"] == "multiclass" else 1
+
 
 def clips_per_class(task: str, scale: float) -> int:
-    """Clips per class of ``task`` at ``scale``: a multiple of 5, at least 5."""
-    return max(5, 5 * round(CLIPS_PER_CLASS[task] * scale / 5))
+    """Clips per group (class, or the whole task, see :func:`groups`) at ``scale``: a multiple of
+    :data:`UNIT`, at least :data:`UNIT`."""
+    per_group = CLIPS[task] / groups(task)
+    return max(UNIT, UNIT * round(per_group * scale / UNIT))
 
 
 def pool_clips(scale: float) -> int:

@@ -7,14 +7,18 @@ from harness.sources._adapter import Adapter
 from harness.schema import Num, Str
 
 # A task file names it in `adapter: minisuite`.
-COMPONENT = Component(kind="adapter", name="minisuite", target="MiniSuite", version="1")
+COMPONENT = Component(kind="adapter", name="minisuite", target="MiniSuite", version="2")
 
 
 class MiniSuite(Adapter):
+    """The mini suite's tasks (``args.task``): multiclass clips carry ``label``, ``env_mixture``
+    clips ``labels``, ``scene_captions`` clips ``captions`` (and their events as ``labels``)."""
+
     name = "minisuite"
     title = "mini suite"
     layout = "generated into the shared cache"
     root_required = False
+    kinds = ("multiclass", "multilabel", "retrieval")
 
     @property
     def args(self):  # noqa: D102 - the task names are the suite's
