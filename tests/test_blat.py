@@ -136,21 +136,17 @@ def test_keyword_captioner_is_conditioned_on_its_keywords() -> None:
 
 
 @pytest.mark.slow
-def test_mini_blat_runs_end_to_end(tmp_path, monkeypatch) -> None:
+def test_mini_blat_runs_end_to_end(tmp_path, harness_env, monkeypatch) -> None:
     """Captioner trained and used on the pool (the scenes' events as keywords), CLAP with a
     tiny CNN14 trained, zero-shot rows in the results."""
-    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HARNESS_HOME", harness_env["HARNESS_HOME"])  # the session's mini suite
     out = tmp_path / "run"
     assert main(["run", str(ROOT / "studies" / "mini_blat.yaml"), "--executor", "debug", "--out", str(out),
                  "--no-progress"]) == 0
-    study = load_study(ROOT / "studies" / "mini_blat.yaml")
-    stages = expand(study.config).by_stage()
-    home = tmp_path / "home" / "store"
+    stages = expand(load_study(ROOT / "studies" / "mini_blat.yaml").config).by_stage()
     (captions,) = stages["captions"]
-    report = json.loads(next(home.glob(f"captions/{captions.key}/caption_report.json")).read_text()) \
-        if list(home.glob(f"captions/{captions.key}")) else json.loads((out / "store" / "captions" / captions.key /
-                                                                         "caption_report.json").read_text())
-    assert report["captioned"] > 0
+    report = json.loads((out / "store" / "captions" / captions.key / "caption_report.json").read_text())
+    assert report["captioned"] > 0 and report["captioned"] + report["missing"] == report["total"]
     results = pd.read_parquet(out / "results.parquet")
     zero_shot = results[results["task"] == "mini/env_event_zeroshot"]
     assert len(zero_shot) and zero_shot["value"].between(0, 1).all()
@@ -172,3 +168,27 @@ pretrain:
     text = str(err.value)
     assert "pretrain.stream" in text and "'panns-logmel'" in text
     assert "tagging.captioner.train.encoder" in text and "did you mean 'cnn14'" in text
+
+
+def test_captioner_training_resumes_from_its_work_folder(tmp_path) -> None:
+    """The captioner trains on the pre-training trainer: a rerun in the same work folder
+    resumes from its checkpoint (here: the finished state) and writes the same weights."""
+    from harness.tagging.keyword import CHECKPOINT, train_captioner
+
+    g = torch.Generator().manual_seed(0)
+    cuts = [{"id": f"c{i}", "custom": {"caption": ["a dog barks", "rain falls", "a bell rings"][i % 3]}}
+            for i in range(6)]
+    keywords = {f"c{i}": [["dog"], ["rain"], ["bell"]][i % 3] for i in range(6)}
+    features = ([c["id"] for c in cuts], [torch.randn(70 + 10 * i, 64, generator=g) for i in range(6)])
+    config = {"caption_field": "caption", "max_tokens": 12, "seed": 0, "encoder": {"name": "cnn14", "size": "tiny"},
+              "dim": 32, "layers": 1, "dropout": 0.0, "label_smoothing": 0.1, "keyword_dropout": 0.0, "steps": 4,
+              "batch_size": 3, "lr": 0.003, "weight_decay": 0.0, "features": {"kind": "panns-logmel"}}
+    first = train_captioner(cuts, keywords, config, features, tmp_path, checkpoint_every=2, log=lambda _: None)
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert (first["steps"], first["keywords"], first["captions"]) == (4, 3, 6)
+    assert saved["keywords"] == ["bell", "dog", "rain"]
+    again = train_captioner(cuts, keywords, config, features, tmp_path, checkpoint_every=2, log=lambda _: None)
+    assert again["resumed_from"] == 4
+    resaved = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    for key, value in saved["state_dict"].items():
+        assert torch.equal(value, resaved["state_dict"][key]), key

@@ -6,8 +6,8 @@ Inputs: ``dataset``, the training source (AudioCaps for BLAT; its captions in
 ``keyword_field`` (AudioSet for BLAT), matched to the training clips by clip id or
 YouTube id; without it the training clips' own ``keyword_field`` is read. The model is
 trained by the pre-training trainer, which checkpoints into the work folder and resumes
-from there after a kill; the node is keyed by its config and its inputs, so every study
-that trains the same captioner on the same data shares it.
+from there after a kill; the node is keyed by its config and its inputs, so a rerun, or a
+change downstream, reuses it.
 """
 
 from __future__ import annotations

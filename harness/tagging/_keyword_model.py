@@ -51,6 +51,11 @@ class KeywordCaptioner(nn.Module):
     def logits(self, words: Tensor, word_lengths: Tensor, keywords: Tensor, frames: Tensor,
                lengths: Tensor) -> Tensor:
         """[B, L, V] next-token logits of input words [B, L] (BOS first)."""
+        return self.classifier(self.hidden(words, word_lengths, keywords, frames, lengths))
+
+    def hidden(self, words: Tensor, word_lengths: Tensor, keywords: Tensor, frames: Tensor,
+               lengths: Tensor) -> Tensor:
+        """[B, L, d] decoder outputs of input words [B, L], before the classifier."""
         x = self.in_dropout(self.word_embedding(words)) * math.sqrt(self.dim)
         x = self.word_keyword_norm(x + self.keyword_proj(keywords)[:, None, :])
         x = self.pos_dropout(x + sinusoidal_positions(x.shape[1], self.dim, x.device).to(x.dtype))
@@ -58,9 +63,8 @@ class KeywordCaptioner(nn.Module):
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=words.device), 1)
         memory = self.attn_proj(frames)
         memory_pad = ~padding_mask(lengths.clamp(min=1), frames.shape[1])
-        out = self.model(x, memory, tgt_mask=causal, tgt_key_padding_mask=~padding_mask(word_lengths, length),
-                         memory_key_padding_mask=memory_pad)
-        return self.classifier(out)
+        return self.model(x, memory, tgt_mask=causal, tgt_key_padding_mask=~padding_mask(word_lengths, length),
+                          memory_key_padding_mask=memory_pad)
 
     def forward(self, batch: dict[str, Any], frames: Tensor, lengths: Tensor) -> dict[str, Any]:
         tokens, token_lengths = batch["tokens"], batch["tokens_lengths"]  # BOS ... EOS, padded
@@ -80,7 +84,7 @@ class KeywordCaptioner(nn.Module):
         done = torch.zeros(len(frames), dtype=torch.bool, device=frames.device)
         for _ in range(self.max_tokens - 1):
             word_lengths = torch.full((len(frames),), words.shape[1], device=frames.device)
-            step = self.logits(words, word_lengths, keywords, frames, lengths)[:, -1].argmax(-1)
+            step = self.classifier(self.hidden(words, word_lengths, keywords, frames, lengths)[:, -1]).argmax(-1)
             step = step.masked_fill(done, self.eos_id)
             words = torch.cat([words, step[:, None]], dim=1)
             done |= step == self.eos_id

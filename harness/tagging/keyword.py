@@ -13,7 +13,8 @@ the audio. Here that is two graph nodes:
   (clip, caption), through the pre-training trainer, so it checkpoints and resumes as
   pre-training does, and its node is keyed by content like every other;
 - the ``keyword`` captioner backend (this file) captions every clip of the pool from the
-  trained model given the clip's tags in ``field`` (greedy decoding). A clip none of whose
+  trained model given the clip's tags in ``field`` (greedy decoding). The decoder's
+  vocabulary is the tokens (all-MiniLM-L6-v2's WordPiece) of the training captions. A clip none of whose
   tags is in the keyword vocabulary is counted as ``missing`` and gets no caption.
 """
 
@@ -80,13 +81,18 @@ def train_captioner(cuts: list[dict[str, Any]], keywords_of: dict[str, list[str]
     if not rows or not vocab:
         raise ValueError(f"no clip of the training source has both a caption in {config['caption_field']!r} "
                          f"and keywords (found {len(rows)} captions, {len(vocab)} keywords)")
-    tokens = [torch.tensor([tok.bos_id] + ids + [tok.eos_id])
-              for ids in tok.encode(texts, max_tokens - 2, special=False)]
+    sequences = [[tok.bos_id] + ids + [tok.eos_id] for ids in tok.encode(texts, max_tokens - 2, special=False)]
+    # The decoder's vocabulary: the tokens of the training captions (as the authors' word
+    # vocabulary is built from theirs), mapped back to the tokenizer's ids to decode.
+    token_ids = sorted({i for seq in sequences for i in seq} | {tok.pad_id})
+    compact = {tid: j for j, tid in enumerate(token_ids)}
+    tokens = [torch.tensor([compact[i] for i in seq]) for seq in sequences]
     log(f"keyword captioner: {len(rows)} captions of {len(set(rows))} clips, {len(vocab)} keywords")
     torch.manual_seed(config["seed"])
     encoder = build_encoder(config["encoder"]["name"], size=config["encoder"]["size"])
-    model_cfg = {"num_keywords": len(vocab), "num_embeddings": tok.num_embeddings, "bos_id": tok.bos_id,
-                 "eos_id": tok.eos_id, "pad_id": tok.pad_id, "dim": config["dim"], "layers": config["layers"],
+    model_cfg = {"num_keywords": len(vocab), "num_embeddings": len(token_ids), "bos_id": compact[tok.bos_id],
+                 "eos_id": compact[tok.eos_id], "pad_id": compact[tok.pad_id], "dim": config["dim"],
+                 "layers": config["layers"],
                  "dropout": config["dropout"], "label_smoothing": config["label_smoothing"],
                  "keyword_dropout": config["keyword_dropout"], "max_tokens": max_tokens}
     captioner = KeywordCaptioner(encoder.dim, **model_cfg)
@@ -97,8 +103,9 @@ def train_captioner(cuts: list[dict[str, Any]], keywords_of: dict[str, list[str]
                     {"tokens": tokens, "keywords": torch.tensor(kws)}, train_cfg, workdir, progress=progress)
     atomic_save({"encoder": {"name": config["encoder"]["name"], "config": {"size": config["encoder"]["size"]}},
                  "encoder_state": encoder.state_dict(), "model": model_cfg, "state_dict": captioner.state_dict(),
-                 "keywords": vocab, "features": config["features"]}, workdir / CHECKPOINT)
-    return {**summary, "captions": len(rows), "clips": len(set(rows)), "keywords": len(vocab)}
+                 "keywords": vocab, "token_ids": token_ids, "features": config["features"]}, workdir / CHECKPOINT)
+    return {**summary, "captions": len(rows), "clips": len(set(rows)), "keywords": len(vocab),
+            "tokens": len(token_ids)}
 
 
 def caption_with_model(cuts: Iterable[dict[str, Any]], config: dict[str, Any], model_dir,
@@ -111,16 +118,17 @@ def caption_with_model(cuts: Iterable[dict[str, Any]], config: dict[str, Any], m
     from encoders import build_encoder
     from encoders.features import extract
     from encoders.text import TextTokenizer
+    from encoders.trainer import collate
     from harness.tagging._keyword_model import KeywordCaptioner
     from harness.tagging.captioners import CaptionReport, clip_tags
-    from encoders.trainer import collate
 
     ckpt = torch.load(model_dir / CHECKPOINT, map_location="cpu", weights_only=True)
     encoder = build_encoder(ckpt["encoder"]["name"], **ckpt["encoder"]["config"])
     encoder.load_state_dict(ckpt["encoder_state"])
     model = KeywordCaptioner(encoder.dim, **ckpt["model"])
     model.load_state_dict(ckpt["state_dict"])
-    encoder.eval(), model.eval()
+    encoder.eval()
+    model.eval()
     index = {k: i for i, k in enumerate(ckpt["keywords"])}
     tok = TextTokenizer(None)
     report, captions = CaptionReport(), {}
@@ -132,7 +140,7 @@ def caption_with_model(cuts: Iterable[dict[str, Any]], config: dict[str, Any], m
             frames, out_lengths = encoder(feats, lengths)
             ids = model.greedy(torch.tensor([p[2] for p in pending]), frames, out_lengths)
         for (clip, _, _), seq in zip(pending, ids):
-            text = tok.decode(seq).strip()
+            text = tok.decode([ckpt["token_ids"][i] for i in seq]).strip()
             if text:
                 captions[clip] = text
                 report.captioned += 1
