@@ -15,7 +15,8 @@ import pytest
 from harness.cli import main
 from harness.graph import expand
 from harness.study import load_study
-from test_adapters import cremad_tree, fsd50k_tree, mtat_tree, nsynth_tree, vggsound_tree, voxceleb2_tree
+from test_adapters import (audiocaps_tree, clotho_tree, cremad_tree, esc50_tree, fsd50k_tree, mtat_tree, nsynth_tree,
+                           us8k_tree, vggsound_tree, voxceleb2_tree)
 
 PAPER = Path(__file__).resolve().parent.parent / "studies" / "paper"
 
@@ -29,6 +30,10 @@ def data_root(tmp_path_factory):
     cremad_tree(root / "CREMA-D")
     mtat_tree(root / "MagnaTagATune")
     nsynth_tree(root / "NSynth")
+    esc50_tree(root / "ESC-50-master")  # BLAT's zero-shot and retrieval tasks
+    us8k_tree(root / "UrbanSound8K")
+    audiocaps_tree(root / "AudioCaps")
+    clotho_tree(root / "Clotho")
     for folder in ("UTS/audio", "AudioSet/audio", "CaptionStew"):
         (root / folder).mkdir(parents=True)
     for name in ("UTS/uts_400k.jsonl.gz", "CaptionStew/captions.csv", "AudioSet/unbalanced_train_segments.csv",
