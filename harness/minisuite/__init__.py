@@ -10,11 +10,15 @@ synthesised from pip-installed components, with no network:
 - environmental sound: procedural models of rain, engine, siren, footsteps, knock,
   bird, wind and bell (:mod:`harness.minisuite.environment`).
 
+Probe clips are recordings, not clean renders: background noise at a varied SNR, often a
+reverberant room and an overlapping unlabelled source (:mod:`harness.minisuite.render`).
+
 Layout of a built suite (``build`` returns the index)::
 
     out_dir/index.json                 generator_version, seed, scale, pretrain, tasks
     out_dir/pretrain.jsonl.gz          Lhotse CutSet; custom: caption, weak_caption, events, labels, source
-    out_dir/tasks/<task>.jsonl.gz      Lhotse CutSet; custom: label, split (train / valid / test)
+    out_dir/tasks/<task>.jsonl.gz      Lhotse CutSet; custom: split (train / valid / test) and label
+                                       (multiclass), labels (env_mixture), captions + labels (scene_captions)
     out_dir/audio/<pool|task>/*.wav    16 kHz mono PCM-16, 2-4 s
 
 Manifest paths in ``index.json`` are relative to ``out_dir``; the audio sources inside
@@ -40,8 +44,8 @@ def build(out_dir: str | Path, seed: int = 0, scale: float = 1.0, progress: bool
     out_dir already complete, return its index). Returns the index dict also written to
     out_dir/index.json.
 
-    ``scale`` multiplies every clip count (the pool has ``round(800 * scale)`` scenes; each
-    task class about ``30-40 * scale`` clips, a multiple of 5, at least 5). The same
+    ``scale`` multiplies every clip count (the pool has ``round(1200 * scale)`` scenes; each
+    task about ``600-1000 * scale`` clips, a multiple of 10 per class, at least 10). The same
     ``seed`` and ``scale`` give byte-identical wav files and manifests, whatever
     ``workers``. An ``out_dir`` holding a suite of another seed, scale or generator
     version, or anything else, raises ``FileExistsError``.
