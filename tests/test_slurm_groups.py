@@ -172,7 +172,7 @@ def test_a_runs_small_nodes_are_one_slurm_job_and_a_rerun_after_scancel_complete
             return (out / "store" / node.stage / node.key / "_done.json").is_file()
 
         # cancel once the first embedding is complete: the first probe then runs for seconds
-        wait_for(lambda: stored(small[0]), 400, "the first node of the group job", every=0.1)
+        wait_for(lambda: stored(small[0]), 900, "the first node of the group job", every=0.1)
         assert sacct_state(job) == "RUNNING"
         subprocess.run(["scancel", job], check=True)
         _, stderr = run.communicate(timeout=120)
