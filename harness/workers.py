@@ -15,9 +15,11 @@ Why a pool of our own, on :mod:`multiprocessing`'s *forkserver*:
   waits forever for the task of a killed worker. Here a job whose worker crashes or is
   killed (SIGKILL, the OOM killer, a segfault in native code) fails alone, with the cause
   in one line, and a new worker takes the slot.
-- The forkserver imports torch once (``set_forkserver_preload``); each worker is forked
-  from it, so it starts in milliseconds with torch imported and with none of the driver's
-  state (no threads, no open files, no progress display). That makes recycling cheap.
+- The forkserver imports torch once (``set_forkserver_preload``: :data:`PRELOAD`); each
+  worker is forked from it, so it starts in milliseconds with torch imported and with none
+  of the driver's state (no threads, no open files, no progress display). That makes
+  recycling cheap. (A fork of a process that has imported torch but run no operation is
+  safe: its thread pools start at the first operation, in the worker.)
 
 What a job keeps from the guarantees of a process of its own:
 
@@ -56,7 +58,9 @@ from typing import Any
 OWN_PROCESS = frozenset({"pretrain"})  # stages that keep a process of their own (long, resumable, DDP)
 RECYCLE_AFTER = 20  # jobs a worker runs before a fresh one replaces it
 RECYCLE_RSS_GB = 4.0  # a worker whose resident memory passes this after a job is replaced
-PRELOAD = ["torch", "numpy"]  # imported once by the forkserver, so every worker starts with them
+# Imported once by the forkserver, so every worker starts with them: torch, and what the
+# embedding and probe stages import (seconds for a fresh process on a loaded 2-core machine).
+PRELOAD = ["torch", "numpy", "torchaudio", "lhotse", "soundfile"]
 TORCH_DEFAULT_SEED = 67280421310721  # torch.initial_seed() of a fresh process
 
 
@@ -245,7 +249,7 @@ def _worker_main(conn: Connection, log_dir: str, cwd: str) -> None:
 def _run_one(job: Any, stdout: str, stderr: str, env: dict[str, str], cwd: str, own: int) -> tuple[str, str | None]:
     import sys
 
-    _clean_state(env, cwd)
+    clean_state(env, cwd)
     out = os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     err = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(out, 1)
@@ -266,8 +270,9 @@ def _run_one(job: Any, stdout: str, stderr: str, env: dict[str, str], cwd: str, 
         os.dup2(own, 2)
 
 
-def _clean_state(env: dict[str, str], cwd: str) -> None:
-    """The state a fresh worker has: environment, working folder, seeds, autograd, dtype."""
+def clean_state(env: dict[str, str], cwd: str) -> None:
+    """The state of a fresh process, before each job: the environment and working folder
+    given, ``random`` and numpy seeded at 0, torch at its default seed, autograd on, fp32."""
     import random
 
     os.environ.clear()
