@@ -48,7 +48,9 @@ def checkpoint_digest(path: str | os.PathLike) -> str:
     for key in sorted(ckpt["state_dict"]):
         tensor = ckpt["state_dict"][key].contiguous()
         h.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        # reshape(-1): a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes;
+        # any other tensor gives the same bytes either way.
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return h.hexdigest()
 
 

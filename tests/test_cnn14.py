@@ -120,3 +120,18 @@ def test_cnn14_lengths_are_floor_over_32() -> None:
     assert frames[torch.arange(6)[None, :] >= out[:, None]].abs().max() == 0
     with pytest.raises(ValueError, match="layer"):
         enc(feats, lengths, layer=1)
+
+
+def test_checkpoint_digest_covers_batchnorm_counters(tmp_path) -> None:
+    """CNN14's BatchNorms carry 0-dim counters (num_batches_tracked); the content digest
+    reads them, equal weights give equal digests, and another counter another digest."""
+    from encoders.checkpoint import checkpoint_digest, save_encoder
+
+    torch.manual_seed(0)
+    enc = build_encoder("cnn14")
+    save_encoder(tmp_path / "a.pt", enc, "cnn14", {})
+    save_encoder(tmp_path / "b.pt", enc, "cnn14", {})
+    assert checkpoint_digest(tmp_path / "a.pt") == checkpoint_digest(tmp_path / "b.pt")
+    enc.bn0.num_batches_tracked += 1
+    save_encoder(tmp_path / "c.pt", enc, "cnn14", {})
+    assert checkpoint_digest(tmp_path / "c.pt") != checkpoint_digest(tmp_path / "a.pt")
