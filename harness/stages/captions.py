@@ -1,8 +1,9 @@
 """Captions of every clip of a source, from the configured captioner backend.
 
 ``manifest`` reads a caption field, ``template`` writes captions from a tag-list field,
-``openai`` asks an audio captioning model (see :mod:`harness.tagging.captioners`). What
-happened to every clip is in ``caption_report.json``; a clip without a caption is
+``openai`` asks an audio captioning model (see :mod:`harness.tagging.captioners`),
+``keyword`` runs the captioner its ``captioner`` input trained (:mod:`harness.tagging.keyword`).
+What happened to every clip is in ``caption_report.json``; a clip without a caption is
 counted, never silently dropped.
 """
 
@@ -29,9 +30,14 @@ def run(ctx: StageContext) -> dict:
     from harness.tagging.captioners import caption_cuts
 
     cuts = list(iter_cut_dicts(pool_manifest(ctx.inputs["dataset"].path)))
-    model = ctx.inputs["captioner"].path if "captioner" in ctx.inputs else None  # a trained captioner (keyword)
-    captions, report = caption_cuts(cuts, ctx.config, ctx.runtime, cache_dir=ctx.cache_dir, progress=ctx.progress,
-                                    model_dir=model)
+    if "captioner" in ctx.inputs:  # a captioner trained by a captioner node (keyword: BLAT's)
+        from harness.tagging.keyword import caption_with_model
+
+        captions, report = caption_with_model(cuts, ctx.config, ctx.inputs["captioner"].path,
+                                              batch_size=ctx.runtime.get("batch_size") or 32)
+    else:
+        captions, report = caption_cuts(cuts, ctx.config, ctx.runtime, cache_dir=ctx.cache_dir,
+                                        progress=ctx.progress)
     rows = [{"id": cut["id"], "caption": captions[cut["id"]]} for cut in cuts if cut["id"] in captions]
     summary = report.to_dict()
     atomic_write_text(ctx.workdir / "caption_report.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -246,8 +246,7 @@ class OpenAICaptioner:
 
 
 def caption_cuts(cuts: Iterable[dict[str, Any]], config: dict[str, Any], runtime: dict[str, Any] | None = None,
-                 cache_dir: Any = None, progress: bool = False,
-                 model_dir: Any = None) -> tuple[dict[str, str], CaptionReport]:
+                 cache_dir: Any = None, progress: bool = False) -> tuple[dict[str, str], CaptionReport]:
     """Caption every cut with the backend that ``config["backend"]`` names.
 
     ``config`` is a study's ``tagging.captioner`` block (the settings that decide the
@@ -256,11 +255,6 @@ def caption_cuts(cuts: Iterable[dict[str, Any]], config: dict[str, Any], runtime
     """
     runtime = runtime or {}
     backend = config["backend"]
-    if backend == "keyword":  # a captioner trained by a captioner node (harness/tagging/keyword.py)
-        from harness.tagging.keyword import caption_with_model
-
-        return caption_with_model(cuts, config, model_dir, batch_size=runtime.get("batch_size") or 32,
-                                  progress=progress)
     if backend in ("manifest", "template"):
         report = CaptionReport()
         captions: dict[str, str] = {}

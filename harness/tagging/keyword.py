@@ -108,8 +108,7 @@ def train_captioner(cuts: list[dict[str, Any]], keywords_of: dict[str, list[str]
             "tokens": len(token_ids)}
 
 
-def caption_with_model(cuts: Iterable[dict[str, Any]], config: dict[str, Any], model_dir,
-                       batch_size: int = 32, progress: bool = False):
+def caption_with_model(cuts: Iterable[dict[str, Any]], config: dict[str, Any], model_dir, batch_size: int = 32):
     """``(clip id -> caption, CaptionReport)``: every cut captioned by the trained model of
     ``model_dir`` given its tags in ``config["field"]``, greedily."""
     import torch
