@@ -15,7 +15,9 @@ It prints, per stage, the jobs and their compute, then
 
 which is 1.0 when every slot computes all the time, and grows with what is spent outside
 the jobs (starting processes, importing torch, waiting for the scheduler) and with slots
-left idle by the graph's dependencies. ``slots`` is ``--max-parallel``, else the study's
+left idle by the graph's dependencies. The same ratio without the dataset jobs follows: the
+mini suite's build runs before anything else and keeps every core busy by itself, though it
+counts as one slot's compute. ``slots`` is ``--max-parallel``, else the study's
 ``compute.max_parallel``, else the CPU cores (as ``harness run`` picks it).
 
 ``--sbatch`` prints, for each study, the sbatch submissions (job arrays) and the Slurm jobs
@@ -111,6 +113,11 @@ def report(study, graph, layout, wall: float, slots: int, how: str, load: list[f
     ideal = total / slots
     print(f"total compute {total:.1f} s; / {slots} slots = {ideal:.1f} s")
     print(f"wall {wall:.1f} s ({how}) = {wall / ideal:.2f} x (compute / slots)")
+    data = sum(by_stage.get("dataset", []))
+    if data and total > data:  # the mini suite's build runs alone and uses every core by itself
+        rest = (total - data) / slots
+        print(f"without the dataset jobs ({data:.1f} s, run before anything else): wall {wall - data:.1f} s = "
+              f"{(wall - data) / rest:.2f} x ({total - data:.1f} s / {slots} slots)")
     if load:
         print(f"load average (1 min) during the run: mean {statistics.fmean(load):.1f}, max {max(load):.1f} "
               f"({len(load)} samples, {os.cpu_count()} CPUs)")
