@@ -101,7 +101,6 @@ class _Worker:
     jobs_run: int = 0
     job: PoolJob | None = None
     started: float = 0.0
-    retire: bool = False  # replace it once its job is through
 
 
 @dataclass
