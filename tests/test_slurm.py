@@ -672,8 +672,10 @@ def test_a_study_search_dispatches_its_trials_as_slurm_jobs(cluster, tmp_path, h
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     probes = [json.loads(p.read_text()) for p in (out / "state").glob("probe-*.json")]
     assert len(probes) == 2 and all(p["executor"] == "slurm" and p["job_id"] for p in probes)
-    # both trials' probes measure the same run: one Slurm job (compute.group_small_jobs), each with its record
-    assert len({p["job_id"] for p in probes}) == 1 and all(len(p["group"]) == 2 for p in probes)
+    # both trials' probes measure the same run: one Slurm job with its embedding (compute.group_small_jobs)
+    assert len({p["job_id"] for p in probes}) == 1
+    assert all(sorted(p["group"]) == sorted([f"probe/{q['key']}" for q in probes] + [p["group"][0]])
+               and p["group"][0].startswith("embed/") for p in probes)
     # the accounting database may lag behind the jobs' own completion records
     wait_for(lambda: all(sacct_state(p["job_id"]) == "COMPLETED" for p in probes), 120,
              f"sacct to show the trial jobs {[p['job_id'] for p in probes]} COMPLETED", every=2)
