@@ -612,6 +612,37 @@ def test_the_auden_clap_as_options(tiny_bert):
     assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_blats_audio_head_as_options(tiny_bert):
+    """BLAT's clip embedding (wsntxxn/BLAT models/audio_encoder.py + audio_text_model.py):
+    max + mean over the valid frames, dropout, Linear + ReLU, dropout, Linear; written out
+    by hand in eval mode (dropout off), and dropout active in training."""
+    folder, _ = tiny_bert
+    torch.manual_seed(4)
+    clap, _ = from_supervision("contrastive", 16, supervision(), text_model=str(folder), proj_dim=8,
+                               projection="audio_mlp", audio_pooling="max+mean", activation="relu", dropout=0.5,
+                               hidden_dim=32)
+    kinds = [type(m).__name__ for m in clap.audio_proj]
+    assert kinds == ["Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    frames, lengths = torch.randn(3, 7, 16), torch.tensor([7, 2, 5])
+    frames[1, 2:] = 100.0  # padding must not reach the max
+    clap.eval()
+    with torch.no_grad():
+        got = clap.embed_audio(frames, lengths)
+        fc1, proj = clap.audio_proj[1], clap.audio_proj[4]
+        want = []
+        for i in range(3):
+            valid = frames[i, : lengths[i]]
+            pooled = valid.max(0).values + valid.mean(0)
+            want.append(proj(torch.relu(fc1(pooled))))
+        want = torch.nn.functional.normalize(torch.stack(want), dim=-1)
+    assert torch.allclose(got, want, atol=1e-6)
+    clap.train()
+    torch.manual_seed(0)
+    assert not torch.allclose(clap.embed_audio(frames, lengths), got)  # dropout on while training
+    with pytest.raises(ValueError, match="options of projection: audio_mlp"):
+        from_supervision("contrastive", 16, supervision(), text_model=str(folder), projection="both_mlp", dropout=0.5)
+
+
 def test_learned_logit_scale_is_clamped_as_a_parameter(built, tmp_path):
     """The loss uses the parameter as it is (a scale past the clamp still has a gradient);
     after each optimizer step the parameter itself is clamped, as open_clip does."""

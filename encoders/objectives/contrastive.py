@@ -19,10 +19,14 @@ batch's embeddings. The trainer gathers them across micro-batches and ranks, so 
 negatives are the whole batch whatever grad_accum and the number of GPUs
 (:func:`encoders.trainer.accumulate_gradients`).
 
-``projection`` picks the heads: ``audio_mlp`` (mean-pooled frames through Linear-GELU-Linear
+``projection`` picks the heads: ``audio_mlp`` (pooled frames through Linear-GELU-Linear
 of width ``hidden_dim``, default the encoder's; one Linear on the text side) or ``both_mlp``
 (the Auden CLAP's: Linear-ReLU-Linear of width ``hidden_dim``, default ``proj_dim``, on both
-sides, the audio one on every frame before the mean).
+sides, the audio one on every frame before the mean). BLAT's audio head is ``audio_mlp``
+with ``audio_pooling: max+mean`` (the max plus the mean over valid frames),
+``activation: relu``, ``dropout: 0.5`` (before and after the hidden layer) and
+``hidden_dim: 2048`` (wsntxxn/BLAT ``models/audio_encoder.py``: CNN14's fc1 on the pooled
+frames, then ``audio_text_model.py``'s ``audio_proj``).
 
 After training, the pretrain stage saves this module (text tower, both projections,
 temperature) as ``language.pt`` beside the encoder (``encoders.checkpoint.save_language_side``,
@@ -65,6 +69,11 @@ COMPONENT = Component(
                               "CLAP's ReLU MLPs on both sides, the audio one frame-wise before pooling"),
         "hidden_dim": Num(None, integer=True, min=1,
                           doc="projection MLP width (default: the encoder's for audio_mlp, proj_dim for both_mlp)"),
+        "audio_pooling": Str("mean", choices=["mean", "max+mean"],
+                             doc="audio frames pooled by their mean over valid frames, or max + mean (BLAT)"),
+        "activation": Str(None, choices=["gelu", "relu"],
+                          doc="the audio_mlp head's activation (default gelu; relu: BLAT); both_mlp is ReLU"),
+        "dropout": Num(0.0, min=0.0, max=0.9, doc="audio_mlp: dropout before and after its hidden layer (BLAT 0.5)"),
         "temperature": Num(0.07, min=1e-4, max=10.0, doc="initial (or fixed) softmax temperature"),
         "learn_temperature": Bool(True, doc="learn the temperature (logit scale) from its initial value"),
         "max_logit_scale": Num(100.0, min=1.0, doc="a learned logit scale is clamped to at most this after each step"),
@@ -76,8 +85,11 @@ COMPONENT = Component(
 )
 
 
-def _mlp(inputs: int, hidden: int, outputs: int, activation: type[nn.Module]) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inputs, hidden), activation(), nn.Linear(hidden, outputs))
+def _mlp(inputs: int, hidden: int, outputs: int, activation: type[nn.Module], dropout: float = 0.0) -> nn.Sequential:
+    if not dropout:
+        return nn.Sequential(nn.Linear(inputs, hidden), activation(), nn.Linear(hidden, outputs))
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(inputs, hidden), activation(), nn.Dropout(dropout),
+                         nn.Linear(hidden, outputs))
 
 
 class Contrastive(nn.Module):
@@ -85,7 +97,8 @@ class Contrastive(nn.Module):
     def __init__(self, encoder_dim: int, text_model: str | None = None, proj_dim: int = 512,
                  projection: str = "audio_mlp", hidden_dim: int | None = None, text_pooling: str = "mean",
                  temperature: float = 0.07, learn_temperature: bool = True, max_logit_scale: float = 100.0,
-                 reduction: str = "mean", embed_reg: bool = False, train_text: bool = True):
+                 reduction: str = "mean", embed_reg: bool = False, train_text: bool = True,
+                 audio_pooling: str = "mean", activation: str | None = None, dropout: float = 0.0):
         super().__init__()
         from encoders.text import load_text_encoder
 
@@ -93,11 +106,17 @@ class Contrastive(nn.Module):
             raise ValueError(f"projection must be 'audio_mlp' or 'both_mlp', got {projection!r}")
         if text_pooling not in ("mean", "cls"):
             raise ValueError(f"text_pooling must be 'mean' or 'cls', got {text_pooling!r}")
+        if audio_pooling not in ("mean", "max+mean"):
+            raise ValueError(f"audio_pooling must be 'mean' or 'max+mean', got {audio_pooling!r}")
+        if projection == "both_mlp" and (activation or dropout):
+            raise ValueError("activation and dropout are options of projection: audio_mlp (both_mlp is the Auden "
+                             "CLAP's ReLU MLPs, without dropout)")
         self.text, text_dim = load_text_encoder(text_model)
         self.text.requires_grad_(train_text)
-        self.projection, self.text_pooling = projection, text_pooling
+        self.projection, self.text_pooling, self.audio_pooling = projection, text_pooling, audio_pooling
         if projection == "audio_mlp":
-            self.audio_proj = _mlp(encoder_dim, hidden_dim or encoder_dim, proj_dim, nn.GELU)
+            act = {"gelu": nn.GELU, "relu": nn.ReLU}[activation or "gelu"]
+            self.audio_proj = _mlp(encoder_dim, hidden_dim or encoder_dim, proj_dim, act, dropout)
             self.text_proj = nn.Linear(text_dim, proj_dim)
         else:
             self.audio_proj = _mlp(encoder_dim, hidden_dim or proj_dim, proj_dim, nn.ReLU)
@@ -123,12 +142,17 @@ class Contrastive(nn.Module):
     def embed_audio(self, frames: Tensor, lengths: Tensor) -> Tensor:
         """[B, P] unit-norm audio embeddings of encoder frames [B, T, D]."""
         valid = padding_mask(lengths, frames.shape[1])[..., None]
-        counts = lengths.clamp(min=1)[:, None]
         if self.projection == "audio_mlp":
-            pooled = (frames * valid).sum(1) / counts
-            return F.normalize(self.audio_proj(pooled).float(), dim=-1)
-        projected = self.audio_proj(frames).float().masked_fill(~valid, 0.0)
-        return F.normalize(projected.sum(1) / counts, dim=-1)
+            return F.normalize(self.audio_proj(self._pool(frames, valid, lengths)).float(), dim=-1)
+        projected = self.audio_proj(frames).float()
+        return F.normalize(self._pool(projected, valid, lengths), dim=-1)
+
+    def _pool(self, frames: Tensor, valid: Tensor, lengths: Tensor) -> Tensor:
+        """[B, D] of frames [B, T, D] over their valid frames: the mean, or max + mean (BLAT)."""
+        pooled = frames.masked_fill(~valid, 0.0).sum(1) / lengths.clamp(min=1)[:, None].to(frames.dtype)
+        if self.audio_pooling == "max+mean":
+            pooled = pooled + frames.masked_fill(~valid, float("-inf")).amax(1)
+        return pooled
 
     def embed_text(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """[B, P] unit-norm text embeddings of token ids [B, L]."""
