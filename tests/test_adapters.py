@@ -9,6 +9,7 @@ missing and unreadable clips counted and listed, never fatal.
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+MIRROR = Path(os.environ.get("HARNESS_MIRROR") or Path(__file__).resolve().parents[2] / "shared" / "mirror")
 
 
 def task_with_data(name: str, data: Path, monkeypatch) -> dict:
@@ -348,6 +352,20 @@ def vggsound_tree(root: Path) -> dict:
             "ghi_000005": ("test", "dog barking"), "jkl_000120": ("test", "playing piano")}
 
 
+def audioset_tree(root: Path) -> dict:
+    """Balanced train and eval segment CSVs (official format, comments included) and the clips
+    under audio/ in the downloaders' names; one listed segment has no file."""
+    head = "# Segments csv created Sun Mar  5 10:54:31 2017\n# YTID, start_seconds, end_seconds, positive_labels\n"
+    write(root / "balanced_train_segments.csv", head + '--PJHxphWEs, 30.000, 40.000, "/m/09x0r,/m/04rlf"\n'
+          'abcdEFGhijk, 0.000, 10.000, "/m/0bt9lr"\nmissing0000, 5.000, 15.000, "/m/0bt9lr"\n')
+    write(root / "eval_segments.csv", head + 'zyxwVUTsrqp, 10.000, 20.000, "/m/0bt9lr,/m/09x0r"\n')
+    wav(root / "audio" / "balanced" / "Y--PJHxphWEs.wav")
+    wav(root / "audio" / "abcdEFGhijk_0.000_10.000.flac")
+    wav(root / "audio" / "eval" / "zyxwVUTsrqp.wav")
+    return {"--PJHxphWEs": ("train", ["Speech", "Music"]), "abcdEFGhijk": ("train", ["Dog"]),
+            "zyxwVUTsrqp": ("test", ["Dog", "Speech"])}
+
+
 def voxceleb1_tree(root: Path) -> dict:
     rows = {"id10001/vidA/00001": "1", "id10001/vidA/00002": "1", "id10001/vidB/00001": "2", "id10001/vidC/00001": "3",
             "id10002/vidD/00001": "1", "id10002/vidE/00001": "3"}
@@ -448,6 +466,7 @@ def paper_data(tmp_path_factory):
         "cremad": cremad_tree(data / "CREMA-D"),
         "mtat": mtat_tree(data / "MagnaTagATune"),
         "nsynth": nsynth_tree(data / "NSynth"),
+        "audioset": audioset_tree(data / "AudioSet"),
     }
     us8k_tree(data / "UrbanSound8K")
     fsd50k_tree(data / "FSD50K")
@@ -461,7 +480,11 @@ def paper_data(tmp_path_factory):
 PAPER_TASKS = {"esc50": "esc50", "esc10": "esc50", "urbansound8k": "urbansound8k", "fsd50k": "fsd50k",
                "vggsound": "vggsound", "voxceleb1": "voxceleb1", "voxceleb2": "voxceleb2", "cremad": "cremad",
                "mtat": "mtat", "nsynth": "nsynth", "nsynth_pitch": "nsynth", "audiocaps": "audiocaps",
-               "clotho": "clotho", "musiccaps": "musiccaps"}
+               "clotho": "clotho", "musiccaps": "musiccaps", "audioset": "audioset",
+               # other evaluations of the same datasets (issue 16): they read the base task's clips
+               "esc50_zeroshot": "esc50", "urbansound8k_zeroshot": "urbansound8k", "vggsound_zeroshot": "vggsound",
+               "audioset_zeroshot": "audioset", "audiocaps_retrieval": "audiocaps", "clotho_retrieval": "clotho",
+               "audiocaps_captioning": "audiocaps", "clotho_captioning": "clotho"}
 
 
 def test_every_paper_task_validates_and_builds(paper_data, monkeypatch, tmp_path):
@@ -472,8 +495,10 @@ def test_every_paper_task_validates_and_builds(paper_data, monkeypatch, tmp_path
     names = sorted(n for n in tasks.available() if n.startswith("paper/"))
     assert names == sorted(f"paper/{n}" for n in PAPER_TASKS)
     metrics = {"fsd50k": "map", "vggsound": "accuracy", "voxceleb2": "accuracy", "cremad": "accuracy",
-               "mtat": "map", "nsynth": "accuracy"}
-    keys = set()
+               "mtat": "map", "nsynth": "accuracy", "audioset": "map", "audioset_zeroshot": "map"}
+    monkeypatch.setenv("HARNESS_MIRROR", str(MIRROR))  # AudioSet's class names: the verified asset
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    keys, datasets = set(), set()
     for name in names:
         task = tasks.load_task(name)
         leaf = name.split("/")[1]
@@ -482,13 +507,15 @@ def test_every_paper_task_validates_and_builds(paper_data, monkeypatch, tmp_path
         if leaf in metrics:
             assert task["metric"] == metrics[leaf], name
         keys.add(dataset_node(task["adapter"], task["args"]).key)
+        datasets.add(json.dumps([task["adapter"], task["args"]], sort_keys=True))
         index, cuts, _ = built(task, tmp_path)
         assert cuts, name
         splits = {c["custom"]["split"] for c in cuts}
         assert splits <= {"train", "valid", "test"}, name
         if task["kind"] == "retrieval":
             assert all(c["custom"]["captions"] for c in cuts)
-    assert len(keys) == len(names)  # variants get their own dataset node
+    assert len(keys) == len(datasets) < len(names)  # a variant reading other clips gets its own dataset node;
+    # one reading the same clips (zero-shot, retrieval, captioning of a dataset) shares its node
 
 
 def test_vggsound_missing_clips_are_counted(paper_data, monkeypatch, tmp_path):
@@ -504,6 +531,21 @@ def test_vggsound_missing_clips_are_counted(paper_data, monkeypatch, tmp_path):
     assert paths["def_000000"].endswith("def_000000.flac")
     assert index["missing"] == 1 and report["missing"] == [
         {"id": "zzz_000010", "path": str(data / "VGGSound" / "zzz_000010.wav")}]
+
+
+def test_audioset_eval_splits_labels_and_missing(paper_data, monkeypatch, tmp_path):
+    data, expected = paper_data
+    monkeypatch.setenv("HARNESS_MIRROR", str(MIRROR))
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    task = task_with_data("paper/audioset_zeroshot", data, monkeypatch)
+    assert (task["kind"], task["metric"], task["adapter"]) == ("zero-shot", "map", "audioset")
+    index, cuts, report = built(task, tmp_path)
+    got = by_id(cuts)
+    assert set(got) == set(expected["audioset"])
+    for cid, (split, labels) in expected["audioset"].items():
+        assert got[cid]["labels"] == labels
+        assert got[cid]["split"] == split or (split == "train" and got[cid]["split"] == "valid")
+    assert index["missing"] == 1 and report["missing"][0]["id"] == "missing0000"
 
 
 def test_voxceleb1_official_split(paper_data, monkeypatch, tmp_path):

@@ -37,7 +37,7 @@ def data_root(tmp_path_factory):
     for folder in ("UTS/audio", "AudioSet/audio", "CaptionStew"):
         (root / folder).mkdir(parents=True)
     for name in ("UTS/uts_400k.jsonl.gz", "CaptionStew/captions.csv", "AudioSet/unbalanced_train_segments.csv",
-                 "AudioSet/balanced_train_segments.csv"):
+                 "AudioSet/balanced_train_segments.csv", "AudioSet/eval_segments.csv"):
         (root / name).touch()
     return root
 

@@ -17,6 +17,13 @@ Audio is the user's, one file per segment under ``audio_dir``, named ``Y{YTID}``
 usual downloaders' name), ``{YTID}``, ``{YTID}_{start}`` or ``{YTID}_{start}_{end}``
 (and ``Y`` forms; see :func:`harness.sources._common.youtube_stems`). The file is taken to
 be the segment itself.
+
+Two components read it: the pre-training source (``kind: audioset``, any segment CSVs)
+and the evaluation adapter (``adapter: audioset``): the balanced train segments for
+training, ``eval_segments.csv`` for test, 10% of train (by a hash of the id) for
+validation, multi-label over the 527 classes (BLAT's zero-shot AudioSet mAP,
+``paper/audioset_zeroshot``). A segment of the list with no file is missing: counted and
+left out, as for every adapter.
 """
 
 from __future__ import annotations
@@ -27,23 +34,28 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from harness.errors import HarnessError
+from harness.sources._adapter import Adapter
 from harness.sources._common import (AudioIndex, Clip, Clips, Pathlike, SourceReport, as_paths, build_cuts, read_csv,
                                      require_file, youtube_stems)
 from harness.registry import Component
-from harness.schema import PathArg
+from harness.schema import PathArg, Str
 
-COMPONENT = Component(
-    kind="source",
-    target="read_audioset",
-    version="1",
-    doc="AudioSet: segment CSVs, audio named by YouTube id, class names",
-    options={
-        "segments": PathArg(must="file", many=True, doc="the segment CSVs"),
-        "audio_dir": PathArg(None, must="dir", many=True, doc="folder(s) of the audio"),
-        "classes": PathArg(None, must="file", mapping="as-is",
-                           doc="class_labels_indices.csv, or a mapping of mid to display name"),
-    },
-)
+COMPONENTS = [
+    Component(
+        kind="source",
+        target="read_audioset",
+        version="1",
+        doc="AudioSet: segment CSVs, audio named by YouTube id, class names",
+        options={
+            "segments": PathArg(must="file", many=True, doc="the segment CSVs"),
+            "audio_dir": PathArg(None, must="dir", many=True, doc="folder(s) of the audio"),
+            "classes": PathArg(None, must="file", mapping="as-is",
+                               doc="class_labels_indices.csv, or a mapping of mid to display name"),
+        },
+    ),
+    # A task file names it in `adapter: audioset` (balanced train / eval, multi-label).
+    Component(kind="adapter", target="AudioSetEval", version="1"),
+]
 
 WHAT = 'an AudioSet segment CSV (YTID, start_seconds, end_seconds, "positive_labels")'
 
@@ -121,3 +133,37 @@ def read_audioset(segments: Pathlike | Sequence[Pathlike], audio_dir: Pathlike |
         report.notes["unknown_mids"] = len(unknown)
     index = AudioIndex(audio_dir) if audio_dir is not None else None
     return build_cuts(clips, report, index), report
+
+
+class AudioSetEval(Adapter):
+    """AudioSet as a multi-label evaluation task (``adapter: audioset``): the balanced train
+    segments train, the eval segments test; labels are the classes' display names."""
+
+    name = "audioset"
+    title = "AudioSet"
+    layout = "balanced_train_segments.csv, eval_segments.csv and a folder of clips named by YouTube id"
+    required = ("balanced_train_segments.csv", "eval_segments.csv")
+    kinds = ("multilabel",)
+    valid_fraction = 0.1
+    args = {
+        "audio_dir": Str("audio", doc="folder of the clips, relative to root (searched recursively)"),
+        "classes": Str(None, doc="class_labels_indices.csv (default: the verified audioset-classes asset)"),
+    }
+    SPLIT_FILES = {"balanced_train_segments.csv": "train", "eval_segments.csv": "test"}
+
+    def metadata_files(self, args):
+        return list(self.SPLIT_FILES)
+
+    def records(self, args, log=print):
+        root = Path(args["root"])
+        names = load_classes(args.get("classes"))
+        files = AudioIndex(root / args.get("audio_dir", "audio"), missing_ok=True)
+        out, unknown = [], set()
+        for filename, split in self.SPLIT_FILES.items():
+            for _, ytid, start, end, mids in read_segments(root / filename):
+                unknown.update(m for m in mids if m not in names)
+                path = files.find(youtube_stems(ytid, start, end)) or root / args.get("audio_dir", "audio") / f"Y{ytid}.wav"
+                out.append(Clip(id=ytid, path=str(path), split=split, labels=[names.get(m, m) for m in mids]))
+        if unknown:
+            log(f"AudioSet: {len(unknown)} label ids not in the class list kept as ids")
+        return out
