@@ -28,7 +28,7 @@ def data_root(tmp_path_factory):
     audiocaps_tree(root / "AudioCaps")
     clotho_tree(root / "Clotho")
     (root / "AudioSet" / "audio").mkdir(parents=True)
-    for name in ("unbalanced_train_segments.csv", "balanced_train_segments.csv"):
+    for name in ("unbalanced_train_segments.csv", "balanced_train_segments.csv", "eval_segments.csv"):
         (root / "AudioSet" / name).touch()
     return root
 
@@ -60,7 +60,7 @@ def test_blat_study_plans_captioner_clap_zero_shot_and_retrieval(paper_env, caps
     assert (options["temperature"], options["learn_temperature"]) == (0.07, True)
     kinds = {n.coords["task"]: n.config["task"]["kind"] for n in stages["probe"]}
     assert {t for t, k in kinds.items() if k == "zero-shot"} == {
-        "paper/esc50_zeroshot", "paper/urbansound8k_zeroshot", "paper/vggsound_zeroshot"}
+        "paper/esc50_zeroshot", "paper/urbansound8k_zeroshot", "paper/vggsound_zeroshot", "paper/audioset_zeroshot"}
     assert {t for t, k in kinds.items() if k == "retrieval"} == {"paper/audiocaps", "paper/clotho"}
 
 
