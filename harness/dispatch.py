@@ -8,9 +8,9 @@ executor, so a local run takes the code path a cluster run takes.
 
 Locally, pre-training runs in a process of its own (submitit's ``LocalExecutor``) and
 every other job in a warm worker (:mod:`harness.workers`): one per slot, with torch
-already imported, so a job of a fifth of a second costs about that. Ready pre-trainings
-are started before any other ready job: they are the long ones, and the small jobs fill
-the slots around them.
+already imported, so a job of a fifth of a second costs about that. Ready pre-trainings,
+and the jobs they wait on, are started before any other ready job: they are the long
+ones, and the small jobs fill the slots around them.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def run_graph(graph: Graph, layout: Layout, executor_kind: str = "local", max_pa
     blocked_ids: set[str] = set()
     running: dict[str, tuple[Node, Any]] = {}
     pool = WorkerPool(max_parallel, layout.log_dir, timeout_min * 60) if executor_kind == "local" else None
-    pending.sort(key=lambda n: n.stage not in OWN_PROCESS)  # long jobs first (stable: graph order within)
+    first = _feeding_long(graph)
+    pending.sort(key=lambda n: n.id not in first)  # long jobs and their inputs first (see the module docstring)
 
     with GraphProgress(graph, done_ids, enabled=progress) as bar, pool or _nothing():
         while pending or running:
@@ -168,6 +169,18 @@ def run_graph(graph: Graph, layout: Layout, executor_kind: str = "local", max_pa
             if running:
                 pool.wait(0.2) if pool else time.sleep(0.2)
     return summary
+
+
+def _feeding_long(graph: Graph) -> set[str]:
+    """Ids of the long jobs (:data:`~harness.workers.OWN_PROCESS`) and of every node upstream of one."""
+    found: set[str] = set()
+    stack = [n for n in graph if n.stage in OWN_PROCESS]
+    while stack:
+        node = stack.pop()
+        if node.id not in found:
+            found.add(node.id)
+            stack.extend(node.inputs.values())
+    return found
 
 
 @contextlib.contextmanager
