@@ -18,7 +18,9 @@ completion record), so that a report can date its results from them.
 For a k-fold task the value is the mean over folds: ``n_folds`` counts them,
 ``fold_values`` (JSON) lists each fold's test value and ``hparams`` the hyperparameters
 chosen on each fold; ``n_test`` sums the folds' test clips. Retrieval rows carry
-``recall@k`` per direction (head ``text-to-audio`` / ``audio-to-text``); zero-shot rows
+``recall@k`` per direction (head ``text-to-audio`` / ``audio-to-text``; a retrieval probe's
+trained text side: ``trained-text-to-audio`` / ``trained-audio-to-text``); captioning rows one
+per caption metric (head ``greedy``: ``bleu_4``, ``meteor``, ``rouge_l``, ``cider_d``); zero-shot rows
 have head ``zero-shot``. A retrieval or zero-shot task of an encoder without a text side
 is recorded as not applicable by the probe job and gives no row. A study with a
 ``search:`` block adds a ``search`` column (JSON: the values its Optuna search chose,
@@ -127,8 +129,9 @@ def result_rows(graph: Graph, layout: Layout, study_name: str) -> list[dict[str,
 def sweep_rows(base: dict[str, Any], sweep: dict[str, Any]) -> list[dict[str, Any]]:
     """The result rows of one probe job's ``sweep.json``, each extending ``base``."""
     rows: list[dict[str, Any]] = []
-    if "recalls" in sweep:  # retrieval: one row per direction and k
-        for head, values in sweep["recalls"].items():
+    table = sweep.get("recalls") or sweep.get("scores")
+    if table:  # retrieval: one row per direction and k; captioning: per decoding and caption metric
+        for head, values in table.items():
             for metric, value in values.items():
                 rows.append({**base, "head": head, "metric": metric, "value": float(value),
                              "valid_value": float("nan"), "n_folds": 1, "fold_values": None,

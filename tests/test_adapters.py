@@ -512,7 +512,7 @@ def test_every_paper_task_validates_and_builds(paper_data, monkeypatch, tmp_path
         assert cuts, name
         splits = {c["custom"]["split"] for c in cuts}
         assert splits <= {"train", "valid", "test"}, name
-        if task["kind"] == "retrieval":
+        if task["kind"] in ("retrieval", "retrieval-probe", "captioning"):
             assert all(c["custom"]["captions"] for c in cuts)
     assert len(keys) == len(datasets) < len(names)  # a variant reading other clips gets its own dataset node;
     # one reading the same clips (zero-shot, retrieval, captioning of a dataset) shares its node
