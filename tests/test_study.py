@@ -53,7 +53,7 @@ def test_quickstart_loads_with_defaults_resolved():
     assert objectives[0] == {"name": "mtc", "options": {}}  # shorthand expanded
     assert [o["name"] for o in objectives] == ["mtc", "par", "captioning", "contrastive", "multitask"]
     assert cfg["compute"]["executor"] == "local"
-    assert len(cfg["probes"]["tasks"]) == 5
+    assert len(cfg["probes"]["tasks"]) == 6  # speech 2, music 2, environment 2 (one multi-label)
 
 
 def test_minimal_study_gets_defaults(tmp_path):
