@@ -385,7 +385,7 @@ def test_the_shipped_external_study_plans_with_tiny_models(models, monkeypatch):
     graph = _graph(ROOT / "studies" / "external.yaml")
     arms = {n.coords["objective"] for n in graph if n.stage in ("pretrain", "external")}
     assert arms == {"mtc", "contrastive", "random", "wav2vec2-tiny", "hear_api"}
-    assert len([n for n in graph if n.stage == "probe"]) == 5 * 5  # arms x tasks
+    assert len([n for n in graph if n.stage == "probe"]) == 5 * 6  # arms x tasks
 
 
 # --------------------------------------------------------------------------- the stages

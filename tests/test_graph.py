@@ -33,18 +33,18 @@ def counts(graph):
 
 def test_quickstart_graph_shape(real_quickstart):
     graph = expand(real_quickstart)
-    # MTC, PAR, multi-task at 2 sizes; captioning, contrastive once; the random baseline: 9 runs x 5 tasks.
+    # MTC, PAR, multi-task at 2 sizes; captioning, contrastive once; the random baseline: 9 runs x 6 tasks.
     assert counts(graph) == {"dataset": 1, "captions": 1, "tags": 1, "tagsystem": 2, "pretrain": 9,
-                             "embed": 45, "probe": 45}
+                             "embed": 54, "probe": 54}
     runs = {(n.coords["objective"], n.coords["tag_system"]) for n in graph.by_stage()["pretrain"]}
     assert runs == {("mtc", "K=32"), ("mtc", "K=64"), ("par", "K=32"), ("par", "K=64"), ("multitask", "K=32"),
                     ("multitask", "K=64"), ("captioning", "-"), ("contrastive", "-"), ("random", "-")}
 
 
 def test_mtc_only_graph_shape(quickstart):
-    # 1 source x 2 sizes x 1 objective x 1 seed MTC runs, plus the random baseline: 3 runs x 5 tasks.
+    # 1 source x 2 sizes x 1 objective x 1 seed MTC runs, plus the random baseline: 3 runs x 6 tasks.
     assert counts(expand(quickstart)) == {"dataset": 1, "captions": 1, "tags": 1, "tagsystem": 2, "pretrain": 3,
-                                          "embed": 15, "probe": 15}
+                                          "embed": 18, "probe": 18}
 
 
 def test_topological_order(quickstart):
@@ -69,7 +69,7 @@ def test_cross_product_of_sources_sizes_objectives_seeds(quickstart):
     c = counts(graph)
     # 2 sources x 2 sizes x 3 seeds MTC runs + 3 random seeds
     assert c["pretrain"] == 2 * 2 * 3 + 3
-    assert c["embed"] == c["pretrain"] * 5 and c["probe"] == c["embed"]
+    assert c["embed"] == c["pretrain"] * 6 and c["probe"] == c["embed"]
     # the probe tasks read the seed-0 suite, which is also the first source: 2 datasets in all
     assert c["dataset"] == 2
 
@@ -103,20 +103,20 @@ def changed_stages(before, after) -> dict[str, int]:
 def test_probe_setting_changes_only_probe_nodes(quickstart):
     cfg = copy.deepcopy(quickstart)
     cfg["probes"]["lrs"] = [0.1]
-    assert changed_stages(quickstart, cfg) == {"probe": 15}
+    assert changed_stages(quickstart, cfg) == {"probe": 18}
 
 
 def test_training_setting_changes_only_downstream_of_pretrain(quickstart):
     cfg = copy.deepcopy(quickstart)
     cfg["pretrain"]["steps"] = 301
     # the random baseline does not train, so it is untouched
-    assert changed_stages(quickstart, cfg) == {"pretrain": 2, "embed": 10, "probe": 10}
+    assert changed_stages(quickstart, cfg) == {"pretrain": 2, "embed": 12, "probe": 12}
 
 
 def test_tag_system_size_change_touches_one_branch(quickstart):
     cfg = copy.deepcopy(quickstart)
     cfg["tagging"]["sizes"] = [32, 48]
-    assert changed_stages(quickstart, cfg) == {"tagsystem": 1, "pretrain": 1, "embed": 5, "probe": 5}
+    assert changed_stages(quickstart, cfg) == {"tagsystem": 1, "pretrain": 1, "embed": 6, "probe": 6}
 
 
 def test_runtime_settings_do_not_change_keys(quickstart):
