@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -45,6 +47,20 @@ class Encoder(nn.Module):
         the default does nothing.
         """
 
+
+
+def size_config(sizes: dict[str, dict[str, Any]], size: str, defaults: dict[str, Any],
+                overrides: dict[str, Any]) -> dict[str, Any]:
+    """An encoder's settings: preset ``size`` of ``sizes`` with ``defaults``, then the
+    study's ``overrides`` (each must name one of those settings)."""
+    if size not in sizes:
+        raise ValueError(f"unknown size {size!r}; known: {', '.join(sizes)}")
+    cfg = {**sizes[size], **defaults}
+    unknown = set(overrides) - set(cfg)
+    if unknown:
+        raise ValueError(f"unknown override(s) {sorted(unknown)}; allowed: {sorted(cfg)}")
+    cfg.update(overrides)
+    return cfg
 
 def padding_mask(lengths: Tensor, max_len: int) -> Tensor:
     """Boolean [B, max_len] mask, True at the valid positions ``t < lengths[b]``."""

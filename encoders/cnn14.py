@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from encoders.base import Encoder, padding_mask
+from encoders.base import Encoder, padding_mask, size_config
 from harness.registry import Component
 from harness.schema import Num
 
@@ -86,13 +86,7 @@ class Cnn14(Encoder):
 
     def __init__(self, size: str = "tiny", input_dim: int = 64, **overrides: int | float):
         super().__init__()
-        if size not in SIZES:
-            raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
-        cfg: dict[str, float] = {**SIZES[size], "dropout": 0.2}
-        unknown = set(overrides) - set(cfg)
-        if unknown:
-            raise ValueError(f"unknown override(s) {sorted(unknown)}; allowed: {sorted(cfg)}")
-        cfg.update(overrides)
+        cfg = size_config(SIZES, size, {"dropout": 0.2}, overrides)
         width = int(cfg["width"])
         channels = [width * m for m in MULTIPLIERS]
         self.dropout = float(cfg["dropout"])

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchaudio.models import Conformer
 
-from encoders.base import Encoder, padding_mask
+from encoders.base import Encoder, padding_mask, size_config
 from encoders.features import FRAME_RATE
 from encoders.transformer import ConvSubsampling, sinusoidal_positions
 from harness.registry import Component
@@ -67,13 +67,7 @@ class ConformerEncoder(Encoder):
 
     def __init__(self, size: str = "tiny", input_dim: int = 80, subsample: int = 4, **overrides: int | float | bool):
         super().__init__()
-        if size not in SIZES:
-            raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
-        cfg: dict[str, float] = {**SIZES[size], "dropout": 0.1, "convolution_first": False}
-        unknown = set(overrides) - set(cfg)
-        if unknown:
-            raise ValueError(f"unknown override(s) {sorted(unknown)}; allowed: {sorted(cfg)}")
-        cfg.update(overrides)
+        cfg = size_config(SIZES, size, {"dropout": 0.1, "convolution_first": False}, overrides)
         self.dim = int(cfg["dim"])
         self.num_layers = int(cfg["num_layers"])
         self.frame_rate = FRAME_RATE / subsample

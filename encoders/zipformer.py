@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from encoders.base import Encoder, padding_mask
+from encoders.base import Encoder, padding_mask, size_config
 from harness.registry import Component
 from harness.schema import Any_, Bool, List, Num
 
@@ -218,13 +218,7 @@ class ZipformerEncoder(Encoder):
 
     def __init__(self, size: str = "tiny", input_dim: int = 80, **overrides: Any):
         super().__init__()
-        if size not in SIZES:
-            raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
-        cfg: dict[str, Any] = {**SIZES[size], "dropout": None, "causal": False}
-        unknown = set(overrides) - set(cfg)
-        if unknown:
-            raise ValueError(f"unknown override(s) {sorted(unknown)}; allowed: {sorted(cfg)}")
-        cfg.update(overrides)
+        cfg = size_config(SIZES, size, {"dropout": None, "causal": False}, overrides)
         zp = zipformer_package()
         if cfg["dropout"] is None:
             del cfg["dropout"]  # Zipformer's own default: the schedule below
