@@ -152,13 +152,16 @@ def _commits(snap: Mapping[str, Any]) -> str:
 
 def _results_block(snap: Mapping[str, Any], claims: str) -> str:
     sizes = [int(snap["task_info"][t]["n_test"]) for t in snap["tasks"]]
-    point = f"{100 / max(sizes):.1f}–{100 / min(sizes):.1f}" if min(sizes) != max(sizes) else f"{100 / sizes[0]:.1f}"
+    lo, hi = f"{100 / max(sizes):.2g}", f"{100 / min(sizes):.2g}"
+    point = lo if lo == hi else f"{lo}–{hi}"
+    clips = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}–{max(sizes)}"
     seeds = snap["seeds"]
     completed = snap["completed"] or "an unrecorded time"
-    intro = (f"What the quickstart reports (`harness report`, table `main_{snap['head']}`: test accuracy of a linear "
-             f"probe on the mean-pooled last layer, chosen on validation; pre-training seed "
-             f"{', '.join(str(s) for s in seeds)}; results of commit {_commits(snap)}, completed "
-             f"{completed[:10]}). The mini suite is small: one test clip is {point} points of accuracy.")
+    intro = (f"What the quickstart reports (`harness report`, table `main_{snap['head']}`: the test metric of a "
+             f"linear probe on the mean-pooled last layer, chosen on validation: accuracy, mAP for the multi-label "
+             f"task; pre-training seed {', '.join(str(s) for s in seeds)}; results of commit {_commits(snap)}, "
+             f"completed {completed[:10]}). Each test set holds {clips} clips: one test clip is {point} points of "
+             f"accuracy.")
     n = len(snap["bootstrap"])
     boot = snap["bootstrap"][0]["n_boot"] if n else 0
     after = (f"The paired bootstrap of the report (each arm against the random encoder on the same test clips, "
