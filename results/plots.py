@@ -383,9 +383,12 @@ def _heatmap(values, rows, columns, stem, width, mode, metric, reference) -> Non
         ax.grid(False)
         for side in ax.spines.values():
             side.set_visible(False)
-        bar = fig.colorbar(image, ax=ax, shrink=0.9 if one else 0.8, aspect=25, pad=0.02)
+        if one:  # one column: the colour bar below, so the columns keep the width their names need
+            bar = fig.colorbar(image, ax=ax, location="bottom", shrink=0.9, aspect=30, pad=0.04)
+        else:
+            bar = fig.colorbar(image, ax=ax, shrink=0.8, aspect=25, pad=0.02)
         bar.set_label(label)
-        bar.ax.yaxis.set_major_formatter(_signed_formatter(mode == "difference"))
+        (bar.ax.xaxis if one else bar.ax.yaxis).set_major_formatter(_signed_formatter(mode == "difference"))
         save(fig, stem)
 
 
