@@ -81,9 +81,9 @@ def test_tagging_block_runs_as_cached_nodes(tmp_path, harness_env):
     paths = {n.stage: layout.store_for(n.stage).path(n.stage, n.key) for n in graph}
 
     captions = [json.loads(l) for l in (paths["captions"] / "captions.jsonl").read_text().splitlines()]
-    assert len(captions) == 800 and server.count == len({c["caption"] for c in captions})
+    assert len(captions) == 1200 and server.count == len({c["caption"] for c in captions})
     report = json.loads((paths["tags"] / "parse_report.json").read_text())
-    assert report["total"] == 800 and report["accepted"] == 800 and report["request_errors"] == 0
+    assert report["total"] == 1200 and report["accepted"] == 1200 and report["request_errors"] == 0
     tags = [json.loads(l)["tags"] for l in (paths["tags"] / "tags.jsonl").read_text().splitlines()]
     assert all(1 <= len(t) <= 6 for t in tags)
 
