@@ -151,7 +151,8 @@ def records(out: Path) -> dict[str, dict]:
 @pytest.mark.slow
 def test_a_runs_small_nodes_are_one_slurm_job_and_a_rerun_after_scancel_completes_only_the_missing(
         cluster, tmp_path, harness_env):  # noqa: F811
-    path = write_study(tmp_path, name="grouped", epochs=600, baselines=[])  # each probe runs for seconds
+    path = write_study(tmp_path, name="grouped", epochs=15000, baselines=[])  # each probe runs for >10 s,
+    # longer than KillWait (5 s): the scancel kills the group job in its first probe
     out = tmp_path / "out"
     small = [n for n in graph_of(path) if n.stage in ("embed", "probe")]
     ids = [n.id for n in small]
