@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from figure_checks import checked_saves, with_problems
 from results import plots
 from synthetic_results import synthetic_results
 
@@ -47,28 +48,14 @@ def test_language_panels_need_language_rows_and_two_sizes(tmp_path) -> None:
 
 
 def test_report_draws_the_language_panels_and_tables_them(tmp_path) -> None:
-    from results import plots as plots_module
-    from results import style
     from results.report import write_report
 
     results = tmp_path / "results.parquet"
     _with_language(synthetic_results()).to_parquet(results, index=False)
-    problems: dict[str, list[str]] = {}
-    real_save = style.save
-
-    def checked_save(fig, stem):
-        problems[str(stem)] = style.text_problems(fig)
-        return real_save(fig, stem)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(style, "save", checked_save)
-    mp.setattr(plots_module, "save", checked_save)
-    try:
+    with checked_saves() as problems:
         index = write_report(results, tmp_path / "report", title="Language panels")
-    finally:
-        mp.undo()
     figures = tmp_path / "report" / "figures"
     assert (figures / "tag_system_size_language.png").exists() and (figures / "tag_system_size.png").exists()
-    assert {k: v for k, v in problems.items() if v} == {}
+    assert problems and with_problems(problems) == {}
     text = index.read_text() if hasattr(index, "read_text") else (tmp_path / "report" / "index.md").read_text()
     assert "retrieval R@1" in text and "captioning CIDEr-D" in text

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from figure_checks import checked_saves
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,30 +37,21 @@ def rebuild_report(run: Path, out: Path, home: str) -> tuple[Path, dict]:
     from harness.dispatch import Layout
     from harness.graph import expand
     from harness.study import load_study
-    from results import plots, style
     from results.report import write_report
-
-    problems: dict[str, tuple[float, list[str]]] = {}
-    real = style.save
-
-    def checked(fig, stem):
-        problems[Path(stem).name] = (round(float(fig.get_size_inches()[0]), 2), style.text_problems(fig))
-        return real(fig, stem)
 
     study = load_study(ROOT / "studies" / "quickstart.yaml")
     layout = Layout(out=run, cache=Path(home))
     mp = pytest.MonkeyPatch()
-    mp.setattr(style, "save", checked)
-    mp.setattr(plots, "save", checked)
     mp.setenv("HARNESS_HOME", home)
     old = os.umask(0o022)
     try:
-        index = write_report(run / "results.parquet", out, title="quickstart", study=study, graph=expand(study.config),
-                             layout=layout, log=lambda _m: None)
+        with checked_saves() as problems:
+            index = write_report(run / "results.parquet", out, title="quickstart", study=study,
+                                 graph=expand(study.config), layout=layout, log=lambda _m: None)
     finally:
         os.umask(old)
         mp.undo()
-    return index, problems
+    return index, {Path(stem).name: found for stem, found in problems.items()}
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import stat
 
 import pytest
 
+from figure_checks import checked_saves, with_problems
 from results.report import ONE_COLUMN, bootstrap_renderings, bootstrap_summary, domain_means, write_report
 from synthetic_results import N_TEST, TASKS, expected_value, synthetic_results
 
@@ -20,29 +21,17 @@ from synthetic_results import N_TEST, TASKS, expected_value, synthetic_results
 def report(tmp_path_factory):
     """The synthetic report, written twice under umask 022; every figure drawn is checked
     for small or overlapping text (results.style.text_problems) as it is saved."""
-    from results import plots, style
-
     root = tmp_path_factory.mktemp("report")
     frame = synthetic_results()
     results = root / "results.parquet"
     frame.to_parquet(results, index=False)
-    problems: dict[str, list[str]] = {}
-    real_save = style.save
-
-    def checked_save(fig, stem):
-        problems[str(stem)] = style.text_problems(fig)
-        return real_save(fig, stem)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(style, "save", checked_save)
-    mp.setattr(plots, "save", checked_save)
     old = os.umask(0o022)
     try:
-        index = write_report(results, root / "a", title="Synthetic study")
-        write_report(results, root / "b", title="Synthetic study")
+        with checked_saves() as problems:
+            index = write_report(results, root / "a", title="Synthetic study")
+            write_report(results, root / "b", title="Synthetic study")
     finally:
         os.umask(old)
-        mp.undo()
     return root, index, problems
 
 
@@ -73,7 +62,7 @@ def test_figures_are_printed_at_column_widths_with_clean_text(report) -> None:
     7 pt, no overlapping text, no legend over data or another legend."""
     root, index, problems = report
     assert len(problems) == 2 * 2 * 2  # two figures, two widths, two reports
-    assert all(not p for p in problems.values()), {k: v for k, v in problems.items() if v}
+    assert with_problems(problems) == {}
     from PIL import Image
 
     for stem, inches in (("tag_system_size", 6.9), (f"tag_system_size{ONE_COLUMN}", 3.3),
