@@ -240,29 +240,6 @@ def job_paths(log_dir: Path, job_id: str):
     return JobPaths(log_dir / "%j", job_id=job_id, task_id=0)
 
 
-ENDED_OK = ACTIVE | {"COMPLETED"}
-
-
-def completing(job_ids: list[str], timeout: float = 30) -> set[str]:
-    """The jobs among ``job_ids`` whose processes are still being stopped.
-
-    sacct reads a cancelled (or failed, or timed-out) job and its steps ended at once, while
-    Slurm goes on waiting up to KillWait for the processes to exit (squeue: COMPLETING);
-    submitit's job ignores SIGTERM, so a node of a group job may still publish in that time.
-    Until squeue lets go of such a job it is read as running: a node is never reported
-    failed and then found complete. Jobs squeue no longer knows, or no answer, are ended.
-    """
-    if not job_ids or shutil.which("squeue") is None:
-        return set()
-    try:
-        proc = subprocess.run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(job_ids)], capture_output=True,
-                              text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return set()
-    rows = (line.split("|", 1) for line in proc.stdout.splitlines() if "|" in line)
-    return {job.strip() for job, state in rows if _word(state) in ACTIVE} & set(job_ids)
-
-
 def _word(state: str) -> str:
     """The state's name: ``CANCELLED by 0`` -> CANCELLED, ``RUNNING+`` -> RUNNING."""
     return state.split()[0].rstrip("+").upper() if state and state.strip() else "UNKNOWN"
@@ -455,8 +432,6 @@ def run(graph, layout, settings: SlurmSettings, study: str, detach: bool = False
             if silent_since is not None:
                 bar.say(f"slurm: sacct answers again after {time.time() - silent_since:.0f} s")
                 silent_since = None
-            for job_id in completing([j for j, row in rows.items() if _word(row.get("State", "")) not in ENDED_OK]):
-                rows[job_id] = {**rows[job_id], "State": "COMPLETING"}  # its processes may still publish a node
             views: dict[str, JobView] = {}
             for nid, rec in live.items():
                 node = by_id[nid]

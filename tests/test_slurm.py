@@ -694,7 +694,8 @@ def test_preempted_job_is_resubmitted_and_resumes(cluster, tmp_path, harness_env
     urgent = subprocess.run(["sinfo", "-h", "-p", "urgent", "-o", "%P"], capture_output=True, text=True).stdout
     if not urgent.strip():
         pytest.skip("the cluster has no 'urgent' partition that preempts (scripts/slurm-up.sh makes one)")
-    path = write_study(tmp_path, name="preempt", steps=60, every=10, baselines=[])
+    # 300 steps (about 30 s): the preempted job cannot finish within KillWait (submitit ignores SIGTERM)
+    path = write_study(tmp_path, name="preempt", steps=300, every=10, baselines=[])
     out = tmp_path / "out"
     run = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--executor", "slurm", "--out",
                             str(out), "--no-progress"], env=harness_env, stdout=subprocess.PIPE,

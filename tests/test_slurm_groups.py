@@ -181,6 +181,10 @@ def test_a_runs_small_nodes_are_one_slurm_job_and_a_rerun_after_scancel_complete
         if run.poll() is None:
             run.kill()
     assert run.returncode == 1, stderr
+    # sacct reads the job CANCELLED at once, while its processes may run on for KillWait (submitit
+    # ignores SIGTERM) and publish one more node: read the store once Slurm has let go of the job
+    wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+                                        text=True).stdout.strip(), 120, "the cancelled job's processes to end")
     done = {n.id: (out / "store" / n.stage / n.key / "_done.json").read_bytes() for n in small if stored(n)}
     missing = [i for i in ids if i not in done]
     assert small[0].id in done and missing, stderr
