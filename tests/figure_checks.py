@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -33,5 +32,5 @@ def checked_saves() -> Iterator[dict[str, tuple[float, list[str]]]]:
 
 
 def with_problems(problems: dict[str, tuple[float, list[str]]]) -> dict[str, list[str]]:
-    """The figures (by file name) that have a text problem, and their problems."""
-    return {Path(stem).name: found for stem, (_, found) in problems.items() if found}
+    """The figures (by stem, so two reports' copies stay apart) that have a text problem, and their problems."""
+    return {stem: found for stem, (_, found) in problems.items() if found}
